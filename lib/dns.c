@@ -1,0 +1,612 @@
+/* c-ares on the libuv loop: MX, A and AAAA lookups for relayd's flush and fetchd.
+ *
+ * c-ares tells which sockets it wants watched through ARES_OPT_SOCK_STATE_CB; each gets a
+ * uv_poll_t, and one uv_timer_t follows ares_timeout() so retries and timeouts happen
+ * without blocking the loop. Every entry into c-ares (a poll or timer event, a new query)
+ * is counted in depth: dns_free() from inside a callback only marks the resolver, and the
+ * teardown (ares_cancel, ares_destroy) runs once the outermost entry returns, because
+ * c-ares must not be destroyed from inside its own processing.
+ *
+ * Answers that need no query (IP literals, "localhost") and queries that c-ares ends
+ * while they are being started wait on a ready list that a zero timer (kick) delivers
+ * from the loop, so no callback runs inside the call that asked for it.
+ *
+ * c-ares statuses are translated here and nowhere else (dns_status). Choosing among the
+ * exchangers is mx.c's work. */
+#include "dns.h"
+
+#include <arpa/inet.h>
+#include <arpa/nameser.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <ares.h>
+#include <uv.h>
+
+#include "hf_err.h"
+#include "log.h"
+
+struct dns_poll {
+    uv_poll_t h;
+    struct dns *d;
+    ares_socket_t fd;
+    bool closing;
+    struct dns_poll *next;
+};
+
+struct dns_req;
+
+/* One family's query of one host: the callback argument. */
+struct dns_fam {
+    struct dns_host *hq;
+    int family;
+};
+
+/* The address lookups of one host. */
+struct dns_host {
+    struct dns_req *req;
+    struct dns_fam fam[2]; /* [0] A, [1] AAAA */
+    int st[2];             /* translated status of each family */
+    struct in_addr a4[DNS_ADDR_MAX];
+    size_t n4;
+    struct ares_in6_addr a6[DNS_ADDR_MAX];
+    size_t n6;
+    struct sockaddr_storage addrs[2 * DNS_ADDR_MAX];
+};
+
+struct dns_req {
+    struct dns *d;
+    bool is_mx;
+    bool submitting; /* inside dns_*_resolve: completion goes to the ready list */
+    bool implicit;
+    bool cancelled;
+    int status;
+    unsigned pending; /* outstanding c-ares queries, plus one while starting them */
+    char name[MX_NAME_MAX + 2];
+    struct mx_host *hosts; /* nhosts, results */
+    struct dns_host *hq;   /* nhosts, lookup state */
+    size_t nhosts;
+    dns_mx_cb mx_cb;
+    dns_addr_cb addr_cb;
+    void *arg;
+    struct dns_req *next_ready;
+};
+
+struct dns {
+    uv_loop_t *loop;
+    ares_channel ch;
+    uv_timer_t timer; /* follows ares_timeout() */
+    uv_timer_t kick;  /* delivers the ready list */
+    struct dns_poll *polls;
+    struct dns_req *ready, **ready_tail;
+    unsigned depth;   /* nesting of entries into c-ares and our callbacks */
+    unsigned handles; /* open libuv handles; d is freed when the last one closes */
+    bool freeing;
+    bool torn_down;
+};
+
+static void dns_teardown(struct dns *d);
+
+/* The border: c-ares status -> project code (STYLE.md). */
+static int dns_status(int st)
+{
+    switch (st) {
+    case ARES_SUCCESS:
+        return 0;
+    case ARES_ENOTFOUND: /* NXDOMAIN: the name does not exist */
+    case ARES_EBADNAME:
+        return HF_EDNS;
+    case ARES_ENODATA: /* the name exists without records of the type (NODATA) */
+        return -ENOENT;
+    case ARES_ENOMEM:
+        return -ENOMEM;
+    case ARES_ECANCELLED:
+    case ARES_EDESTRUCTION:
+        return -ECANCELED;
+    default:
+        /* ARES_ESERVFAIL, ARES_ETIMEOUT, ARES_ECONNREFUSED, ARES_EREFUSED, ARES_EFORMERR,
+         * ARES_ENOTIMP, ARES_EBADRESP...: a server problem is never a reason to bounce. */
+        return HF_EDNSTEMP;
+    }
+}
+
+
+/* ---- loop integration ---- */
+
+static void dns_timer_cb(uv_timer_t *t);
+
+/* Rearms the timer for c-ares' next timeout, or stops it when nothing is pending. */
+static void dns_timer_update(struct dns *d)
+{
+    struct timeval tv, *tvp;
+    if (d->freeing)
+        return;
+    tvp = ares_timeout(d->ch, NULL, &tv);
+    if (!tvp) {
+        uv_timer_stop(&d->timer);
+        return;
+    }
+    uint64_t ms = (uint64_t)tvp->tv_sec * 1000 + ((uint64_t)tvp->tv_usec + 999) / 1000;
+    uv_timer_start(&d->timer, dns_timer_cb, ms, 0);
+}
+
+static void dns_enter(struct dns *d)
+{
+    d->depth++;
+}
+
+/* Leaves an entry; the outermost one runs a teardown that dns_free() deferred, or
+ * rearms the timer. */
+static void dns_leave(struct dns *d)
+{
+    if (--d->depth > 0)
+        return;
+    if (d->freeing) {
+        if (!d->torn_down)
+            dns_teardown(d);
+        return;
+    }
+    dns_timer_update(d);
+}
+
+static void dns_timer_cb(uv_timer_t *t)
+{
+    struct dns *d = t->data;
+    dns_enter(d);
+    ares_process_fd(d->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+    dns_leave(d);
+}
+
+static void dns_poll_cb(uv_poll_t *h, int status, int events)
+{
+    struct dns_poll *p = h->data;
+    struct dns *d = p->d;
+    ares_socket_t fd = p->fd, rfd = ARES_SOCKET_BAD, wfd = ARES_SOCKET_BAD;
+    /* On a poll error let c-ares try both directions: its recv/send sees the error. */
+    if (status < 0 || (events & UV_READABLE))
+        rfd = fd;
+    if (status < 0 || (events & UV_WRITABLE))
+        wfd = fd;
+    dns_enter(d);
+    ares_process_fd(d->ch, rfd, wfd);
+    dns_leave(d);
+}
+
+static void dns_handle_closed(struct dns *d)
+{
+    if (--d->handles == 0 && d->torn_down)
+        free(d);
+}
+
+static void dns_poll_closed(uv_handle_t *h)
+{
+    struct dns_poll *p = h->data;
+    struct dns *d = p->d;
+    free(p);
+    dns_handle_closed(d);
+}
+
+static void dns_timer_closed(uv_handle_t *h)
+{
+    dns_handle_closed(h->data);
+}
+
+/* Unlinks p and closes its handle; c-ares may close the socket right after. */
+static void dns_poll_close(struct dns_poll *p)
+{
+    struct dns_poll **pp = &p->d->polls;
+    while (*pp && *pp != p)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = p->next;
+    p->closing = true;
+    uv_close((uv_handle_t *)&p->h, dns_poll_closed);
+}
+
+/* ARES_OPT_SOCK_STATE_CB: c-ares wants fd watched for reading and/or writing, or (both
+ * false) no longer watched. */
+static void dns_sock_state_cb(void *data, ares_socket_t fd, int readable, int writable)
+{
+    struct dns *d = data;
+    struct dns_poll *p = d->polls;
+    while (p && p->fd != fd)
+        p = p->next;
+    if (!readable && !writable) {
+        if (p)
+            dns_poll_close(p);
+        return;
+    }
+    if (!p) {
+        p = calloc(1, sizeof(*p));
+        if (!p) {
+            log_err("dns poll fd=%d err=ENOMEM", (int)fd);
+            return; /* the query times out through the timer */
+        }
+        int rc = uv_poll_init_socket(d->loop, &p->h, fd);
+        if (rc < 0) {
+            log_err("dns poll fd=%d err=%s", (int)fd, hf_errname(rc));
+            free(p);
+            return;
+        }
+        p->d = d;
+        p->fd = fd;
+        p->h.data = p;
+        p->next = d->polls;
+        d->polls = p;
+        d->handles++;
+    }
+    int ev = (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0);
+    int rc = uv_poll_start(&p->h, ev, dns_poll_cb);
+    if (rc < 0)
+        log_err("dns poll fd=%d err=%s", (int)fd, hf_errname(rc));
+}
+
+/* ---- requests ---- */
+
+static void dns_req_free(struct dns_req *r)
+{
+    free(r->hosts);
+    free(r->hq);
+    free(r);
+}
+
+/* Combines a host's two family lookups into its address list and err. */
+static void dns_host_finish(struct dns_host *hq, struct mx_host *mh)
+{
+    size_t n = 0;
+    if (mh->err == HF_ENULLMX)
+        return;
+    for (size_t i = 0; i < hq->n4; i++) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&hq->addrs[n++];
+        memset(sin, 0, sizeof(hq->addrs[0]));
+        sin->sin_family = AF_INET;
+        sin->sin_addr = hq->a4[i];
+    }
+    for (size_t i = 0; i < hq->n6; i++) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&hq->addrs[n++];
+        memset(sin6, 0, sizeof(hq->addrs[0]));
+        sin6->sin6_family = AF_INET6;
+        memcpy(&sin6->sin6_addr, &hq->a6[i], 16);
+    }
+    mh->addrs = hq->addrs;
+    mh->naddrs = n;
+    if (n > 0) {
+        mh->err = 0;
+        return;
+    }
+    /* No address: the most telling of the two statuses, temporary before permanent. */
+    static const int order[] = {-ECANCELED, -ENOMEM, HF_EDNSTEMP, HF_EDNS, -ENOENT};
+    mh->err = -ENOENT;
+    for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
+        if (hq->st[0] == order[k] || hq->st[1] == order[k]) {
+            mh->err = order[k];
+            break;
+        }
+    }
+}
+
+static void dns_kick_cb(uv_timer_t *t);
+
+/* Calls the request's callback and frees it. */
+static void dns_req_deliver(struct dns_req *r)
+{
+    struct dns *d = r->d;
+    for (size_t i = 0; i < r->nhosts; i++)
+        dns_host_finish(&r->hq[i], &r->hosts[i]);
+    if (r->cancelled || d->freeing)
+        r->status = -ECANCELED;
+    if (r->is_mx) {
+        struct dns_mx_result res = {
+            .domain = r->name,
+            .status = r->status,
+            .implicit = r->implicit,
+            .hosts = r->status == 0 ? r->hosts : NULL,
+            .nhosts = r->status == 0 ? r->nhosts : 0,
+        };
+        log_debug("dns mx domain=%s status=%s nhosts=%zu implicit=%d", r->name,
+                  hf_errname(res.status), res.nhosts, (int)res.implicit);
+        r->mx_cb(&res, r->arg);
+    } else {
+        struct dns_addr_result res = {.host = r->name};
+        res.status = r->status;
+        if (res.status == 0)
+            res.status = r->hosts[0].err;
+        if (res.status == 0) {
+            res.addrs = r->hosts[0].addrs;
+            res.naddrs = r->hosts[0].naddrs;
+        }
+        log_debug("dns addr host=%s status=%s naddrs=%zu", r->name, hf_errname(res.status),
+                  res.naddrs);
+        r->addr_cb(&res, r->arg);
+    }
+    dns_req_free(r);
+}
+
+/* The request's last lookup has ended: deliver now, or from the loop when we are still
+ * inside the call that started it. */
+static void dns_req_done(struct dns_req *r)
+{
+    struct dns *d = r->d;
+    if (!r->submitting) {
+        dns_req_deliver(r);
+        return;
+    }
+    r->next_ready = NULL;
+    *d->ready_tail = r;
+    d->ready_tail = &r->next_ready;
+    if (!d->freeing)
+        uv_timer_start(&d->kick, dns_kick_cb, 0, 0);
+}
+
+static void dns_req_unref(struct dns_req *r)
+{
+    if (--r->pending == 0)
+        dns_req_done(r);
+}
+
+/* Delivers the ready list as it is now; requests added by the callbacks wait for the next
+ * kick, so a caller that keeps asking cannot starve the loop. */
+static void dns_kick_cb(uv_timer_t *t)
+{
+    struct dns *d = t->data;
+    struct dns_req *r = d->ready;
+    d->ready = NULL;
+    d->ready_tail = &d->ready;
+    dns_enter(d);
+    while (r) {
+        struct dns_req *next = r->next_ready;
+        r->submitting = false;
+        dns_req_deliver(r);
+        r = next;
+    }
+    dns_leave(d);
+}
+
+static void dns_addr_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    struct dns_fam *f = arg;
+    struct dns_host *hq = f->hq;
+    struct dns_req *r = hq->req;
+    int i = f->family == AF_INET ? 0 : 1;
+    (void)timeouts;
+
+    int st = status;
+    if (st == ARES_SUCCESS && i == 0) {
+        struct ares_addrttl t[DNS_ADDR_MAX];
+        int n = DNS_ADDR_MAX;
+        st = ares_parse_a_reply(abuf, alen, NULL, t, &n);
+        for (int k = 0; st == ARES_SUCCESS && k < n; k++)
+            hq->a4[hq->n4++] = t[k].ipaddr;
+    } else if (st == ARES_SUCCESS) {
+        struct ares_addr6ttl t[DNS_ADDR_MAX];
+        int n = DNS_ADDR_MAX;
+        st = ares_parse_aaaa_reply(abuf, alen, NULL, t, &n);
+        for (int k = 0; st == ARES_SUCCESS && k < n; k++)
+            hq->a6[hq->n6++] = t[k].ip6addr;
+    }
+    hq->st[i] = dns_status(st);
+    if (hq->st[i] == -ECANCELED)
+        r->cancelled = true;
+    dns_req_unref(r);
+}
+
+/* Starts the A and AAAA queries of host i. */
+static void dns_host_start(struct dns_req *r, size_t i)
+{
+    struct dns_host *hq = &r->hq[i];
+    hq->req = r;
+    hq->fam[0] = (struct dns_fam){hq, AF_INET};
+    hq->fam[1] = (struct dns_fam){hq, AF_INET6};
+    if (r->d->freeing) {
+        r->cancelled = true;
+        return;
+    }
+    r->pending += 2;
+    ares_query(r->d->ch, r->hosts[i].name, ns_c_in, ns_t_a, dns_addr_answer, &hq->fam[0]);
+    ares_query(r->d->ch, r->hosts[i].name, ns_c_in, ns_t_aaaa, dns_addr_answer, &hq->fam[1]);
+}
+
+/* Allocates n hosts for r. */
+static int dns_req_hosts(struct dns_req *r, size_t n)
+{
+    r->hosts = calloc(n, sizeof(*r->hosts));
+    r->hq = calloc(n, sizeof(*r->hq));
+    if (!r->hosts || !r->hq)
+        return -ENOMEM;
+    r->nhosts = n;
+    return 0;
+}
+
+/* Copies the MX answer into r->hosts: duplicates merged at their best preference, at most
+ * DNS_MX_MAX hosts (the most preferred ones), otherwise in the published order. */
+static int dns_mx_collect(struct dns_req *r, const struct ares_mx_reply *mx)
+{
+    size_t n = 0;
+    for (const struct ares_mx_reply *m = mx; m; m = m->next)
+        n++;
+    struct mx_host *all = calloc(n, sizeof(*all));
+    if (!all)
+        return -ENOMEM;
+    size_t k = 0;
+    for (const struct ares_mx_reply *m = mx; m; m = m->next) {
+        struct mx_host h;
+        if (mx_host_set(&h, m->host ? m->host : "", m->priority) < 0)
+            continue; /* c-ares never returns such a name; skip rather than trust it */
+        size_t j = 0;
+        while (j < k && strcmp(all[j].name, h.name) != 0)
+            j++;
+        if (j < k) {
+            if (h.pref < all[j].pref)
+                all[j].pref = h.pref;
+            continue;
+        }
+        all[k++] = h;
+    }
+    if (k > DNS_MX_MAX) {
+        /* Stable insertion sort by preference, then keep the head. */
+        for (size_t i = 1; i < k; i++) {
+            struct mx_host h = all[i];
+            size_t j = i;
+            while (j > 0 && all[j - 1].pref > h.pref) {
+                all[j] = all[j - 1];
+                j--;
+            }
+            all[j] = h;
+        }
+        log_warn("dns mx domain=%s records=%zu kept=%d", r->name, k, DNS_MX_MAX);
+        k = DNS_MX_MAX;
+    }
+    int rc = k ? dns_req_hosts(r, k) : HF_EDNSTEMP;
+    if (rc == 0)
+        memcpy(r->hosts, all, k * sizeof(*all));
+    free(all);
+    return rc;
+}
+
+static void dns_mx_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    struct dns_req *r = arg;
+    struct ares_mx_reply *mx = NULL;
+    (void)timeouts;
+
+    int rc = dns_status(status);
+    if (rc == 0) {
+        int prc = ares_parse_mx_reply(abuf, alen, &mx);
+        /* An answer without MX records (a CNAME alone) is NODATA; one that does not parse
+         * is the server's fault: temporary. */
+        rc = prc == ARES_SUCCESS ? 0 : prc == ARES_ENODATA ? -ENOENT : dns_status(prc);
+        if (rc == HF_EDNS)
+            rc = HF_EDNSTEMP;
+    }
+    if (rc == -ENOENT) {
+        /* RFC 5321 5.1: the domain exists without MX: it is its own exchanger. */
+        r->implicit = true;
+        rc = dns_req_hosts(r, 1);
+        if (rc == 0)
+            rc = mx_host_set(&r->hosts[0], r->name, 0);
+    } else if (rc == 0) {
+        rc = dns_mx_collect(r, mx);
+    }
+    ares_free_data(mx);
+
+    if (rc == -ECANCELED)
+        r->cancelled = true;
+    r->status = rc;
+    if (rc == 0) {
+        for (size_t i = 0; i < r->nhosts; i++) {
+            if (mx_host_is_null(&r->hosts[i])) {
+                r->hosts[i].err = HF_ENULLMX; /* RFC 7505: nothing to look up */
+                r->hq[i].req = r;
+                continue;
+            }
+            dns_host_start(r, i);
+        }
+    }
+    dns_req_unref(r); /* the MX query's own reference */
+}
+
+/* Parses an IP literal: "192.0.2.1", "::1", "[192.0.2.1]", "[::1]" and, with the SMTP
+ * domain-literal tag, "[IPv6:2001:db8::1]" (RFC 5321 4.1.3). */
+static bool dns_literal(const char *s, struct sockaddr_storage *out)
+{
+    char buf[INET6_ADDRSTRLEN + 8];
+    size_t len = strlen(s);
+    if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
+        s++;
+        len -= 2;
+        if (len >= 5 && strncasecmp(s, "IPv6:", 5) == 0) {
+            s += 5;
+            len -= 5;
+        }
+    }
+    if (len == 0 || len >= sizeof(buf))
+        return false;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    memset(out, 0, sizeof(*out));
+    struct sockaddr_in *sin = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)out;
+    if (inet_pton(AF_INET, buf, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        return true;
+    }
+    if (inet_pton(AF_INET6, buf, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        return true;
+    }
+    return false;
+}
+
+/* Answers host 0 of r without DNS when its name is a literal or localhost. */
+static bool dns_answer_locally(struct dns_req *r)
+{
+    struct dns_host *hq = &r->hq[0];
+    struct sockaddr_storage sa;
+    hq->req = r;
+    hq->st[0] = hq->st[1] = -ENOENT;
+    if (dns_literal(r->name, &sa)) {
+        if (sa.ss_family == AF_INET)
+            hq->a4[hq->n4++] = ((struct sockaddr_in *)&sa)->sin_addr;
+        else
+            memcpy(&hq->a6[hq->n6++], &((struct sockaddr_in6 *)&sa)->sin6_addr, 16);
+        return true;
+    }
+    /* RFC 6761 6.3: localhost is answered locally, never sent to a server. */
+    if (strcasecmp(r->name, "localhost") == 0 || strcasecmp(r->name, "localhost.") == 0) {
+        hq->a4[hq->n4++].s_addr = htonl(INADDR_LOOPBACK);
+        memcpy(&hq->a6[hq->n6++], &in6addr_loopback, 16);
+        return true;
+    }
+    return false;
+}
+
+static int dns_req_new(struct dns *d, const char *name, struct dns_req **out)
+{
+    size_t len = strlen(name);
+    *out = NULL;
+    if (d->freeing)
+        return -ECANCELED;
+    if (len == 0 || len > MX_NAME_MAX + 1 || (len == MX_NAME_MAX + 1 && name[len - 1] != '.'))
+        return HF_EADDR;
+    struct dns_req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    r->d = d;
+    memcpy(r->name, name, len + 1);
+    *out = r;
+    return 0;
+}
+
+int dns_mx_resolve(struct dns *d, const char *domain, dns_mx_cb cb, void *arg)
+{
+    struct dns_req *r;
+    int rc = dns_req_new(d, domain, &r);
+    if (rc < 0)
+        return rc;
+    r->is_mx = true;
+    r->mx_cb = cb;
+    r->arg = arg;
+    r->submitting = true;
+    r->pending = 1;
+    dns_enter(d);
+    if (domain[0] == '[') {
+        /* An address literal is its own exchanger (RFC 5321 5.1). */
+        r->implicit = true;
+        if (dns_req_hosts(r, 1) < 0 || mx_host_set(&r->hosts[0], domain, 0) < 0 ||
+            !dns_answer_locally(r)) {
+            rc = r->hosts ? HF_EADDR : -ENOMEM;
+            dns_req_free(r);
+            dns_leave(d);
+            return rc;
+        }
+        dns_req_unref(r);
+    } else {
+        ares_query(d->ch, domain, ns_c_in, ns_t_mx, dns_mx_answer, r);
+    }
+    r->submitting = false; /* r may be on the ready list; the kick clears it there too */
+    dns_leave(d);
+    return 0;
+}

@@ -1,0 +1,253 @@
+/* relayd: options, configuration, the loop, signals; wires the modules together.
+ *
+ *   relayd -c FILE          run in the foreground (logs to stderr or syslog as configured)
+ *   relayd -c FILE -t       check the configuration, print every error with file:line
+ *   relayd --config-reference   print the configuration reference table (README's)
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "cfg.h"
+#include "hf_err.h"
+#include "log.h"
+#include "policy.h"
+#include "queue.h"
+#include "queue_wr.h"
+#include "relayd.h"
+
+#ifndef HF_VERSION
+#define HF_VERSION "0"
+#endif
+
+struct relayd_main {
+    struct relayd rd;
+    uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t housekeeping;
+    uv_timer_t drain;
+    uint64_t drain_started;
+    char hostname[256];
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: relayd -c FILE [-t] [-d]\n"
+               "       relayd --config-reference | --help | --version\n"
+               "\n"
+               "holdfast relay daemon: accepts mail for its relay domains into a durable\n"
+               "LMDB queue and releases it on ETRN, ATRN or relayctl flush.\n"
+               "\n"
+               "  -c, --config FILE   configuration file (default /etc/holdfast/relayd.conf)\n"
+               "  -t, --test          check the configuration and exit (0 if good)\n"
+               "  -d, --debug         log at debug level\n"
+               "      --config-reference  print every configuration key with its default\n"
+               "  -h, --help          this text\n"
+               "  -V, --version       print the version\n");
+}
+
+static void print_cfg_errors(const struct cfg_errors *e)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        if (e->v[i].line > 0)
+            fprintf(stderr, "%s:%d: %s\n", e->v[i].file, e->v[i].line, e->v[i].msg);
+        else
+            fprintf(stderr, "%s: %s\n", e->v[i].file, e->v[i].msg);
+    }
+}
+
+static void on_drain(uv_timer_t *t)
+{
+    struct relayd_main *m = t->data;
+    uint64_t waited = uv_now(t->loop) - m->drain_started;
+    if (m->rd.nsessions > 0 && waited < 10000)
+        return;
+    uv_timer_stop(t);
+    uv_close((uv_handle_t *)t, NULL);
+    uv_close((uv_handle_t *)&m->housekeeping, NULL);
+    uv_close((uv_handle_t *)&m->sigterm, NULL);
+    uv_close((uv_handle_t *)&m->sigint, NULL);
+    uv_close((uv_handle_t *)&m->sighup, NULL);
+    if (m->rd.wr) {
+        queue_wr_stop(m->rd.wr);
+        m->rd.wr = NULL;
+    }
+}
+
+static void on_stop_signal(uv_signal_t *h, int signum)
+{
+    struct relayd_main *m = h->data;
+    if (m->rd.stopping)
+        return;
+    log_info("signal %s received, shutting down", signum == SIGTERM ? "TERM" : "INT");
+    smtpd_io_shutdown(&m->rd);
+    uv_signal_stop(&m->sighup);
+    m->drain_started = uv_now(h->loop);
+    uv_timer_start(&m->drain, on_drain, 0, 50);
+}
+
+static void on_hup(uv_signal_t *h, int signum)
+{
+    (void)h;
+    (void)signum;
+    log_info("signal HUP received: nothing to reload yet (configuration changes need a restart)");
+}
+
+static void on_housekeeping(uv_timer_t *t)
+{
+    struct relayd_main *m = t->data;
+    (void)m;
+    /* Stale reader slots of crashed relayctl processes would pin old pages forever. */
+    int n = queue_reader_check(m->rd.q);
+    if (n > 0)
+        log_info("cleared stale queue readers count=%d", n);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
+        {"debug", no_argument, NULL, 'd'},        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},      {"config-reference", no_argument, NULL, 'R'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = "/etc/holdfast/relayd.conf";
+    bool test_only = false, debug = false;
+    int o;
+    while ((o = getopt_long(argc, argv, "c:tdhV", opts, NULL)) != -1) {
+        switch (o) {
+        case 'c': path = optarg; break;
+        case 't': test_only = true; break;
+        case 'd': debug = true; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("relayd (holdfast) %s\n", HF_VERSION); return 0;
+        case 'R': {
+            static char buf[65536];
+            int n = cfg_reference_md(buf, sizeof(buf));
+            if (n < 0)
+                return 1;
+            fwrite(buf, 1, (size_t)n, stdout);
+            return 0;
+        }
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "relayd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+
+    static struct relayd_main m;
+    struct relayd *rd = &m.rd;
+    static struct cfg cfg;
+    struct cfg_errors errs = {0};
+    int rc = cfg_load(path, &cfg, &errs);
+    struct policy *policy = NULL;
+    if (rc == 0)
+        rc = policy_new(&cfg, &errs, &policy);
+    if (rc < 0 || errs.n) {
+        print_cfg_errors(&errs);
+        fprintf(stderr, "relayd: %s: configuration has %zu error%s\n", path, errs.n,
+                errs.n == 1 ? "" : "s");
+        cfg_errors_free(&errs);
+        cfg_free(&cfg);
+        return 1;
+    }
+    if (test_only) {
+        printf("relayd: %s: configuration ok (%zu domain%s)\n", path, cfg.ndomains,
+               cfg.ndomains == 1 ? "" : "s");
+        policy_free(policy);
+        cfg_free(&cfg);
+        return 0;
+    }
+
+    enum log_level lvl = LOG_LVL_INFO;
+    log_level_parse(cfg.log_level, &lvl);
+    if (debug)
+        lvl = LOG_LVL_DEBUG;
+    log_init("relayd", strcmp(cfg.log, "syslog") == 0, lvl);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (cfg.hostname && cfg.hostname[0])
+        snprintf(m.hostname, sizeof(m.hostname), "%s", cfg.hostname);
+    else if (gethostname(m.hostname, sizeof(m.hostname) - 1) < 0)
+        snprintf(m.hostname, sizeof(m.hostname), "localhost");
+
+    rd->loop = uv_default_loop();
+    rd->cfg = &cfg;
+    rd->policy = policy;
+    rd->prm.hostname = m.hostname;
+    rd->prm.max_size = cfg.max_message_size;
+    rd->prm.max_rcpts = (unsigned)cfg.max_recipients;
+    rd->prm.max_bad = (unsigned)cfg.max_bad_commands;
+    rd->prm.bare_normalise = strcmp(cfg.bare_lf, "normalise") == 0;
+    rd->prm.etrn = cfg.etrn_enable;
+    idmap_init(&rd->sessions);
+    idmap_init(&rd->per_ip);
+
+    rc = queue_open(cfg.queue_dir, 0, cfg.map_size, cfg.max_map_size, &rd->q);
+    if (rc < 0) {
+        log_err("cannot open queue dir=%s err=%s (%s)%s", cfg.queue_dir, hf_errname(rc),
+                hf_strerror(rc),
+                rc == HF_ECORRUPT   ? ": the directory holds a file that is not a holdfast "
+                                      "queue; move it away or point queue_dir elsewhere"
+                : rc == HF_EVERSION ? ": the queue was written by another holdfast version"
+                                    : "");
+        policy_free(policy);
+        cfg_free(&cfg);
+        return 1;
+    }
+    struct queue_totals tot;
+    if (queue_totals(rd->q, &tot) == 0)
+        log_info("queue opened dir=%s messages=%llu rcpts=%llu bytes=%llu", cfg.queue_dir,
+                 (unsigned long long)tot.messages, (unsigned long long)tot.rcpts,
+                 (unsigned long long)tot.bytes);
+    rc = queue_wr_new(rd->loop, rd->q, &rd->wr);
+    if (rc < 0) {
+        log_err("cannot start queue writer err=%s", hf_errname(rc));
+        goto out;
+    }
+    rc = smtpd_io_listen(rd);
+    if (rc < 0)
+        goto out_listen;
+
+    uv_signal_init(rd->loop, &m.sigterm);
+    uv_signal_init(rd->loop, &m.sigint);
+    uv_signal_init(rd->loop, &m.sighup);
+    m.sigterm.data = m.sigint.data = m.sighup.data = &m;
+    uv_signal_start(&m.sigterm, on_stop_signal, SIGTERM);
+    uv_signal_start(&m.sigint, on_stop_signal, SIGINT);
+    uv_signal_start(&m.sighup, on_hup, SIGHUP);
+    uv_timer_init(rd->loop, &m.housekeeping);
+    uv_timer_init(rd->loop, &m.drain);
+    m.housekeeping.data = m.drain.data = &m;
+    uv_timer_start(&m.housekeeping, on_housekeeping, 60000, 60000);
+
+    log_info("relayd %s started hostname=%s domains=%zu queue=%s", HF_VERSION, m.hostname,
+             cfg.ndomains, cfg.queue_dir);
+    uv_run(rd->loop, UV_RUN_DEFAULT);
+    log_info("relayd stopped");
+    rc = 0;
+    goto out;
+
+out_listen:
+    smtpd_io_shutdown(rd);
+    queue_wr_stop(rd->wr);
+    rd->wr = NULL;
+    uv_run(rd->loop, UV_RUN_DEFAULT);
+out:
+    uv_loop_close(rd->loop);
+    queue_close(rd->q);
+    free(rd->listeners);
+    idmap_close(&rd->sessions);
+    idmap_close(&rd->per_ip);
+    policy_free(policy);
+    cfg_free(&cfg);
+    return rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,1022 @@
+/* relayctl: the operator's view of relayd's queue.
+ *
+ * relayctl opens the LMDB queue read-only (QUEUE_O_RDONLY), as a second process beside a
+ * running relayd or while it is stopped, and prints it: a per-domain summary, a mailq-style
+ * listing, one message's envelope and headers, or its stored bytes. It never writes the
+ * queue; commands that change it (flush, hold, release, delete, requeue) will go through
+ * relayd's control socket and get their own entries in ctl_cmds[] below.
+ *
+ * Exit codes:
+ *   0  success (an empty queue or listing is a success)
+ *   1  the message asked for is not in the queue
+ *   2  usage: unknown command or option, bad queue id or domain syntax
+ *   3  the queue cannot be opened: missing, no permission, damaged, wrong version, or the
+ *      configuration file cannot be read
+ *   4  an error while reading the queue or writing the output
+ *
+ * JSON output (--json): one object on one line, UTF-8, followed by a newline.
+ * Strings are escaped per RFC 8259: '"' and '\' with a backslash, control characters as
+ * \b \f \n \r \t or \u00XX, DEL as \u007f; a byte that is not part of a valid UTF-8
+ * sequence is written as \u00XX (its value), so a consumer can tell it apart from text.
+ * Times are unix seconds (integers); 0 means "never" (last_attempt), "now" (next_attempt)
+ * or "none" (oldest).
+ *
+ *   relayctl queue --json
+ *     {"domains": [ {"domain": "branch.test", "messages": 3, "rcpts": 4, "bytes": 12345,
+ *                    "oldest": 1700000000, "held": false}, ... ],
+ *      "totals": {"messages": 3, "rcpts": 4, "bytes": 12345,
+ *                 "map_size": 268435456, "map_used": 81920}}
+ *     "oldest" is the arrival time of the domain's oldest message.
+ *
+ *   relayctl list [DOMAIN|@DOMAIN] --json
+ *     {"messages": [ MESSAGE, ... ]}   in queue id (arrival) order
+ *   MESSAGE:
+ *     {"id": "4F2A9C01D3E5A001", "size": 5120, "arrival": 1700000000,
+ *      "sender": "a@x.test",                   ("" for the null reverse-path <>)
+ *      "flags": ["8BITMIME", "SMTPUTF8", "HELD"],   (those set, in this order)
+ *      "client_name": "mx.x.test", "client_addr": "127.0.0.1",
+ *      "envid": "", "ret": null | "FULL" | "HDRS",
+ *      "rcpts": [ {"addr": "b@branch.test", "domain": "branch.test",
+ *                  "state": "pending" | "deferred" | "failed", "attempts": 0,
+ *                  "next_attempt": 0, "last_attempt": 0, "last_error": "",
+ *                  "orcpt": "", "notify": ["SUCCESS", "FAILURE", "DELAY"] | ["NEVER"] | []},
+ *                ... ]}
+ *     With DOMAIN only the recipients in that domain are listed (and only messages that
+ *     have one); with @DOMAIN those in the domain and all its subdomains.
+ *
+ *   relayctl show ID --json
+ *     MESSAGE plus "headers": the stored header block as one string, from the first octet
+ *     up to (not including) the first empty line, line ends as stored (CRLF); at most
+ *     CTL_HDR_MAX octets, with "headers_truncated": true when cut.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cfg.h"
+#include "hf_err.h"
+#include "queue.h"
+
+enum ctl_exit {
+    CTL_EX_OK = 0,
+    CTL_EX_NOTFOUND = 1,
+    CTL_EX_USAGE = 2,
+    CTL_EX_NOQUEUE = 3,
+    CTL_EX_ERROR = 4,
+};
+
+#define CTL_DEFAULT_CONF "/etc/holdfast/relayd.conf"
+#define CTL_HDR_MAX      (256u * 1024u)
+
+/* Options given on the command line, in any position (GNU getopt permutes). */
+struct ctl_opts {
+    const char *conf;
+    const char *qdir;
+    bool json;
+    bool body;
+};
+
+/* Arguments of a command, validated before the queue is opened. */
+struct ctl_args {
+    uint64_t id;
+    char idstr[QUEUE_ID_STR];
+    bool has_domain;
+    bool subdomains;
+    char domain[256];
+};
+
+#define CTL_OPT_JSON 0x1u
+#define CTL_OPT_BODY 0x2u
+
+struct ctl_cmd {
+    const char *name;
+    const char *usage;
+    const char *help;
+    int min_args, max_args;
+    unsigned opts; /* CTL_OPT_* the command accepts */
+    int (*check)(int argc, char **argv, struct ctl_args *a);
+    int (*run)(struct queue *q, const struct ctl_opts *o, const struct ctl_args *a);
+};
+
+/* ---- output helpers ---------------------------------------------------------------- */
+
+static const char ctl_hex[] = "0123456789abcdef";
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 when it is not one (overlong forms,
+ * surrogates and code points past U+10FFFF are invalid, RFC 3629 4). */
+static size_t ctl_utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    if (cp >= 0xd800 && cp <= 0xdfff)
+        return 0;
+    return len;
+}
+
+/* Writes s[0..n) as a JSON string literal, quotes included. */
+static void ctl_json_strn(FILE *f, const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    putc('"', f);
+    for (size_t i = 0; i < n;) {
+        unsigned char c = p[i];
+        if (c == '"' || c == '\\') {
+            putc('\\', f);
+            putc(c, f);
+            i++;
+        } else if (c < 0x20 || c == 0x7f) {
+            switch (c) {
+            case '\b': fputs("\\b", f); break;
+            case '\f': fputs("\\f", f); break;
+            case '\n': fputs("\\n", f); break;
+            case '\r': fputs("\\r", f); break;
+            case '\t': fputs("\\t", f); break;
+            default: fprintf(f, "\\u00%c%c", ctl_hex[c >> 4], ctl_hex[c & 15]); break;
+            }
+            i++;
+        } else if (c < 0x80) {
+            putc(c, f);
+            i++;
+        } else {
+            size_t len = ctl_utf8_len(p + i, n - i);
+            if (len == 0) {
+                fprintf(f, "\\u00%c%c", ctl_hex[c >> 4], ctl_hex[c & 15]);
+                i++;
+            } else {
+                fwrite(p + i, 1, len, f);
+                i += len;
+            }
+        }
+    }
+    putc('"', f);
+}
+
+static void ctl_json_str(FILE *f, const char *s)
+{
+    ctl_json_strn(f, s, strlen(s));
+}
+
+/* Writes s[0..n) for a terminal: printable ASCII and valid UTF-8 as they are, tab as is,
+ * every other control or stray byte as \xHH, so text from the network cannot move the
+ * cursor or change the terminal's state. CRLF and LF become a newline when keep_lines. */
+static void ctl_text_strn(FILE *f, const char *s, size_t n, bool keep_lines)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = p[i];
+        if (keep_lines && c == '\r' && i + 1 < n && p[i + 1] == '\n') {
+            putc('\n', f);
+            i += 2;
+            continue;
+        }
+        if (keep_lines && c == '\n') {
+            putc('\n', f);
+            i++;
+            continue;
+        }
+        size_t len = c >= 0x80 ? ctl_utf8_len(p + i, n - i) : 1;
+        if (c == '\t' || (c >= 0x20 && c < 0x7f)) {
+            putc(c, f);
+            i++;
+        } else if (c >= 0x80 && len > 0) {
+            fwrite(p + i, 1, len, f);
+            i += len;
+        } else {
+            fprintf(f, "\\x%c%c", ctl_hex[c >> 4], ctl_hex[c & 15]);
+            i++;
+        }
+    }
+}
+
+static void ctl_text_str(FILE *f, const char *s)
+{
+    ctl_text_strn(f, s, strlen(s), false);
+}
+
+/* Formats octets as "512", "1.5K", "12M", "3.2G" into buf. */
+static const char *ctl_human_bytes(uint64_t n, char *buf, size_t bufsz)
+{
+    static const char units[] = "KMGTPE";
+    if (n < 1024) {
+        snprintf(buf, bufsz, "%" PRIu64, n);
+        return buf;
+    }
+    double v = (double)n;
+    int u = -1;
+    while (v >= 1024.0 && u < 5) {
+        v /= 1024.0;
+        u++;
+    }
+    if (v < 10.0)
+        snprintf(buf, bufsz, "%.1f%c", v, units[u]);
+    else
+        snprintf(buf, bufsz, "%.0f%c", v, units[u]);
+    return buf;
+}
+
+/* Formats an age in seconds as "42s", "5m", "3h", "2d" into buf ("-" when unknown). */
+static const char *ctl_human_age(int64_t when, int64_t now, char *buf, size_t bufsz)
+{
+    if (when <= 0) {
+        snprintf(buf, bufsz, "-");
+        return buf;
+    }
+    int64_t d = now - when;
+    if (d < 0)
+        d = 0;
+    if (d < 120)
+        snprintf(buf, bufsz, "%" PRId64 "s", d);
+    else if (d < 2 * 3600)
+        snprintf(buf, bufsz, "%" PRId64 "m", d / 60);
+    else if (d < 2 * 86400)
+        snprintf(buf, bufsz, "%" PRId64 "h", d / 3600);
+    else
+        snprintf(buf, bufsz, "%" PRId64 "d", d / 86400);
+    return buf;
+}
+
+/* Formats unix seconds as local "YYYY-MM-DD HH:MM:SS". */
+static const char *ctl_time(int64_t t, char *buf, size_t bufsz)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (localtime_r(&tt, &tm) == NULL || strftime(buf, bufsz, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+        snprintf(buf, bufsz, "@%" PRId64, t);
+    return buf;
+}
+
+static const char *ctl_state_name(int state)
+{
+    switch (state) {
+    case QUEUE_RS_PENDING: return "pending";
+    case QUEUE_RS_DEFERRED: return "deferred";
+    case QUEUE_RS_FAILED: return "failed";
+    default: return "unknown";
+    }
+}
+
+/* ---- messages: collected ids, envelope and recipients ------------------------------ */
+
+/* One recipient found by a scan; sorted by (id, idx) to group them per message. */
+struct ctl_ref {
+    uint64_t id;
+    uint32_t idx;
+};
+
+struct ctl_refs {
+    struct ctl_ref *v;
+    size_t n, cap;
+};
+
+static int ctl_refs_add(const struct queue_rcpt *r, void *arg)
+{
+    struct ctl_refs *refs = arg;
+    if (refs->n == refs->cap) {
+        size_t cap = refs->cap ? refs->cap * 2 : 256;
+        struct ctl_ref *v = realloc(refs->v, cap * sizeof(*v));
+        if (v == NULL)
+            return -ENOMEM;
+        refs->v = v;
+        refs->cap = cap;
+    }
+    refs->v[refs->n++] = (struct ctl_ref){r->id, r->idx};
+    return 0;
+}
+
+static int ctl_ref_cmp(const void *a, const void *b)
+{
+    const struct ctl_ref *x = a, *y = b;
+    if (x->id != y->id)
+        return x->id < y->id ? -1 : 1;
+    return x->idx < y->idx ? -1 : (x->idx > y->idx);
+}
+
+/* Prints one message: the envelope, then the recipients whose idx is in want[0..nwant)
+ * (every recipient when want is NULL). */
+struct ctl_msg_out {
+    FILE *f;
+    bool json;
+    int64_t now;
+    const struct ctl_ref *want;
+    size_t nwant;
+    size_t printed; /* recipients printed so far */
+};
+
+static bool ctl_wanted(const struct ctl_msg_out *o, uint32_t idx)
+{
+    if (o->want == NULL)
+        return true;
+    for (size_t i = 0; i < o->nwant; i++)
+        if (o->want[i].idx == idx)
+            return true;
+    return false;
+}
+
+static void ctl_json_notify(FILE *f, unsigned notify)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } bits[] = {{SMTP_NOTIFY_NEVER, "NEVER"},
+                {SMTP_NOTIFY_SUCCESS, "SUCCESS"},
+                {SMTP_NOTIFY_FAILURE, "FAILURE"},
+                {SMTP_NOTIFY_DELAY, "DELAY"}};
+    bool first = true;
+    putc('[', f);
+    for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++) {
+        if (notify & bits[i].bit) {
+            fprintf(f, "%s\"%s\"", first ? "" : ",", bits[i].name);
+            first = false;
+        }
+    }
+    putc(']', f);
+}
+
+static int ctl_print_rcpt(const struct queue_rcpt *r, void *arg)
+{
+    struct ctl_msg_out *o = arg;
+    FILE *f = o->f;
+    if (!ctl_wanted(o, r->idx))
+        return 0;
+    if (o->json) {
+        fputs(o->printed ? "," : "", f);
+        fputs("{\"addr\":", f);
+        ctl_json_str(f, r->addr);
+        fputs(",\"domain\":", f);
+        ctl_json_str(f, r->domain);
+        fprintf(f,
+                ",\"state\":\"%s\",\"attempts\":%" PRIu32 ",\"next_attempt\":%" PRId64
+                ",\"last_attempt\":%" PRId64 ",\"last_error\":",
+                ctl_state_name(r->state), r->attempts, r->next_attempt, r->last_attempt);
+        ctl_json_str(f, r->last_error);
+        fputs(",\"orcpt\":", f);
+        ctl_json_str(f, r->orcpt);
+        fputs(",\"notify\":", f);
+        ctl_json_notify(f, r->notify);
+        putc('}', f);
+    } else {
+        char t[64];
+        fputs("    <", f);
+        ctl_text_str(f, r->addr);
+        fprintf(f, ">  %s, attempts %" PRIu32, ctl_state_name(r->state), r->attempts);
+        if (r->last_attempt > 0)
+            fprintf(f, ", last %s", ctl_time(r->last_attempt, t, sizeof(t)));
+        if (r->state == QUEUE_RS_DEFERRED)
+            fprintf(f, ", next %s",
+                    r->next_attempt > 0 ? ctl_time(r->next_attempt, t, sizeof(t)) : "now");
+        putc('\n', f);
+        if (r->last_error[0]) {
+            fputs("        (", f);
+            ctl_text_str(f, r->last_error);
+            fputs(")\n", f);
+        }
+    }
+    o->printed++;
+    return 0;
+}
+
+static const char *ctl_ret_name(int ret)
+{
+    switch (ret) {
+    case SMTP_RET_FULL: return "FULL";
+    case SMTP_RET_HDRS: return "HDRS";
+    default: return NULL;
+    }
+}
+
+/* Writes the envelope part of MESSAGE in JSON, up to and including "rcpts":[ . */
+static void ctl_json_env(FILE *f, const struct queue_env *e)
+{
+    char id[QUEUE_ID_STR];
+    fprintf(f, "{\"id\":\"%s\",\"size\":%" PRIu64 ",\"arrival\":%" PRId64 ",\"sender\":",
+            queue_id_str(e->id, id), e->size, e->arrival);
+    ctl_json_str(f, e->sender);
+    fputs(",\"flags\":[", f);
+    const char *sep = "";
+    if (e->flags & QUEUE_F_8BITMIME) {
+        fprintf(f, "%s\"8BITMIME\"", sep);
+        sep = ",";
+    }
+    if (e->flags & QUEUE_F_SMTPUTF8) {
+        fprintf(f, "%s\"SMTPUTF8\"", sep);
+        sep = ",";
+    }
+    if (e->flags & QUEUE_F_HELD)
+        fprintf(f, "%s\"HELD\"", sep);
+    fputs("],\"client_name\":", f);
+    ctl_json_str(f, e->client_name);
+    fputs(",\"client_addr\":", f);
+    ctl_json_str(f, e->client_addr);
+    fputs(",\"envid\":", f);
+    ctl_json_str(f, e->envid);
+    const char *ret = ctl_ret_name(e->ret);
+    if (ret)
+        fprintf(f, ",\"ret\":\"%s\"", ret);
+    else
+        fputs(",\"ret\":null", f);
+    fputs(",\"rcpts\":[", f);
+}
+
+static void ctl_text_flags(FILE *f, unsigned flags)
+{
+    if (flags & QUEUE_F_8BITMIME)
+        fputs(" 8BITMIME", f);
+    if (flags & QUEUE_F_SMTPUTF8)
+        fputs(" SMTPUTF8", f);
+    if (flags & QUEUE_F_HELD)
+        fputs(" HELD", f);
+}
+
+/* Reports a queue error for id on stderr and returns the exit code for it. */
+static int ctl_read_error(const char *what, const char *idstr, int rc)
+{
+    if (rc == -ENOENT) {
+        fprintf(stderr, "relayctl: no message %s in the queue\n", idstr);
+        return CTL_EX_NOTFOUND;
+    }
+    fprintf(stderr, "relayctl: cannot read %s of %s: %s\n", what, idstr, hf_strerror(rc));
+    return CTL_EX_ERROR;
+}
+
+/* ---- queue ------------------------------------------------------------------------- */
+
+struct ctl_queue_out {
+    FILE *f;
+    bool json;
+    int64_t now;
+    size_t n;
+};
+
+static int ctl_queue_domain(const struct queue_domain_stats *s, void *arg)
+{
+    struct ctl_queue_out *o = arg;
+    FILE *f = o->f;
+    if (o->json) {
+        fputs(o->n ? "," : "", f);
+        fputs("{\"domain\":", f);
+        ctl_json_str(f, s->domain);
+        fprintf(f,
+                ",\"messages\":%" PRIu64 ",\"rcpts\":%" PRIu64 ",\"bytes\":%" PRIu64
+                ",\"oldest\":%" PRId64 ",\"held\":%s}",
+                s->messages, s->rcpts, s->bytes, s->oldest, s->held ? "true" : "false");
+    } else {
+        char b[32], age[32];
+        if (o->n == 0)
+            fprintf(f, "%-32s %8s %8s %8s %7s  %s\n", "DOMAIN", "MESSAGES", "RCPTS", "SIZE",
+                    "OLDEST", "HELD");
+        /* Domains come from our own validated keys, but escape them anyway. */
+        ctl_text_str(f, s->domain);
+        size_t dl = strlen(s->domain);
+        fprintf(f, "%*s %8" PRIu64 " %8" PRIu64 " %8s %7s  %s\n", dl < 32 ? (int)(32 - dl) : 0,
+                "", s->messages, s->rcpts, ctl_human_bytes(s->bytes, b, sizeof(b)),
+                ctl_human_age(s->oldest, o->now, age, sizeof(age)), s->held ? "held" : "");
+    }
+    o->n++;
+    return 0;
+}
+
+static int ctl_cmd_queue(struct queue *q, const struct ctl_opts *opt, const struct ctl_args *a)
+{
+    (void)a;
+    struct ctl_queue_out o = {.f = stdout, .json = opt->json, .now = (int64_t)time(NULL)};
+    struct queue_totals t;
+    int rc = queue_totals(q, &t);
+    if (rc < 0) {
+        fprintf(stderr, "relayctl: cannot read the queue totals: %s\n", hf_strerror(rc));
+        return CTL_EX_ERROR;
+    }
+    if (o.json)
+        fputs("{\"domains\":[", stdout);
+    rc = queue_scan_domains(q, ctl_queue_domain, &o);
+    if (rc != 0) {
+        if (o.json || o.n)
+            putc('\n', stdout);
+        fprintf(stderr, "relayctl: cannot read the domain table: %s\n", hf_strerror(rc));
+        return CTL_EX_ERROR;
+    }
+    if (o.json) {
+        printf("],\"totals\":{\"messages\":%" PRIu64 ",\"rcpts\":%" PRIu64 ",\"bytes\":%" PRIu64
+               ",\"map_size\":%zu,\"map_used\":%zu}}\n",
+               t.messages, t.rcpts, t.bytes, t.map_size, t.map_used);
+    } else {
+        char b[32], ms[32], mu[32];
+        if (o.n == 0)
+            printf("queue is empty\n");
+        printf("-- total: %" PRIu64 " message%s, %" PRIu64 " recipient%s, %s (map %s of %s)\n",
+               t.messages, t.messages == 1 ? "" : "s", t.rcpts, t.rcpts == 1 ? "" : "s",
+               ctl_human_bytes(t.bytes, b, sizeof(b)), ctl_human_bytes(t.map_used, mu, sizeof(mu)),
+               ctl_human_bytes(t.map_size, ms, sizeof(ms)));
+    }
+    return CTL_EX_OK;
+}
+
+/* ---- list -------------------------------------------------------------------------- */
+
+static int ctl_cmd_list(struct queue *q, const struct ctl_opts *opt, const struct ctl_args *a)
+{
+    struct ctl_refs refs = {0};
+    int ex = CTL_EX_OK;
+    int rc = queue_scan_rcpts(q, a->has_domain ? a->domain : NULL, a->subdomains,
+                              ctl_refs_add, &refs);
+    if (rc != 0) {
+        fprintf(stderr, "relayctl: cannot scan the recipients: %s\n", hf_strerror(rc));
+        free(refs.v);
+        return CTL_EX_ERROR;
+    }
+    if (refs.n > 1)
+        qsort(refs.v, refs.n, sizeof(refs.v[0]), ctl_ref_cmp);
+
+    FILE *f = stdout;
+    size_t nmsg = 0;
+    uint64_t bytes = 0;
+    if (opt->json)
+        fputs("{\"messages\":[", f);
+    for (size_t i = 0; i < refs.n;) {
+        size_t j = i;
+        while (j < refs.n && refs.v[j].id == refs.v[i].id)
+            j++;
+        struct queue_env e;
+        char idstr[QUEUE_ID_STR];
+        queue_id_str(refs.v[i].id, idstr);
+        rc = queue_get_env(q, refs.v[i].id, &e);
+        if (rc == -ENOENT) { /* delivered or deleted since the scan */
+            i = j;
+            continue;
+        }
+        if (rc < 0) {
+            ex = ctl_read_error("the envelope", idstr, rc);
+            break;
+        }
+        struct ctl_msg_out o = {.f = f,
+                                .json = opt->json,
+                                .now = (int64_t)time(NULL),
+                                .want = a->has_domain ? &refs.v[i] : NULL,
+                                .nwant = j - i};
+        if (opt->json) {
+            fputs(nmsg ? "," : "", f);
+            ctl_json_env(f, &e);
+        } else {
+            char t[64];
+            if (nmsg == 0)
+                printf("%-16s %10s  %-19s  %s\n", "QUEUE ID", "SIZE", "ARRIVAL", "SENDER");
+            printf("%-16s %10" PRIu64 "  %-19s  <", idstr, e.size,
+                   ctl_time(e.arrival, t, sizeof(t)));
+            ctl_text_str(f, e.sender);
+            putc('>', f);
+            ctl_text_flags(f, e.flags);
+            putc('\n', f);
+        }
+        rc = queue_get_rcpts(q, refs.v[i].id, ctl_print_rcpt, &o);
+        if (opt->json)
+            fputs("]}", f);
+        if (rc != 0 && rc != -ENOENT) {
+            if (opt->json)
+                putc('\n', f);
+            ex = ctl_read_error("the recipients", idstr, rc);
+            break;
+        }
+        if (!opt->json)
+            putc('\n', f);
+        nmsg++;
+        bytes += e.size;
+        i = j;
+    }
+    free(refs.v);
+    if (ex != CTL_EX_OK)
+        return ex;
+    if (opt->json) {
+        fputs("]}\n", f);
+    } else if (nmsg == 0) {
+        if (a->has_domain)
+            printf("no messages for %s%s\n", a->subdomains ? "@" : "", a->domain);
+        else
+            printf("queue is empty\n");
+    } else {
+        char b[32];
+        printf("-- %zu message%s, %s\n", nmsg, nmsg == 1 ? "" : "s",
+               ctl_human_bytes(bytes, b, sizeof(b)));
+    }
+    return CTL_EX_OK;
+}
+
+/* ---- show -------------------------------------------------------------------------- */
+
+struct ctl_body_out {
+    FILE *f;
+    int err; /* errno of a failed write */
+};
+
+static int ctl_body_write(const char *data, size_t len, void *arg)
+{
+    struct ctl_body_out *o = arg;
+    if (len > 0 && fwrite(data, 1, len, o->f) != len) {
+        o->err = errno ? errno : EIO;
+        return -o->err;
+    }
+    return 0;
+}
+
+/* Collects the header block: octets up to the first empty line (CRLF CRLF, or LF LF for
+ * a message stored with bare line ends), at most CTL_HDR_MAX. */
+struct ctl_hdr {
+    char *buf;
+    size_t len;
+    bool done;
+    bool truncated;
+};
+
+#define CTL_HDR_STOP 1 /* callback return that ends the body walk early */
+
+static int ctl_hdr_add(const char *data, size_t len, void *arg)
+{
+    struct ctl_hdr *h = arg;
+    for (size_t i = 0; i < len; i++) {
+        if (h->len == CTL_HDR_MAX) {
+            h->truncated = true;
+            return CTL_HDR_STOP;
+        }
+        h->buf[h->len++] = data[i];
+        /* The empty line: "\r\n" right after a line end, or at the very start. */
+        size_t n = h->len;
+        if ((n == 2 && h->buf[0] == '\r' && h->buf[1] == '\n') ||
+            (n >= 4 && memcmp(h->buf + n - 4, "\r\n\r\n", 4) == 0)) {
+            h->len -= 2;
+            h->done = true;
+            return CTL_HDR_STOP;
+        }
+        if ((n == 1 && h->buf[0] == '\n') || (n >= 2 && memcmp(h->buf + n - 2, "\n\n", 2) == 0)) {
+            h->len -= 1;
+            h->done = true;
+            return CTL_HDR_STOP;
+        }
+    }
+    return 0;
+}
+
+static int ctl_cmd_show(struct queue *q, const struct ctl_opts *opt, const struct ctl_args *a)
+{
+    FILE *f = stdout;
+    struct queue_env e;
+    int rc = queue_get_env(q, a->id, &e);
+    if (rc < 0)
+        return ctl_read_error("the envelope", a->idstr, rc);
+
+    if (opt->body) {
+        struct ctl_body_out bo = {.f = f};
+        rc = queue_read_body(q, a->id, ctl_body_write, &bo);
+        if (bo.err) {
+            fprintf(stderr, "relayctl: cannot write the message: %s\n", strerror(bo.err));
+            return CTL_EX_ERROR;
+        }
+        if (rc != 0)
+            return ctl_read_error("the body", a->idstr, rc);
+        return CTL_EX_OK;
+    }
+
+    struct ctl_hdr h = {.buf = malloc(CTL_HDR_MAX)};
+    if (h.buf == NULL) {
+        fprintf(stderr, "relayctl: out of memory\n");
+        return CTL_EX_ERROR;
+    }
+    rc = queue_read_body(q, a->id, ctl_hdr_add, &h);
+    if (rc != 0 && rc != CTL_HDR_STOP) {
+        free(h.buf);
+        return ctl_read_error("the body", a->idstr, rc);
+    }
+
+    struct ctl_msg_out o = {.f = f, .json = opt->json, .now = (int64_t)time(NULL)};
+    if (opt->json) {
+        ctl_json_env(f, &e);
+        rc = queue_get_rcpts(q, a->id, ctl_print_rcpt, &o);
+        fputs("],\"headers\":", f);
+        ctl_json_strn(f, h.buf, h.len);
+        if (h.truncated)
+            fputs(",\"headers_truncated\":true", f);
+        fputs("}\n", f);
+    } else {
+        char t[64], age[32];
+        printf("id:          %s\n", a->idstr);
+        printf("arrival:     %s (%s ago)\n", ctl_time(e.arrival, t, sizeof(t)),
+               ctl_human_age(e.arrival, o.now, age, sizeof(age)));
+        printf("size:        %" PRIu64 "\n", e.size);
+        fputs("sender:      <", f);
+        ctl_text_str(f, e.sender);
+        fputs(">\nclient:      ", f);
+        ctl_text_str(f, e.client_name);
+        fputs(" [", f);
+        ctl_text_str(f, e.client_addr);
+        fputs("]\nflags:      ", f);
+        if (e.flags == 0)
+            fputs(" -", f);
+        ctl_text_flags(f, e.flags);
+        putc('\n', f);
+        if (e.envid[0]) {
+            fputs("envid:       ", f);
+            ctl_text_str(f, e.envid);
+            putc('\n', f);
+        }
+        if (ctl_ret_name(e.ret))
+            printf("ret:         %s\n", ctl_ret_name(e.ret));
+        printf("recipients:  %" PRIu32 "\n", e.nrcpt);
+        rc = queue_get_rcpts(q, a->id, ctl_print_rcpt, &o);
+        printf("headers:\n");
+        ctl_text_strn(f, h.buf, h.len, true);
+        if (h.len > 0 && h.buf[h.len - 1] != '\n')
+            putc('\n', f);
+        if (h.truncated)
+            printf("[headers truncated at %u octets]\n", CTL_HDR_MAX);
+    }
+    free(h.buf);
+    if (rc != 0 && rc != -ENOENT)
+        return ctl_read_error("the recipients", a->idstr, rc);
+    return CTL_EX_OK;
+}
+
+/* ---- argument checks --------------------------------------------------------------- */
+
+static int ctl_check_none(int argc, char **argv, struct ctl_args *a)
+{
+    (void)argc;
+    (void)argv;
+    (void)a;
+    return 0;
+}
+
+static int ctl_check_id(int argc, char **argv, struct ctl_args *a)
+{
+    (void)argc;
+    const char *s = argv[0];
+    if (strlen(s) != QUEUE_ID_STR - 1 || queue_id_parse(s, &a->id) < 0) {
+        fprintf(stderr, "relayctl: bad queue id '");
+        ctl_text_str(stderr, s);
+        fprintf(stderr, "': expected %d hexadecimal digits\n", QUEUE_ID_STR - 1);
+        return CTL_EX_USAGE;
+    }
+    queue_id_str(a->id, a->idstr);
+    return 0;
+}
+
+/* DOMAIN or @DOMAIN (the domain and its subdomains, as in ETRN @DOMAIN, RFC 1985). */
+static int ctl_check_domain(int argc, char **argv, struct ctl_args *a)
+{
+    if (argc == 0)
+        return 0;
+    const char *s = argv[0];
+    if (s[0] == '@') {
+        a->subdomains = true;
+        s++;
+    }
+    size_t n = strlen(s);
+    bool ok = n > 0 && n < sizeof(a->domain) && s[0] != '.' && s[n - 1] != '.' &&
+              strstr(s, "..") == NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        /* LDH labels, or UTF-8 octets of U-labels (RFC 6531); no address literals. */
+        ok = c >= 0x80 || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+             (c >= '0' && c <= '9') || c == '-' || c == '.';
+    }
+    if (!ok) {
+        fprintf(stderr, "relayctl: bad domain '");
+        ctl_text_str(stderr, argv[0]);
+        fprintf(stderr, "': expected DOMAIN or @DOMAIN\n");
+        return CTL_EX_USAGE;
+    }
+    for (size_t i = 0; i <= n; i++)
+        a->domain[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] - 'A' + 'a') : s[i];
+    a->has_domain = true;
+    return 0;
+}
+
+/* Commands. Those that change the queue (flush, hold, release, delete, requeue) belong
+ * here too once relayd's control socket exists; they will connect to it instead of
+ * opening the queue, so they get a run function of their own kind (see main()). */
+static const struct ctl_cmd ctl_cmds[] = {
+    {"queue", "queue [--json]",
+     "per-domain summary: messages, recipients, size, oldest, held; and totals", 0, 0,
+     CTL_OPT_JSON, ctl_check_none, ctl_cmd_queue},
+    {"list", "list [DOMAIN|@DOMAIN] [--json]",
+     "every queued message with its recipients (@DOMAIN: with subdomains)", 0, 1, CTL_OPT_JSON,
+     ctl_check_domain, ctl_cmd_list},
+    {"show", "show ID [--body] [--json]",
+     "one message: envelope, recipients and headers; --body: the stored message, byte-exact",
+     1, 1, CTL_OPT_JSON | CTL_OPT_BODY, ctl_check_id, ctl_cmd_show},
+};
+
+static void ctl_usage(FILE *f)
+{
+    fprintf(f, "usage: relayctl [-c FILE | -q DIR] COMMAND [ARGS]\n"
+               "\n"
+               "Inspects the queue of relayd (read-only; works while relayd runs or not).\n"
+               "\n"
+               "  -c, --config FILE  use the queue_dir of relayd's configuration FILE\n"
+               "                     (default " CTL_DEFAULT_CONF ")\n"
+               "  -q, --queue DIR    use the queue in DIR\n"
+               "      --json         machine-readable output (schema: see relayctl.c)\n"
+               "      --body         show: write the stored message only\n"
+               "  -h, --help         this text\n"
+               "  -V, --version      version\n"
+               "\n"
+               "commands:\n");
+    for (size_t i = 0; i < sizeof(ctl_cmds) / sizeof(ctl_cmds[0]); i++)
+        fprintf(f, "  %s\n      %s\n", ctl_cmds[i].usage, ctl_cmds[i].help);
+    fprintf(f, "\n"
+               "exit status: 0 ok, 1 no such message, 2 usage error, 3 queue or config\n"
+               "cannot be opened, 4 error while reading the queue or writing output\n");
+}
+
+/* ---- configuration: queue_dir ------------------------------------------------------ */
+
+/* Loads relayd's configuration (lib/cfg.c: the same parser, defaults and relative-path
+ * rules as relayd) and returns its queue_dir, owned (free), or NULL after printing every
+ * error with file:line; *ex gets the exit code then. */
+static char *ctl_conf_queue_dir(const char *path, int *ex)
+{
+    struct cfg c;
+    struct cfg_errors errs = {0};
+    char *dir = NULL;
+    int rc = cfg_load(path, &c, &errs);
+    if (rc == -ENOMEM) {
+        fprintf(stderr, "relayctl: out of memory\n");
+        *ex = CTL_EX_ERROR;
+        goto out;
+    }
+    if (rc < 0 || errs.n > 0) {
+        for (size_t i = 0; i < errs.n; i++) {
+            if (errs.v[i].line > 0)
+                fprintf(stderr, "relayctl: %s:%d: %s\n", errs.v[i].file, errs.v[i].line,
+                        errs.v[i].msg);
+            else
+                fprintf(stderr, "relayctl: %s: %s\n", errs.v[i].file, errs.v[i].msg);
+        }
+        if (errs.n == 0)
+            fprintf(stderr, "relayctl: cannot load configuration %s: %s\n", path,
+                    hf_strerror(rc));
+        *ex = CTL_EX_NOQUEUE;
+        goto out;
+    }
+    if (c.queue_dir == NULL || c.queue_dir[0] == '\0') {
+        fprintf(stderr, "relayctl: %s: no queue_dir set\n", path);
+        *ex = CTL_EX_NOQUEUE;
+        goto out;
+    }
+    dir = strdup(c.queue_dir);
+    if (dir == NULL) {
+        fprintf(stderr, "relayctl: out of memory\n");
+        *ex = CTL_EX_ERROR;
+    }
+out:
+    cfg_free(&c);
+    cfg_errors_free(&errs);
+    return dir;
+}
+
+/* ---- main -------------------------------------------------------------------------- */
+
+static int ctl_open_error(const char *dir, int rc)
+{
+    switch (rc) {
+    case -ENOENT:
+    case -ENOTDIR:
+        fprintf(stderr, "relayctl: no queue at %s: %s\n", dir, hf_strerror(rc));
+        break;
+    case -EACCES:
+    case -EPERM:
+        fprintf(stderr, "relayctl: cannot open the queue at %s: %s\n", dir, hf_strerror(rc));
+        break;
+    case HF_ECORRUPT:
+        fprintf(stderr, "relayctl: the queue at %s is damaged or not a holdfast queue: %s\n",
+                dir, hf_strerror(rc));
+        break;
+    case HF_EVERSION:
+        fprintf(stderr,
+                "relayctl: the queue at %s was written by an incompatible version of relayd:"
+                " %s\n",
+                dir, hf_strerror(rc));
+        break;
+    default:
+        fprintf(stderr, "relayctl: cannot open the queue at %s: %s\n", dir, hf_strerror(rc));
+        break;
+    }
+    return CTL_EX_NOQUEUE;
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_JSON = 256, OPT_BODY };
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"queue", required_argument, NULL, 'q'},
+        {"json", no_argument, NULL, OPT_JSON},    {"body", no_argument, NULL, OPT_BODY},
+        {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    struct ctl_opts opt = {0};
+    int c;
+    while ((c = getopt_long(argc, argv, "c:q:hV", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': opt.conf = optarg; break;
+        case 'q': opt.qdir = optarg; break;
+        case OPT_JSON: opt.json = true; break;
+        case OPT_BODY: opt.body = true; break;
+        case 'h': ctl_usage(stdout); return CTL_EX_OK;
+        case 'V': printf("relayctl (holdfast) %s\n", HF_VERSION); return CTL_EX_OK;
+        default: fprintf(stderr, "Try 'relayctl --help'.\n"); return CTL_EX_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        ctl_usage(stderr);
+        return CTL_EX_USAGE;
+    }
+    const char *name = argv[optind++];
+    const struct ctl_cmd *cmd = NULL;
+    for (size_t i = 0; i < sizeof(ctl_cmds) / sizeof(ctl_cmds[0]); i++)
+        if (strcmp(ctl_cmds[i].name, name) == 0)
+            cmd = &ctl_cmds[i];
+    if (cmd == NULL) {
+        fprintf(stderr, "relayctl: unknown command '");
+        ctl_text_str(stderr, name);
+        fprintf(stderr, "'. Try 'relayctl --help'.\n");
+        return CTL_EX_USAGE;
+    }
+    int nargs = argc - optind;
+    if (nargs < cmd->min_args || nargs > cmd->max_args) {
+        fprintf(stderr, "relayctl: usage: relayctl %s\n", cmd->usage);
+        return CTL_EX_USAGE;
+    }
+    if ((opt.json && !(cmd->opts & CTL_OPT_JSON)) || (opt.body && !(cmd->opts & CTL_OPT_BODY))) {
+        fprintf(stderr, "relayctl: %s does not take %s\n", cmd->name,
+                opt.body ? "--body" : "--json");
+        return CTL_EX_USAGE;
+    }
+    if (opt.body && opt.json) {
+        fprintf(stderr, "relayctl: --body writes the raw message; it cannot be combined with"
+                        " --json\n");
+        return CTL_EX_USAGE;
+    }
+    if (opt.conf && opt.qdir) {
+        fprintf(stderr, "relayctl: give either -c FILE or -q DIR, not both\n");
+        return CTL_EX_USAGE;
+    }
+    struct ctl_args args = {0};
+    int ex = cmd->check(nargs, argv + optind, &args);
+    if (ex != 0)
+        return ex;
+
+    char *qdir = NULL;
+    if (opt.qdir) {
+        qdir = strdup(opt.qdir);
+    } else {
+        qdir = ctl_conf_queue_dir(opt.conf ? opt.conf : CTL_DEFAULT_CONF, &ex);
+        if (qdir == NULL)
+            return ex;
+    }
+    if (qdir == NULL) {
+        fprintf(stderr, "relayctl: out of memory\n");
+        return CTL_EX_ERROR;
+    }
+    struct queue *q = NULL;
+    int rc = queue_open(qdir, QUEUE_O_RDONLY, 0, 0, &q);
+    if (rc < 0) {
+        ex = ctl_open_error(qdir, rc);
+        free(qdir);
+        return ex;
+    }
+    ex = cmd->run(q, &opt, &args);
+    queue_close(q);
+    free(qdir);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "relayctl: cannot write the output: %s\n", strerror(errno));
+        return ex == CTL_EX_OK ? CTL_EX_ERROR : ex;
+    }
+    return ex;
+}

@@ -1,0 +1,62 @@
+/* The daemon's shared context: what main.c builds and the glue modules (smtpd_io, flush,
+ * ctl) use. Only the loop thread touches it. */
+#ifndef HF_RELAYD_H
+#define HF_RELAYD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "cfg.h"
+#include "idmap.h"
+#include "policy.h"
+#include "queue.h"
+#include "queue_wr.h"
+#include "smtpd.h"
+
+/* Counters since start, served by relayctl stats and the metrics endpoint. */
+struct relayd_stats {
+    uint64_t connections;
+    uint64_t refused_conn_limit;
+    uint64_t accepted;         /* messages committed */
+    uint64_t accepted_bytes;
+    uint64_t rejected_rcpt;    /* recipients refused */
+    uint64_t rejected_data;    /* messages refused after DATA */
+    uint64_t queue_errors;     /* commits that failed */
+    uint64_t delivered;
+    uint64_t deferred;
+    uint64_t failed;
+    uint64_t etrn[6];          /* replies 250, 251, 252, 253, 458, 459 */
+};
+
+struct relayd {
+    uv_loop_t *loop;
+    struct cfg *cfg;
+    struct policy *policy;
+    struct queue *q;
+    struct queue_wr *wr;
+    struct smtpd_params prm;
+    uv_tcp_t *listeners;
+    size_t nlisteners;
+    struct idmap sessions;  /* connection id -> struct session */
+    struct idmap per_ip;    /* hash of client address -> open sessions (uintptr_t) */
+    uint64_t nsessions;
+    bool stopping;
+    struct relayd_stats stats;
+    /* ETRN hook: set by the flush module; answers through smtpd_etrn_done via the session
+     * id. NULL means ETRN is answered 458 (no queue runner). */
+    void (*etrn)(struct relayd *rd, uint64_t session_id, const char *client_addr,
+                 const char *arg);
+    void *flush; /* the flush module's state */
+};
+
+/* Opens every listener of cfg->listen on rd->loop. Returns 0 or a negative code (logged). */
+int smtpd_io_listen(struct relayd *rd);
+/* Stops listening and closes every session with 421 4.3.2 (shutdown). */
+void smtpd_io_shutdown(struct relayd *rd);
+/* Delivers an ETRN answer to session id (if it still exists). */
+void smtpd_io_etrn_done(struct relayd *rd, uint64_t session_id, int code, const char *enh,
+                        const char *text);
+
+#endif

@@ -1,0 +1,130 @@
+/* The inbound SMTP dialogue (RFC 5321, 1870, 2920, 3461, 3463, 6152, 6531, 1985) as a state
+ * machine. Pure: it consumes bytes and events and emits reply text and actions into
+ * struct smtpd_out; the glue (smtpd_io.c) moves bytes, stores messages and runs flushes.
+ * It never knows whether the bytes came over TLS. */
+#ifndef HF_SMTPD_H
+#define HF_SMTPD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "policy.h"
+#include "smtp_cmd.h"
+#include "smtp_data.h"
+
+enum smtpd_state {
+    SMTPD_ST_GREET = 0, /* connected, no HELO/EHLO yet */
+    SMTPD_ST_READY,     /* after HELO/EHLO, no transaction */
+    SMTPD_ST_MAIL,      /* MAIL accepted, no recipient yet */
+    SMTPD_ST_RCPT,      /* at least one recipient accepted */
+    SMTPD_ST_DATA,      /* receiving message content */
+    SMTPD_ST_COMMIT,    /* message complete, waiting for the queue's commit */
+    SMTPD_ST_WAIT,      /* waiting for an asynchronous answer (ETRN) */
+    SMTPD_ST_CLOSED,    /* QUIT or fatal error; no more input is read */
+};
+
+/* Limits and switches the session needs; borrowed from the daemon's configuration. */
+struct smtpd_params {
+    const char *hostname;
+    uint64_t max_size;
+    unsigned max_rcpts;
+    unsigned max_bad;
+    bool bare_normalise;
+    bool etrn;
+};
+
+struct smtpd_rcpt {
+    char *addr;   /* malloc'd mailbox as given (source route removed) */
+    char *domain; /* malloc'd lower-case domain */
+    char *orcpt;  /* malloc'd or NULL */
+    unsigned notify;
+};
+
+/* Actions for the glue, as bits in smtpd_out.act. */
+#define SMTPD_ACT_CLOSE  0x1u /* close after flushing the replies */
+#define SMTPD_ACT_COMMIT 0x2u /* a message is complete: take it with smtpd_take_message() */
+#define SMTPD_ACT_ETRN   0x4u /* run ETRN for etrn_arg, answer with smtpd_etrn_done() */
+
+struct smtpd_out {
+    char *buf; /* reply bytes to send; malloc'd, kept by the session */
+    size_t len, cap;
+    unsigned act;
+    char etrn_arg[SMTP_CMD_LINE_MAX + 1];
+};
+
+/* The message handed to the queue. The body has `head` octets of free room in front so the
+ * glue can prepend the Received: header without copying the message. */
+#define SMTPD_BODY_HEADROOM 1024
+
+struct smtpd_msg {
+    char *sender; /* "" for <> */
+    struct smtpd_rcpt *rcpts;
+    size_t nrcpt;
+    char *buf;    /* malloc'd; message bytes start at buf + head */
+    size_t head;  /* free octets in front of the message */
+    size_t len;   /* message octets */
+    bool eight_bit;
+    bool smtputf8;
+    int ret;
+    char *envid; /* malloc'd or NULL */
+};
+
+struct smtpd {
+    const struct smtpd_params *prm;
+    const struct policy *policy;
+    enum smtpd_state st;
+    bool esmtp;
+    char *helo;          /* malloc'd HELO/EHLO name */
+    char client_addr[64];
+    uint64_t id;         /* connection id for log lines (c=N) */
+    unsigned bad;        /* bad commands so far */
+    /* input line assembly (allocated only while a partial line is pending) */
+    char *line;
+    size_t line_len;
+    bool line_overflow; /* discarding the rest of an over-long line */
+    /* transaction */
+    struct smtpd_msg *msg;
+    size_t msg_cap;       /* allocated octets of msg->buf */
+    uint64_t declared_size;
+    struct smtp_data dec;
+    bool too_big;
+    struct smtpd_out out;
+};
+
+/* Initialises s for a new connection from client_addr (copied) and emits the 220 greeting.
+ * prm and policy are borrowed for the session's life. */
+void smtpd_init(struct smtpd *s, const struct smtpd_params *prm, const struct policy *policy,
+                uint64_t id, const char *client_addr);
+/* Frees everything s holds (the pending message included). */
+void smtpd_close(struct smtpd *s);
+
+/* Consumes input bytes. Returns how many were consumed: fewer than len when the session must
+ * wait (SMTPD_ST_COMMIT / SMTPD_ST_WAIT / SMTPD_ST_CLOSED); the glue keeps the rest and
+ * feeds it again after the answer arrives. Replies and actions accumulate in s->out. */
+size_t smtpd_input(struct smtpd *s, const char *data, size_t len);
+
+/* The message of the last SMTPD_ACT_COMMIT; the caller owns it (smtpd_msg_free). */
+struct smtpd_msg *smtpd_take_message(struct smtpd *s);
+void smtpd_msg_free(struct smtpd_msg *m);
+
+/* The queue answered the commit: status 0 with the queue id text, or a negative code.
+ * Emits 250 / 452 4.3.1 / 451 4.3.0 and returns to READY. */
+void smtpd_committed(struct smtpd *s, int status, const char *queue_id);
+
+/* The ETRN answer: the full reply line(s) without CRLF handling (code and text). */
+void smtpd_etrn_done(struct smtpd *s, int code, const char *enh, const char *text);
+
+/* Timeout: emits 421 4.4.2 and closes. */
+void smtpd_timeout(struct smtpd *s);
+
+/* Emits a reply ("421 4.7.0 ..." style pieces) and closes; used for connection limits and
+ * shutdown. */
+void smtpd_refuse(struct smtpd *s, int code, const char *enh, const char *text);
+
+/* Clears the output buffer after the glue sent it (keeps capacity only when small). */
+void smtpd_out_reset(struct smtpd *s);
+
+const char *smtpd_state_name(enum smtpd_state st);
+
+#endif

@@ -1,0 +1,431 @@
+/* Glue between connections and the inbound dialogue: accepts connections within the limits,
+ * feeds bytes to smtpd, sends its replies, hands complete messages to the writer thread and
+ * answers the client when the commit is durable. */
+#include "relayd.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "conn.h"
+#include "hf_err.h"
+#include "log.h"
+
+struct session {
+    struct relayd *rd;
+    struct conn *conn;
+    uint64_t id;
+    uint64_t ip_key;
+    struct smtpd sm;
+    char *pending; /* input received while the session waited */
+    size_t pending_len;
+};
+
+static uint64_t smtpd_io_ip_key(const char *addr)
+{
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)addr; *p; p++) {
+        h ^= *p;
+        h *= 0x100000001b3ULL;
+    }
+    return h ? h : 1;
+}
+
+static void smtpd_io_flush_out(struct session *se)
+{
+    struct smtpd *s = &se->sm;
+    if (s->out.len) {
+        if (conn_write(se->conn, s->out.buf, s->out.len) < 0)
+            s->out.act |= SMTPD_ACT_CLOSE;
+    }
+    unsigned act = s->out.act;
+    smtpd_out_reset(s);
+    if (act & SMTPD_ACT_CLOSE)
+        conn_close(se->conn, false);
+}
+
+static void smtpd_io_arm_timer(struct session *se)
+{
+    const struct cfg *c = se->rd->cfg;
+    uint64_t secs = se->sm.st == SMTPD_ST_DATA ? c->timeout_data : c->timeout_command;
+    if (se->sm.st == SMTPD_ST_COMMIT || se->sm.st == SMTPD_ST_WAIT)
+        secs = 0; /* waiting on us, not on the client */
+    conn_set_timeout(se->conn, secs * 1000);
+}
+
+/* Formats the Received: header (RFC 5321 4.4) for m into buf. */
+static int smtpd_io_received(const struct session *se, const struct smtpd_msg *m,
+                             const char *qid, char *buf, size_t sz)
+{
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    const char *proto = m->smtputf8 ? "UTF8SMTP" : se->sm.esmtp ? "ESMTP" : "SMTP";
+    char helo[300];
+    /* The HELO name is client-supplied: keep it printable so it cannot break the header. */
+    snprintf(helo, sizeof(helo), "%s", se->sm.helo ? se->sm.helo : "unknown");
+    for (char *p = helo; *p; p++)
+        if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e || *p == '(' || *p == ')')
+            *p = '?';
+    int n;
+    if (m->nrcpt == 1)
+        n = snprintf(buf, sz,
+                     "Received: from %s ([%s])\r\n\tby %s (holdfast) with %s id %s\r\n"
+                     "\tfor <%s>; %s\r\n",
+                     helo, se->sm.client_addr, se->rd->prm.hostname, proto, qid, m->rcpts[0].addr,
+                     date);
+    else
+        n = snprintf(buf, sz,
+                     "Received: from %s ([%s])\r\n\tby %s (holdfast) with %s id %s;\r\n\t%s\r\n",
+                     helo, se->sm.client_addr, se->rd->prm.hostname, proto, qid, date);
+    return (n < 0 || (size_t)n >= sz) ? -ENOSPC : n;
+}
+
+static void smtpd_io_process(struct session *se, const char *data, size_t len);
+
+static void smtpd_io_resume(struct session *se)
+{
+    if (conn_is_closing(se->conn))
+        return;
+    if (se->pending_len) {
+        char *p = se->pending;
+        size_t n = se->pending_len;
+        se->pending = NULL;
+        se->pending_len = 0;
+        smtpd_io_process(se, p, n);
+        free(p);
+        if (se->pending_len || conn_is_closing(se->conn))
+            return;
+    }
+    if (se->sm.st != SMTPD_ST_COMMIT && se->sm.st != SMTPD_ST_WAIT &&
+        se->sm.st != SMTPD_ST_CLOSED) {
+        conn_read_start(se->conn);
+        smtpd_io_arm_timer(se);
+    }
+}
+
+static void smtpd_io_committed(int status, uint64_t token, uint64_t id, void *arg)
+{
+    struct relayd *rd = arg;
+    struct session *se = idmap_get(&rd->sessions, token);
+    char qid[QUEUE_ID_STR];
+    queue_id_str(id, qid);
+    if (status < 0) {
+        rd->stats.queue_errors++;
+        log_err("c=%llu queue commit failed err=%s (%s)", (unsigned long long)token,
+                hf_errname(status), hf_strerror(status));
+    }
+    if (!se) {
+        if (status == 0)
+            log_warn("%s client went away before the commit; the message is queued and may "
+                     "be sent again by the client",
+                     qid);
+        return;
+    }
+    if (status == 0)
+        rd->stats.accepted++;
+    smtpd_committed(&se->sm, status, qid);
+    smtpd_io_flush_out(se);
+    smtpd_io_resume(se);
+}
+
+static void smtpd_io_commit(struct session *se)
+{
+    struct relayd *rd = se->rd;
+    struct smtpd_msg *m = smtpd_take_message(&se->sm);
+    struct queue_new_msg *qm = calloc(1, sizeof(*qm));
+    if (!m || !qm)
+        goto fail;
+    qm->env.id = queue_id_next(rd->q);
+    char qid[QUEUE_ID_STR];
+    queue_id_str(qm->env.id, qid);
+    char hdr[SMTPD_BODY_HEADROOM];
+    int hl = smtpd_io_received(se, m, qid, hdr, sizeof(hdr));
+    if (hl < 0 || (size_t)hl > m->head)
+        goto fail;
+    /* Prepend the header in the headroom, then move the whole message to the start of the
+     * allocation, which the queue frees as body. */
+    memcpy(m->buf + m->head - (size_t)hl, hdr, (size_t)hl);
+    memmove(m->buf, m->buf + m->head - (size_t)hl, (size_t)hl + m->len);
+    qm->body = m->buf;
+    qm->body_len = (size_t)hl + m->len;
+    m->buf = NULL;
+    qm->env.arrival = (int64_t)time(NULL);
+    qm->env.size = qm->body_len;
+    qm->env.flags = (m->eight_bit ? QUEUE_F_8BITMIME : 0) | (m->smtputf8 ? QUEUE_F_SMTPUTF8 : 0);
+    qm->env.ret = m->ret;
+    snprintf(qm->env.envid, sizeof(qm->env.envid), "%s", m->envid ? m->envid : "");
+    snprintf(qm->env.sender, sizeof(qm->env.sender), "%s", m->sender);
+    snprintf(qm->env.client_name, sizeof(qm->env.client_name), "%s",
+             se->sm.helo ? se->sm.helo : "");
+    snprintf(qm->env.client_addr, sizeof(qm->env.client_addr), "%s", se->sm.client_addr);
+    qm->env.nrcpt = (uint32_t)m->nrcpt;
+    qm->nrcpt = m->nrcpt;
+    qm->rcpts = calloc(m->nrcpt, sizeof(*qm->rcpts));
+    if (!qm->rcpts)
+        goto fail;
+    for (size_t i = 0; i < m->nrcpt; i++) {
+        struct queue_rcpt *r = &qm->rcpts[i];
+        r->id = qm->env.id;
+        r->idx = (uint32_t)i;
+        snprintf(r->addr, sizeof(r->addr), "%s", m->rcpts[i].addr);
+        snprintf(r->domain, sizeof(r->domain), "%s", m->rcpts[i].domain);
+        snprintf(r->orcpt, sizeof(r->orcpt), "%s", m->rcpts[i].orcpt ? m->rcpts[i].orcpt : "");
+        r->notify = m->rcpts[i].notify;
+        r->state = QUEUE_RS_PENDING;
+    }
+    char from[200];
+    log_info("%s accepted c=%llu from=<%s> size=%zu nrcpt=%zu client=[%s] helo=%s", qid,
+             (unsigned long long)se->id, log_safe(m->sender, from, sizeof(from)), qm->body_len,
+             m->nrcpt, se->sm.client_addr, se->sm.helo ? se->sm.helo : "");
+    for (size_t i = 0; i < m->nrcpt; i++)
+        log_info("%s to=<%s>", qid, log_safe(m->rcpts[i].addr, from, sizeof(from)));
+    rd->stats.accepted_bytes += qm->body_len;
+    smtpd_msg_free(m);
+    int rc = queue_wr_put(rd->wr, qm, smtpd_io_committed, se->id, rd);
+    if (rc < 0) {
+        smtpd_committed(&se->sm, rc, "");
+        smtpd_io_flush_out(se);
+    }
+    return;
+fail:
+    smtpd_msg_free(m);
+    queue_new_msg_free(qm);
+    smtpd_committed(&se->sm, -ENOMEM, "");
+    smtpd_io_flush_out(se);
+}
+
+/* Feeds data to the dialogue until it has to wait; keeps what it did not take. */
+static void smtpd_io_process(struct session *se, const char *data, size_t len)
+{
+    size_t used = smtpd_input(&se->sm, data, len);
+    unsigned act = se->sm.out.act;
+    char etrn_arg[sizeof(se->sm.out.etrn_arg)];
+    if (act & SMTPD_ACT_ETRN)
+        memcpy(etrn_arg, se->sm.out.etrn_arg, sizeof(etrn_arg));
+    if (used < len && se->sm.st != SMTPD_ST_CLOSED) {
+        char *p = malloc(len - used);
+        if (!p) {
+            smtpd_refuse(&se->sm, 421, "4.3.0", "Out of memory, closing connection");
+        } else {
+            memcpy(p, data + used, len - used);
+            se->pending = p;
+            se->pending_len = len - used;
+            conn_read_stop(se->conn);
+        }
+    }
+    smtpd_io_flush_out(se);
+    if (conn_is_closing(se->conn))
+        return;
+    smtpd_io_arm_timer(se);
+    if (act & SMTPD_ACT_COMMIT)
+        smtpd_io_commit(se);
+    if (act & SMTPD_ACT_ETRN) {
+        if (se->rd->etrn)
+            se->rd->etrn(se->rd, se->id, se->sm.client_addr, etrn_arg);
+        else
+            smtpd_io_etrn_done(se->rd, se->id, 458, NULL, "Unable to queue messages now");
+    }
+}
+
+void smtpd_io_etrn_done(struct relayd *rd, uint64_t session_id, int code, const char *enh,
+                        const char *text)
+{
+    struct session *se = idmap_get(&rd->sessions, session_id);
+    if (!se)
+        return;
+    smtpd_etrn_done(&se->sm, code, enh, text);
+    smtpd_io_flush_out(se);
+    smtpd_io_resume(se);
+}
+
+static void smtpd_io_on_read(struct conn *c, const char *data, size_t len)
+{
+    struct session *se = conn_data(c);
+    if (se->pending_len) { /* should not happen: reading stops while input is pending */
+        char *p = realloc(se->pending, se->pending_len + len);
+        if (!p) {
+            conn_close(c, true);
+            return;
+        }
+        memcpy(p + se->pending_len, data, len);
+        se->pending = p;
+        se->pending_len += len;
+        return;
+    }
+    smtpd_io_process(se, data, len);
+}
+
+static void smtpd_io_on_eof(struct conn *c, int status)
+{
+    struct session *se = conn_data(c);
+    if (se->sm.st == SMTPD_ST_DATA || se->sm.st == SMTPD_ST_MAIL || se->sm.st == SMTPD_ST_RCPT)
+        log_info("c=%llu lost connection in state %s client=[%s] err=%s",
+                 (unsigned long long)se->id, smtpd_state_name(se->sm.st), se->sm.client_addr,
+                 hf_errname(status == UV_EOF ? 0 : status));
+    conn_close(c, true);
+}
+
+static void smtpd_io_on_timeout(struct conn *c)
+{
+    struct session *se = conn_data(c);
+    log_info("c=%llu timeout in state %s client=[%s]", (unsigned long long)se->id,
+             smtpd_state_name(se->sm.st), se->sm.client_addr);
+    smtpd_timeout(&se->sm);
+    smtpd_io_flush_out(se);
+}
+
+static void smtpd_io_on_close(struct conn *c)
+{
+    struct session *se = conn_data(c);
+    if (!se)
+        return;
+    struct relayd *rd = se->rd;
+    idmap_del(&rd->sessions, se->id);
+    if (se->ip_key) {
+        uintptr_t n = (uintptr_t)idmap_get(&rd->per_ip, se->ip_key);
+        if (n <= 1)
+            idmap_del(&rd->per_ip, se->ip_key);
+        else
+            idmap_put(&rd->per_ip, se->ip_key, (void *)(n - 1));
+    }
+    rd->nsessions--;
+    log_debug("c=%llu disconnect client=[%s]", (unsigned long long)se->id, se->sm.client_addr);
+    smtpd_close(&se->sm);
+    free(se->pending);
+    free(se);
+}
+
+static const struct conn_ops smtpd_io_ops = {
+    .on_read = smtpd_io_on_read,
+    .on_eof = smtpd_io_on_eof,
+    .on_timeout = smtpd_io_on_timeout,
+    .on_close = smtpd_io_on_close,
+};
+
+static void smtpd_io_on_connection(uv_stream_t *server, int status)
+{
+    struct relayd *rd = server->data;
+    if (status < 0) {
+        log_warn("accept failed err=%s", hf_errname(status));
+        return;
+    }
+    struct session *se = calloc(1, sizeof(*se));
+    if (!se) {
+        /* Accept and drop so the kernel queue does not fill; nothing else we can do. */
+        uv_tcp_t t;
+        uv_tcp_init(server->loop, &t);
+        if (uv_accept(server, (uv_stream_t *)&t) == 0)
+            uv_close((uv_handle_t *)&t, NULL);
+        return;
+    }
+    se->rd = rd;
+    struct conn *c;
+    int rc = conn_accept(server, &smtpd_io_ops, se, &c);
+    if (rc < 0) {
+        log_warn("accept failed err=%s", hf_errname(rc));
+        free(se);
+        return;
+    }
+    se->conn = c;
+    se->id = conn_id(c);
+    rd->stats.connections++;
+    rd->nsessions++;
+    idmap_put(&rd->sessions, se->id, se);
+    smtpd_init(&se->sm, &rd->prm, rd->policy, se->id, conn_peer_addr(c));
+    log_debug("c=%llu connect client=[%s]:%d", (unsigned long long)se->id, conn_peer_addr(c),
+              conn_peer_port(c));
+    uint64_t key = smtpd_io_ip_key(conn_peer_addr(c));
+    uintptr_t per_ip = (uintptr_t)idmap_get(&rd->per_ip, key);
+    if (rd->stopping) {
+        smtpd_out_reset(&se->sm);
+        smtpd_refuse(&se->sm, 421, "4.3.2", "Service shutting down");
+    } else if (rd->nsessions > rd->cfg->max_connections) {
+        rd->stats.refused_conn_limit++;
+        log_warn("c=%llu refused client=[%s] reason=max_connections limit=%llu",
+                 (unsigned long long)se->id, conn_peer_addr(c),
+                 (unsigned long long)rd->cfg->max_connections);
+        smtpd_out_reset(&se->sm);
+        smtpd_refuse(&se->sm, 421, "4.7.0", "Too many connections, try again later");
+    } else if (per_ip + 1 > rd->cfg->max_connections_per_ip) {
+        rd->stats.refused_conn_limit++;
+        log_warn("c=%llu refused client=[%s] reason=max_connections_per_ip limit=%llu",
+                 (unsigned long long)se->id, conn_peer_addr(c),
+                 (unsigned long long)rd->cfg->max_connections_per_ip);
+        smtpd_out_reset(&se->sm);
+        smtpd_refuse(&se->sm, 421, "4.7.0", "Too many connections from your address");
+    } else {
+        se->ip_key = key;
+        idmap_put(&rd->per_ip, key, (void *)(per_ip + 1));
+    }
+    smtpd_io_flush_out(se);
+    if (!conn_is_closing(c)) {
+        conn_read_start(c);
+        smtpd_io_arm_timer(se);
+    }
+}
+
+int smtpd_io_listen(struct relayd *rd)
+{
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s", rd->cfg->listen ? rd->cfg->listen : "");
+    size_t n = 0;
+    for (char *p = buf; *p; p++)
+        if (*p != ' ' && (p == buf || p[-1] == ' '))
+            n++;
+    if (n == 0) {
+        log_err("no listen address configured");
+        return HF_ECONFIG;
+    }
+    rd->listeners = calloc(n, sizeof(*rd->listeners));
+    if (!rd->listeners)
+        return -ENOMEM;
+    char *save = NULL;
+    for (char *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+        struct sockaddr_storage ss;
+        if (conn_parse_hostport(w, 25, &ss) < 0) {
+            log_err("listen: '%s' is not an address:port", w);
+            return HF_ECONFIG;
+        }
+        uv_tcp_t *t = &rd->listeners[rd->nlisteners];
+        uv_tcp_init(rd->loop, t);
+        t->data = rd;
+        rd->nlisteners++;
+        int rc = uv_tcp_bind(t, (struct sockaddr *)&ss, 0);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)t, 511, smtpd_io_on_connection);
+        if (rc < 0) {
+            log_err("listen on %s failed err=%s (%s)", w, hf_errname(rc), uv_strerror(rc));
+            return rc;
+        }
+        log_info("listening on %s", w);
+    }
+    return 0;
+}
+
+static void smtpd_io_close_session(struct session *se)
+{
+    if (conn_is_closing(se->conn))
+        return;
+    if (se->sm.st == SMTPD_ST_COMMIT)
+        return; /* let the commit answer first; the writer drains before exit */
+    smtpd_refuse(&se->sm, 421, "4.3.2", "Service shutting down, try again later");
+    smtpd_io_flush_out(se);
+}
+
+void smtpd_io_shutdown(struct relayd *rd)
+{
+    rd->stopping = true;
+    for (size_t i = 0; i < rd->nlisteners; i++)
+        if (!uv_is_closing((uv_handle_t *)&rd->listeners[i]))
+            uv_close((uv_handle_t *)&rd->listeners[i], NULL);
+    for (size_t i = 0; i < rd->sessions.cap; i++) {
+        uint64_t k = rd->sessions.keys[i];
+        if (k != 0 && k != UINT64_MAX && rd->sessions.vals[i])
+            smtpd_io_close_session(rd->sessions.vals[i]);
+    }
+}

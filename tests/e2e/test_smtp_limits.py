@@ -1,0 +1,209 @@
+"""Limits of RFC 5321 4.5.3.1 and of the config: SIZE, message size, recipients, command
+and text line lengths, bad commands, connections per address, command timeout. Each
+violation gets its reply and the session (or the daemon) goes on."""
+
+import socket
+import unittest
+
+import hfharness as hf
+
+MAX_SIZE = 20000
+MAX_RCPT = 3
+MAX_BAD = 3
+MAX_PER_IP = 3
+
+
+class SmtpLimits(hf.HFClassTestCase):
+    CONF = {
+        "max_message_size": str(MAX_SIZE),
+        "max_recipients": str(MAX_RCPT),
+        "max_bad_commands": str(MAX_BAD),
+        "max_connections_per_ip": str(MAX_PER_IP),
+    }
+
+    def assertQueueHasNo(self, needle):
+        data = self.relayd.relayctl_json("list")
+        for m in data["messages"]:
+            body = self.relayd.relayctl("show", m["id"], "--body", check=True).stdout
+            self.assertNotIn(needle, body, "message %s should not have been queued" % m["id"])
+
+    def test_ehlo_size(self):
+        with self.relayd.raw() as c:
+            r = c.ehlo()
+            self.assertIn("SIZE %d" % MAX_SIZE, [x.upper() for x in r.lines[1:]], r)
+
+    def test_mail_size_parameter(self):
+        with self.relayd.raw() as c:
+            c.ehlo()
+            r = c.cmd("MAIL FROM:<a@b.test> SIZE=%d" % (MAX_SIZE + 1))
+            self.assertReply(r, 552, "5.3.4")
+            r = c.cmd("MAIL FROM:<a@b.test> SIZE=99999999999999999999")
+            self.assertIn(r.code, (552, 501), r)  # too big, or out of range as a number
+            r = c.cmd("MAIL FROM:<a@b.test> SIZE=%d" % MAX_SIZE)
+            self.assertReply(r, 250, "2.1.0")
+            self.assertReply(c.cmd("RCPT TO:<alice@branch.test>"), 250)
+
+    def test_message_too_big_while_receiving(self):
+        """Without SIZE the limit is found while receiving: 552 5.3.4 after the final dot,
+        nothing queued, and the session continues."""
+        marker = b"X-Marker: too-big-while-receiving"
+        body = hf.make_body("big", b"", [marker]) + (b"y" * 78 + b"\r\n") * (2 * MAX_SIZE // 80)
+        with self.relayd.raw() as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<a@b.test>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<alice@branch.test>"), 250)
+            self.assertReply(c.cmd("DATA"), 354)
+            self.assertReply(c.data_reply(body), 552, "5.3.4")
+            self.assertReply(c.cmd("NOOP"), 250, "2.0.0")
+            # The next transaction on the same session works.
+            self.assertReply(c.cmd("MAIL FROM:<a@b.test>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<alice@branch.test>"), 250)
+            self.assertReply(c.cmd("DATA"), 354)
+            hf.queued_id(c.data_reply(b"Subject: small after big\r\n\r\nok\r\n"))
+        self.assertQueueHasNo(marker)
+
+    def test_message_just_under_limit(self):
+        body = hf.make_body("fits", b"") + (b"z" * 78 + b"\r\n") * ((MAX_SIZE - 2000) // 80)
+        self.assertLess(len(body), MAX_SIZE - 1000)
+        qid = hf.send_raw(self.relayd, "a@b.test", ["alice@branch.test"], body)
+        stored = self.relayd.relayctl("show", qid, "--body", check=True).stdout
+        self.assertEqual(hf.split_received(stored)[1], body)
+
+    def test_too_many_recipients(self):
+        with self.relayd.raw() as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<a@b.test>"), 250)
+            for i in range(MAX_RCPT):
+                self.assertReply(c.cmd("RCPT TO:<r%d@open.test>" % i), 250, "2.1.5")
+            self.assertReply(c.cmd("RCPT TO:<r%d@open.test>" % MAX_RCPT), 452, "4.5.3")
+            self.assertReply(c.cmd("RCPT TO:<another@open.test>"), 452, "4.5.3")
+            self.assertReply(c.cmd("DATA"), 354)
+            qid = hf.queued_id(c.data_reply(b"Subject: rcpts\r\n\r\nx\r\n"))
+        msg = self.relayd.relayctl_json("show", qid)
+        self.assertEqual([r["addr"] for r in msg["rcpts"]],
+                         ["r%d@open.test" % i for i in range(MAX_RCPT)])
+
+    def test_command_line_length(self):
+        """RFC 5321 4.5.3.1.4: 512 octets with CRLF is the limit. A longer line gets
+        500 5.5.2 (once) and is not executed; the session goes on."""
+        with self.relayd.raw() as c:
+            c.ehlo()
+            line = b"NOOP " + b"a" * (512 - 2 - 5)
+            self.assertEqual(len(line) + 2, 512)
+            self.assertReply(c.cmd(line), 250, "2.0.0")
+            self.assertReply(c.cmd(line + b"a"), 500, "5.5.2")
+            self.assertReply(c.cmd(b"NOOP " + b"b" * 3000), 500, "5.5.2")
+            # A MAIL line that is too long is not executed.
+            self.assertReply(c.cmd(b"MAIL FROM:<a@b.test> " + b" " * 600), 500, "5.5.2")
+            self.assertReply(c.cmd("RCPT TO:<alice@branch.test>"), 503, "5.5.1")
+            self.assertFalse(c.pending(), "unexpected extra reply: %r" % c.buf)
+
+    def test_text_line_length(self):
+        """RFC 5321 4.5.3.1.6: a text line of 1000 octets with CRLF is accepted; longer gets
+        500 5.5.2 after the final dot, nothing is queued, the session goes on."""
+        marker = b"X-Marker: long-text-line"
+        ok = hf.make_body("998", b"") + b"o" * 998 + b"\r\n"
+        bad = hf.make_body("999", b"", [marker]) + b"p" * 999 + b"\r\nafter\r\n"
+        with self.relayd.raw() as c:
+            c.ehlo()
+            for body, want in ((ok, 250), (bad, 500)):
+                self.assertReply(c.cmd("MAIL FROM:<a@b.test>"), 250)
+                self.assertReply(c.cmd("RCPT TO:<alice@branch.test>"), 250)
+                self.assertReply(c.cmd("DATA"), 354)
+                r = c.data_reply(body)
+                if want == 250:
+                    qid = hf.queued_id(r)
+                else:
+                    self.assertReply(r, 500, "5.5.2")
+            self.assertReply(c.cmd("NOOP"), 250, "2.0.0")
+        stored = self.relayd.relayctl("show", qid, "--body", check=True).stdout
+        self.assertEqual(hf.split_received(stored)[1], ok)
+        self.assertQueueHasNo(marker)
+
+    def test_bad_commands_drop_session(self):
+        """After max_bad_commands bad commands: 421 4.7.0 and the connection closes."""
+        with self.relayd.raw() as c:
+            c.ehlo()
+            got = []
+            closing = None
+            for i in range(MAX_BAD + 1):
+                c.send(b"BOGUS%d\r\n" % i)
+                try:
+                    r = c.reply()
+                except hf.ConnectionClosed:
+                    break
+                if r.code == 421:
+                    closing = r
+                    break
+                got.append(r)
+                self.assertReply(r, 500, "5.5.1")
+                if i == MAX_BAD - 1 and c.pending():
+                    # The 421 may follow the last 500 without another command.
+                    r = c.reply()
+                    self.assertReply(r, 421, "4.7.0")
+                    closing = r
+                    break
+            self.assertIsNotNone(closing, "no 421 after %d bad commands: %r" % (MAX_BAD, got))
+            self.assertReply(closing, 421, "4.7.0")
+            self.assertIn(len(got), (MAX_BAD - 1, MAX_BAD), got)
+            rest = c.wait_closed()
+            self.assertEqual(rest, [], rest)
+
+    def test_good_commands_do_not_count(self):
+        with self.relayd.raw() as c:
+            c.ehlo()
+            for i in range(MAX_BAD * 3):
+                self.assertReply(c.cmd("NOOP"), 250)
+                if i % 2:
+                    self.assertReply(c.cmd("RSET"), 250)
+            self.assertReply(c.cmd("QUIT"), 221)
+
+    def test_connections_per_ip(self):
+        conns = []
+        try:
+            for _ in range(MAX_PER_IP):
+                c = self.relayd.raw()
+                conns.append(c)
+                self.assertReply(c.greeting, 220)
+            extra = self.relayd.raw(greet=False)
+            conns.append(extra)
+            r = extra.reply()
+            self.assertReply(r, 421, "4.7.0")
+            self.assertEqual(extra.wait_closed(), [])
+            # Another address is not limited by 127.0.0.1's count.
+            other = self.relayd.raw(source="127.0.0.3")
+            conns.append(other)
+            self.assertReply(other.greeting, 220)
+            # When one session ends, a new one from the same address is welcome again.
+            self.assertReply(conns[0].cmd("QUIT"), 221)
+            conns[0].wait_closed()
+            again = self.relayd.raw(greet=False)
+            conns.append(again)
+            self.assertReply(again.reply(), 220)
+        finally:
+            for c in conns:
+                c.close()
+
+    def test_daemon_survives(self):
+        """After all the abuse above the daemon still serves (run last by name)."""
+        qid = hf.send_smtplib(self.relayd, "a@b.test", ["alice@branch.test"],
+                              b"Subject: still alive\r\n\r\nx\r\n")
+        self.assertEqual(self.relayd.relayctl_json("show", qid)["id"], qid)
+
+
+class CommandTimeout(hf.HFTestCase):
+
+    def test_idle_session_closed(self):
+        d = self.start_relayd(conf={"timeout_command": "1"})
+        with d.raw() as c:
+            c.ehlo()
+            replies = c.wait_closed(bound=15)
+            for r in replies:
+                self.assertEqual(r.code, 421, replies)
+        # The daemon is fine afterwards.
+        with d.raw() as c:
+            self.assertReply(c.cmd("NOOP"), 250)
+
+
+if __name__ == "__main__":
+    unittest.main()
