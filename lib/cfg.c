@@ -562,10 +562,13 @@ int cfg_parse(const char *text, size_t len, const char *file, struct cfg *c,
             for (int t = 0; t < 4 && !other; t++)
                 other = cfg_find_key((enum cfg_section)t, key);
             if (other)
-                rc = cfg_err(errs, file, line, "key '%s' belongs in a [%s] section, not %s%s",
-                             key, cfg_section_names[other->section],
+                rc = cfg_err(errs, file, line, "key '%s' belongs %s%s%s, not %s%s%s", key,
+                             other->section == CFG_SEC_GLOBAL ? "at the top (a [global] " : "in a [",
+                             other->section == CFG_SEC_GLOBAL ? "key" : cfg_section_names[other->section],
+                             other->section == CFG_SEC_GLOBAL ? ")" : "] section",
                              sec == CFG_SEC_GLOBAL ? "at the top" : "in [",
-                             sec == CFG_SEC_GLOBAL ? "" : cfg_section_names[sec]);
+                             sec == CFG_SEC_GLOBAL ? "" : cfg_section_names[sec],
+                             sec == CFG_SEC_GLOBAL ? "" : "]");
             else
                 rc = cfg_err(errs, file, line, "unknown key '%s'", key);
             free(buf);

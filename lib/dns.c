@@ -595,9 +595,12 @@ int dns_mx_resolve(struct dns *d, const char *domain, dns_mx_cb cb, void *arg)
     if (domain[0] == '[') {
         /* An address literal is its own exchanger (RFC 5321 5.1). */
         r->implicit = true;
-        if (dns_req_hosts(r, 1) < 0 || mx_host_set(&r->hosts[0], domain, 0) < 0 ||
-            !dns_answer_locally(r)) {
-            rc = r->hosts ? HF_EADDR : -ENOMEM;
+        rc = dns_req_hosts(r, 1);
+        if (rc == 0)
+            rc = mx_host_set(&r->hosts[0], domain, 0);
+        if (rc == 0 && !dns_answer_locally(r))
+            rc = HF_EADDR;
+        if (rc < 0) {
             dns_req_free(r);
             dns_leave(d);
             return rc;
@@ -609,4 +612,135 @@ int dns_mx_resolve(struct dns *d, const char *domain, dns_mx_cb cb, void *arg)
     r->submitting = false; /* r may be on the ready list; the kick clears it there too */
     dns_leave(d);
     return 0;
+}
+
+int dns_addr_resolve(struct dns *d, const char *host, dns_addr_cb cb, void *arg)
+{
+    struct dns_req *r;
+    int rc = dns_req_new(d, host, &r);
+    if (rc < 0)
+        return rc;
+    rc = dns_req_hosts(r, 1);
+    if (rc == 0)
+        rc = mx_host_set(&r->hosts[0], host, 0);
+    if (rc < 0) {
+        dns_req_free(r);
+        return rc;
+    }
+    r->addr_cb = cb;
+    r->arg = arg;
+    r->submitting = true;
+    r->pending = 1;
+    dns_enter(d);
+    if (!dns_answer_locally(r))
+        dns_host_start(r, 0);
+    dns_req_unref(r); /* the starting reference */
+    r->submitting = false;
+    dns_leave(d);
+    return 0;
+}
+
+/* ---- life cycle ---- */
+
+int dns_new(uv_loop_t *loop, const char *servers, unsigned timeout_ms, unsigned tries,
+            struct dns **out)
+{
+    struct ares_options o;
+    int mask = ARES_OPT_FLAGS | ARES_OPT_SOCK_STATE_CB;
+    int rc;
+
+    *out = NULL;
+    struct dns *d = calloc(1, sizeof(*d));
+    if (!d)
+        return -ENOMEM;
+    d->loop = loop;
+    d->ready_tail = &d->ready;
+
+    rc = ares_library_init(ARES_LIB_INIT_ALL);
+    if (rc != ARES_SUCCESS) {
+        log_err("dns init err=%s", ares_strerror(rc));
+        rc = rc == ARES_ENOMEM ? -ENOMEM : HF_EDNS;
+        goto fail_free;
+    }
+    memset(&o, 0, sizeof(o));
+    /* Names are always absolute here: no search list, no HOSTALIASES. */
+    o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
+    o.sock_state_cb = dns_sock_state_cb;
+    o.sock_state_cb_data = d;
+    if (timeout_ms) {
+        mask |= ARES_OPT_TIMEOUTMS;
+        o.timeout = (int)timeout_ms;
+    }
+    if (tries) {
+        mask |= ARES_OPT_TRIES;
+        o.tries = (int)tries;
+    }
+    rc = ares_init_options(&d->ch, &o, mask);
+    if (rc != ARES_SUCCESS) {
+        log_err("dns init err=%s", ares_strerror(rc));
+        rc = rc == ARES_ENOMEM ? -ENOMEM : HF_EDNS;
+        goto fail_lib;
+    }
+    if (servers && servers[0]) {
+        rc = ares_set_servers_ports_csv(d->ch, servers);
+        if (rc != ARES_SUCCESS) {
+            char safe[128];
+            log_err("dns servers=%s err=%s", log_safe(servers, safe, sizeof(safe)),
+                    ares_strerror(rc));
+            rc = rc == ARES_ENOMEM ? -ENOMEM : HF_ECONFIG;
+            goto fail_channel;
+        }
+    }
+    uv_timer_init(loop, &d->timer);
+    uv_timer_init(loop, &d->kick);
+    d->timer.data = d;
+    d->kick.data = d;
+    d->handles = 2;
+    *out = d;
+    return 0;
+
+fail_channel:
+    ares_destroy(d->ch);
+fail_lib:
+    ares_library_cleanup();
+fail_free:
+    free(d);
+    return rc;
+}
+
+/* Cancels everything and closes the handles; runs at depth 0 only. */
+static void dns_teardown(struct dns *d)
+{
+    d->torn_down = true;
+    d->depth++; /* callbacks below must not start a second teardown */
+    uv_timer_stop(&d->timer);
+    uv_timer_stop(&d->kick);
+    /* Every pending query's callback runs now with ARES_ECANCELLED. */
+    ares_cancel(d->ch);
+    while (d->ready) {
+        struct dns_req *r = d->ready;
+        d->ready = r->next_ready;
+        if (!d->ready)
+            d->ready_tail = &d->ready;
+        r->submitting = false;
+        dns_req_deliver(r); /* status -ECANCELED: d->freeing is set */
+    }
+    /* Closes c-ares' sockets; dns_sock_state_cb closes their polls. */
+    ares_destroy(d->ch);
+    d->ch = NULL;
+    ares_library_cleanup();
+    while (d->polls)
+        dns_poll_close(d->polls);
+    d->depth--;
+    uv_close((uv_handle_t *)&d->timer, dns_timer_closed);
+    uv_close((uv_handle_t *)&d->kick, dns_timer_closed);
+}
+
+void dns_free(struct dns *d)
+{
+    if (!d || d->freeing)
+        return;
+    d->freeing = true;
+    if (d->depth == 0)
+        dns_teardown(d);
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -96,6 +97,24 @@ static void on_hup(uv_signal_t *h, int signum)
     (void)h;
     (void)signum;
     log_info("signal HUP received: nothing to reload yet (configuration changes need a restart)");
+}
+
+/* Creates the parents of path (like mkdir -p, mode 0755) so a fresh checkout's ./var works;
+ * the queue directory itself is created 0700 by queue_open(). */
+static int make_parents(const char *path)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+        return -ENAMETOOLONG;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    return 0;
 }
 
 static void on_housekeeping(uv_timer_t *t)
@@ -191,6 +210,10 @@ int main(int argc, char **argv)
     idmap_init(&rd->sessions);
     idmap_init(&rd->per_ip);
 
+    rc = make_parents(cfg.queue_dir);
+    if (rc < 0)
+        log_warn("cannot create the parents of queue_dir=%s err=%s", cfg.queue_dir,
+                 hf_errname(rc));
     rc = queue_open(cfg.queue_dir, 0, cfg.map_size, cfg.max_map_size, &rd->q);
     if (rc < 0) {
         log_err("cannot open queue dir=%s err=%s (%s)%s", cfg.queue_dir, hf_errname(rc),
