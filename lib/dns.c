@@ -302,7 +302,7 @@ static void dns_req_deliver(struct dns_req *r)
         struct dns_mx_result res = {
             .domain = r->name,
             .status = r->status,
-            .implicit = r->implicit,
+            .implicit = r->status == 0 && r->implicit,
             .hosts = r->status == 0 ? r->hosts : NULL,
             .nhosts = r->status == 0 ? r->nhosts : 0,
         };

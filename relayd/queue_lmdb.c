@@ -231,54 +231,7 @@ static size_t queue_rd_str(struct queue_rd *r, char *out, size_t outsz)
     return n;
 }
 
-/* Lower-cases ASCII letters in place (domains compare case-insensitively). */
-static void queue_lower(char *s)
-{
-    for (; *s; s++)
-        if (*s >= 'A' && *s <= 'Z')
-            *s = (char)(*s - 'A' + 'a');
-}
-
 /* ---- keys ----------------------------------------------------------------------------- */
-
-/* Stand-in for addr_domain_key() (include/addr.h) while lib/addr.c is being written: the
- * same contract. "branch.test" -> "test.branch.", lower-cased; an address literal
- * "[...]" is one label. Returns the key length, HF_EADDR or -ENOSPC. */
-static int queue_domain_key(const char *domain, char *out, size_t outsz)
-{
-    size_t len = strlen(domain);
-    if (len == 0 || len > ADDR_DOMAIN_MAX)
-        return HF_EADDR;
-    if (len + 2 > outsz)
-        return -ENOSPC;
-    size_t o = 0;
-    if (domain[0] == '[') {
-        if (domain[len - 1] != ']')
-            return HF_EADDR;
-        memcpy(out, domain, len);
-        o = len;
-        out[o++] = '.';
-    } else {
-        /* Labels from the last to the first, each followed by a dot. */
-        size_t end = len;
-        for (;;) {
-            size_t start = end;
-            while (start > 0 && domain[start - 1] != '.')
-                start--;
-            if (start == end)
-                return HF_EADDR; /* empty label: leading, trailing or double dot */
-            memcpy(out + o, domain + start, end - start);
-            o += end - start;
-            out[o++] = '.';
-            if (start == 0)
-                break;
-            end = start - 1;
-        }
-    }
-    out[o] = '\0';
-    queue_lower(out);
-    return (int)o;
-}
 
 static size_t queue_rcpt_key(unsigned char *out, const char *dkey, size_t dlen, uint64_t id,
                              uint32_t idx)
@@ -912,8 +865,10 @@ int queue_open(const char *dir, unsigned flags, size_t map_size, size_t max_map_
     }
     /* A reader maps up to the largest size the writer may grow to, so it never has to
      * remap while one of its transactions is open. Mapping past the end of the file is
-     * harmless: LMDB reads only pages below the last committed page number. */
-    rc = mdb_env_set_mapsize(q->env, rdonly ? max_map_size : map_size);
+     * harmless: LMDB reads only pages below the last committed page number. A writer
+     * starts from the size stored in the file (0 here), raised to map_size below, so a
+     * map that grew once is not shrunk back by the next start. */
+    rc = mdb_env_set_mapsize(q->env, rdonly ? max_map_size : 0);
     if (rc == 0)
         rc = mdb_env_set_maxdbs(q->env, 8);
     if (rc == 0)
@@ -930,10 +885,18 @@ int queue_open(const char *dir, unsigned flags, size_t map_size, size_t max_map_
     }
     if (dead > 0)
         log_warn("queue stale readers cleared=%d dir=%s", dead, dir);
+    MDB_envinfo info;
+    mdb_env_info(q->env, &info);
+    if (!rdonly && info.me_mapsize < map_size) {
+        rc = mdb_env_set_mapsize(q->env, map_size);
+        if (rc) {
+            rc = queue_err(rc);
+            goto fail_env;
+        }
+    }
     rc = queue_open_tables(q, rdonly);
     if (rc)
         goto fail_env;
-    MDB_envinfo info;
     mdb_env_info(q->env, &info);
     q->map_size = info.me_mapsize;
     *out = q;
@@ -1066,7 +1029,7 @@ static int queue_put_one(struct queue *q, MDB_txn *txn, const struct queue_new_m
     struct queue_buf b = {0};
     int rc = 0;
     for (size_t i = 0; i < m->nrcpt && rc == 0; i++) {
-        int n = queue_domain_key(queue_rcpt_domain(&m->rcpts[i]), rec.ent[i].key,
+        int n = addr_domain_key(queue_rcpt_domain(&m->rcpts[i]), rec.ent[i].key,
                                  sizeof(rec.ent[i].key));
         rec.ent[i].idx = (uint32_t)i;
         rec.ent[i].klen = n > 0 ? (size_t)n : 0;
@@ -1080,7 +1043,7 @@ static int queue_put_one(struct queue *q, MDB_txn *txn, const struct queue_new_m
     for (size_t i = 0; i < m->nrcpt && rc == 0; i++) {
         struct queue_rcpt r = m->rcpts[i];
         snprintf(r.domain, sizeof(r.domain), "%s", queue_rcpt_domain(&m->rcpts[i]));
-        queue_lower(r.domain);
+        addr_lower(r.domain);
         unsigned char rk[QUEUE_RKEY_MAX];
         size_t rklen = queue_rcpt_key(rk, rec.ent[i].key, rec.ent[i].klen, rec.env.id,
                                       (uint32_t)i);
@@ -1108,7 +1071,7 @@ static int queue_put_one(struct queue *q, MDB_txn *txn, const struct queue_new_m
         rc = queue_dom_get(q, txn, t->key, t->klen, &d);
         if (rc == -ENOENT) {
             snprintf(d.domain, sizeof(d.domain), "%s", queue_rcpt_domain(&m->rcpts[i]));
-            queue_lower(d.domain);
+            addr_lower(d.domain);
             rc = 0;
         }
         if (rc)
@@ -1268,7 +1231,7 @@ int queue_scan_rcpts(struct queue *q, const char *domain, bool subdomains, queue
     char prefix[QUEUE_DKEY_SZ + 1];
     size_t plen = 0;
     if (domain) {
-        int n = queue_domain_key(domain, prefix, sizeof(prefix) - 1);
+        int n = addr_domain_key(domain, prefix, sizeof(prefix) - 1);
         if (n < 0)
             return n == -ENOSPC ? HF_EADDR : n;
         /* "test.branch.\0" is exactly branch.test; "test.branch." also takes its
@@ -1307,8 +1270,8 @@ int queue_domain_stats(struct queue *q, const char *domain, struct queue_domain_
     char key[QUEUE_DKEY_SZ];
     memset(out, 0, sizeof(*out));
     snprintf(out->domain, sizeof(out->domain), "%s", domain);
-    queue_lower(out->domain);
-    int n = queue_domain_key(domain, key, sizeof(key));
+    addr_lower(out->domain);
+    int n = addr_domain_key(domain, key, sizeof(key));
     if (n < 0)
         return -ENOENT;
     MDB_txn *txn;
@@ -1441,9 +1404,9 @@ static int queue_apply_domain(struct queue *q, MDB_txn *txn, struct queue_update
 {
     char name[sizeof(u->domain)];
     snprintf(name, sizeof(name), "%.*s", (int)(sizeof(u->domain) - 1), u->domain);
-    queue_lower(name);
+    addr_lower(name);
     char key[QUEUE_DKEY_SZ];
-    int n = queue_domain_key(name, key, sizeof(key));
+    int n = addr_domain_key(name, key, sizeof(key));
     if (n < 0) {
         u->result = -EINVAL;
         return 0;

@@ -93,21 +93,22 @@ static uint64_t queue_wr_do_puts(struct queue_wr *w, struct queue_wr_job **jobs,
     if (n == 0)
         return 0;
     uint64_t commits = 0;
-    struct queue_new_msg **msgs = malloc(n * sizeof(*msgs));
-    int rc = msgs ? 0 : -ENOMEM;
     for (size_t i = 0; i < n; i++) {
         struct queue_new_msg *m = jobs[i]->msg;
         if (m->env.id == 0)
             m->env.id = queue_id_next(w->q);
         jobs[i]->id = m->env.id;
-        if (msgs)
-            msgs[i] = m;
     }
-    if (rc == 0) {
+    int rc = -ENOMEM;
+    struct queue_new_msg **msgs = calloc(n, sizeof(*msgs));
+    if (msgs) {
+        for (size_t i = 0; i < n; i++)
+            msgs[i] = jobs[i]->msg;
         rc = queue_put_batch(w->q, msgs, n);
         commits++;
+        free(msgs);
     }
-    if (rc != 0 && n > 1 && queue_wr_split_worthy(rc)) {
+    if (rc != 0 && (rc == -ENOMEM || (n > 1 && queue_wr_split_worthy(rc)))) {
         for (size_t i = 0; i < n; i++) {
             jobs[i]->status = queue_put_batch(w->q, &jobs[i]->msg, 1);
             commits++;
@@ -120,7 +121,6 @@ static uint64_t queue_wr_do_puts(struct queue_wr *w, struct queue_wr_job **jobs,
         queue_new_msg_free(jobs[i]->msg);
         jobs[i]->msg = NULL;
     }
-    free(msgs);
     return commits;
 }
 
@@ -130,17 +130,16 @@ static uint64_t queue_wr_do_updates(struct queue_wr *w, struct queue_wr_job **jo
 {
     if (n == 0)
         return 0;
+    if (n == 1) {
+        jobs[0]->status = queue_apply(w->q, jobs[0]->ups, jobs[0]->n);
+        return 1;
+    }
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += jobs[i]->n;
-    struct queue_update *all = n > 1 ? malloc(total * sizeof(*all)) : NULL;
+    struct queue_update *all = malloc(total * sizeof(*all));
     uint64_t commits = 0;
     int rc = -ENOMEM;
-    if (n == 1) {
-        rc = queue_apply(w->q, jobs[0]->ups, jobs[0]->n);
-        jobs[0]->status = rc;
-        return 1;
-    }
     if (all) {
         size_t off = 0;
         for (size_t i = 0; i < n; i++) {
