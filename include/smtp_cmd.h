@@ -10,10 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SMTP_CMD_LINE_MAX 512 /* octets including CRLF, RFC 5321 4.5.3.1.4 */
+#define SMTP_CMD_LINE_MAX  512  /* octets including CRLF, RFC 5321 4.5.3.1.4 */
 #define SMTP_TEXT_LINE_MAX 1000 /* octets including CRLF, RFC 5321 4.5.3.1.6 */
-#define SMTP_PATH_MAX 256     /* octets, RFC 5321 4.5.3.1.3 */
-#define SMTP_XTEXT_MAX 500    /* ENVID is at most 100 decoded; ORCPT 500 encoded */
+#define SMTP_PATH_MAX      256  /* octets, RFC 5321 4.5.3.1.3 */
+#define SMTP_XTEXT_MAX     500  /* ENVID is at most 100 decoded; ORCPT 500 encoded */
 
 enum smtp_verb {
     SMTP_V_UNKNOWN = 0,

@@ -22,10 +22,10 @@ struct smtp_data {
     size_t max_line;
     enum smtp_data_bare bare;
     /* results */
-    bool done;         /* end of data seen; no more input is consumed */
-    int err;           /* 0, HF_EBARELF, or HF_ELONGLINE: first problem seen */
-    size_t bytes_out;  /* total octets emitted (the message size) */
-    bool eight_bit;    /* an octet >= 0x80 was seen */
+    bool done;        /* end of data seen; no more input is consumed */
+    int err;          /* 0, HF_EBARELF, or HF_ELONGLINE: first problem seen */
+    size_t bytes_out; /* total octets emitted (the message size) */
+    bool eight_bit;   /* an octet >= 0x80 was seen */
 };
 
 /* Octets of out that smtp_data_feed() may write for len octets of input. Normalising
@@ -52,7 +52,6 @@ void smtp_data_init(struct smtp_data *d, size_t max_line, enum smtp_data_bare ba
  * Returns the number of input octets consumed: len, or fewer when the end of data fell
  * inside the buffer (the rest is the next command, e.g. pipelined QUIT). Once d->done is
  * set it returns 0. */
-size_t smtp_data_feed(struct smtp_data *d, const char *in, size_t len, char *out,
-                      size_t *out_len);
+size_t smtp_data_feed(struct smtp_data *d, const char *in, size_t len, char *out, size_t *out_len);
 
 #endif

@@ -14,17 +14,17 @@
  * line. With more=true the separator is '-' (continuation line). code must be 200..599
  * (asserted). Keeping the line within 512 octets is the caller's part. Returns the length
  * written (without NUL), or -ENOSPC when it does not fit (buf then holds nothing useful). */
-int smtp_reply_fmt(char *buf, size_t sz, int code, const char *enh, bool more, const char *fmt,
-                   ...) __attribute__((format(printf, 6, 7)));
+int smtp_reply_fmt(char *buf, size_t sz, int code, const char *enh, bool more, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
 /* Accumulates the lines of one (possibly multi-line) reply. */
 struct smtp_reply {
-    int code;                         /* 3-digit code of the reply */
-    char enh[16];                     /* "x.y.z" from the first line when present, else "" */
-    char text[SMTP_REPLY_TEXT_MAX];   /* lines' text joined with "\n", enh codes kept,
-                                         truncated silently at the buffer size */
+    int code;                       /* 3-digit code of the reply */
+    char enh[16];                   /* "x.y.z" from the first line when present, else "" */
+    char text[SMTP_REPLY_TEXT_MAX]; /* lines' text joined with "\n", enh codes kept,
+                                       truncated silently at the buffer size */
     size_t nlines;
-    bool done;                        /* last line (CODE SP) seen */
+    bool done; /* last line (CODE SP) seen */
     /* Each line's text start offset in text, for EHLO keyword scanning. */
     size_t line_off[64];
 };

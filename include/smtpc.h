@@ -139,6 +139,12 @@ struct smtpc_opts {
     size_t netrn;            /* ETRN mode: >= 1 */
 };
 
+/* Dot-stuffing encoder state (RFC 5321 4.5.2) for a body split into chunks anywhere. */
+struct smtpc_stuff {
+    bool bol; /* at the beginning of a line */
+    bool cr;  /* the last octet was CR */
+};
+
 /* Where each pending reply goes (private). */
 struct smtpc_pend {
     uint8_t kind;
@@ -177,16 +183,7 @@ struct smtpc {
     bool need_rset;      /* MAIL accepted and the transaction not ended by the final reply */
     bool quit_queued;
     size_t next_etrn;
-    struct smtpc_stuff_state {
-        bool bol;        /* at the beginning of a line */
-        bool cr;         /* the last octet was CR */
-    } stuff;
-};
-
-/* Dot-stuffing encoder (RFC 5321 4.5.2) for a body split into chunks at any point. */
-struct smtpc_stuff {
-    bool bol;
-    bool cr;
+    struct smtpc_stuff stuff;
 };
 
 /* Worst-case output of smtpc_stuff() for len input octets. */

@@ -303,14 +303,10 @@ static int cmd__p_orcpt(const char *v, size_t vlen, struct smtp_cmd *out)
 }
 
 static const struct cmd__param cmd__params[] = {
-    {"SIZE", SMTP_V_MAIL, true, cmd__p_size},
-    {"BODY", SMTP_V_MAIL, true, cmd__p_body},
-    {"SMTPUTF8", SMTP_V_MAIL, false, cmd__p_smtputf8},
-    {"RET", SMTP_V_MAIL, true, cmd__p_ret},
-    {"ENVID", SMTP_V_MAIL, true, cmd__p_envid},
-    {"AUTH", SMTP_V_MAIL, true, cmd__p_auth},
-    {"NOTIFY", SMTP_V_RCPT, true, cmd__p_notify},
-    {"ORCPT", SMTP_V_RCPT, true, cmd__p_orcpt},
+    {"SIZE", SMTP_V_MAIL, true, cmd__p_size},          {"BODY", SMTP_V_MAIL, true, cmd__p_body},
+    {"SMTPUTF8", SMTP_V_MAIL, false, cmd__p_smtputf8}, {"RET", SMTP_V_MAIL, true, cmd__p_ret},
+    {"ENVID", SMTP_V_MAIL, true, cmd__p_envid},        {"AUTH", SMTP_V_MAIL, true, cmd__p_auth},
+    {"NOTIFY", SMTP_V_RCPT, true, cmd__p_notify},      {"ORCPT", SMTP_V_RCPT, true, cmd__p_orcpt},
 };
 
 /* One esmtp-param = esmtp-keyword ["=" esmtp-value] (RFC 5321 4.1.2). */
@@ -661,22 +657,14 @@ static int cmd__arg_auth(const char *a, size_t alen, struct smtp_cmd *out)
 }
 
 static const struct cmd__verb cmd__verbs[] = {
-    {"HELO", SMTP_V_HELO, cmd__arg_helo},
-    {"EHLO", SMTP_V_EHLO, cmd__arg_helo},
-    {"MAIL", SMTP_V_MAIL, cmd__arg_mail},
-    {"RCPT", SMTP_V_RCPT, cmd__arg_rcpt},
-    {"DATA", SMTP_V_DATA, cmd__arg_none},
-    {"BDAT", SMTP_V_BDAT, cmd__arg_bdat},
-    {"RSET", SMTP_V_RSET, cmd__arg_none},
-    {"NOOP", SMTP_V_NOOP, cmd__arg_opt},
-    {"QUIT", SMTP_V_QUIT, cmd__arg_none},
-    {"VRFY", SMTP_V_VRFY, cmd__arg_req},
-    {"EXPN", SMTP_V_EXPN, cmd__arg_req},
-    {"HELP", SMTP_V_HELP, cmd__arg_opt},
-    {"ETRN", SMTP_V_ETRN, cmd__arg_etrn},
-    {"ATRN", SMTP_V_ATRN, cmd__arg_atrn},
-    {"TURN", SMTP_V_TURN, cmd__arg_none},
-    {"STARTTLS", SMTP_V_STARTTLS, cmd__arg_none},
+    {"HELO", SMTP_V_HELO, cmd__arg_helo}, {"EHLO", SMTP_V_EHLO, cmd__arg_helo},
+    {"MAIL", SMTP_V_MAIL, cmd__arg_mail}, {"RCPT", SMTP_V_RCPT, cmd__arg_rcpt},
+    {"DATA", SMTP_V_DATA, cmd__arg_none}, {"BDAT", SMTP_V_BDAT, cmd__arg_bdat},
+    {"RSET", SMTP_V_RSET, cmd__arg_none}, {"NOOP", SMTP_V_NOOP, cmd__arg_opt},
+    {"QUIT", SMTP_V_QUIT, cmd__arg_none}, {"VRFY", SMTP_V_VRFY, cmd__arg_req},
+    {"EXPN", SMTP_V_EXPN, cmd__arg_req},  {"HELP", SMTP_V_HELP, cmd__arg_opt},
+    {"ETRN", SMTP_V_ETRN, cmd__arg_etrn}, {"ATRN", SMTP_V_ATRN, cmd__arg_atrn},
+    {"TURN", SMTP_V_TURN, cmd__arg_none}, {"STARTTLS", SMTP_V_STARTTLS, cmd__arg_none},
     {"AUTH", SMTP_V_AUTH, cmd__arg_auth},
 };
 

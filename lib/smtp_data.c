@@ -75,8 +75,7 @@ static void data__text(struct smtp_data *d, unsigned char c, char *out, size_t *
     data__emit(d, c, out, o);
 }
 
-size_t smtp_data_feed(struct smtp_data *d, const char *in, size_t len, char *out,
-                      size_t *out_len)
+size_t smtp_data_feed(struct smtp_data *d, const char *in, size_t len, char *out, size_t *out_len)
 {
     size_t o = 0;
     size_t i;

@@ -17,8 +17,7 @@
 
 #define REPLY_NOFF (sizeof(((struct smtp_reply *)0)->line_off) / sizeof(size_t))
 
-int smtp_reply_fmt(char *buf, size_t sz, int code, const char *enh, bool more, const char *fmt,
-                   ...)
+int smtp_reply_fmt(char *buf, size_t sz, int code, const char *enh, bool more, const char *fmt, ...)
 {
     va_list ap;
     int n, t;
@@ -34,8 +33,9 @@ int smtp_reply_fmt(char *buf, size_t sz, int code, const char *enh, bool more, c
         return -ENOSPC;
     }
     len = (size_t)n;
-    /* The separator between the enhanced code and the text. */
-    if (enh != NULL && enh[0] != '\0' && fmt[0] != '\0') {
+    /* The separator between the enhanced code and the text; dropped again below when
+     * the text is empty. */
+    if (enh != NULL && enh[0] != '\0') {
         if (len + 1 >= sz) {
             return -ENOSPC;
         }
@@ -52,14 +52,14 @@ int smtp_reply_fmt(char *buf, size_t sz, int code, const char *enh, bool more, c
      * start a reply line of the peer's choosing, so control characters become '?'. */
     for (size_t i = len; i < len + (size_t)t; i++) {
         unsigned char c = (unsigned char)buf[i];
-        if (c < 32 || c == 127) {
-            buf[i] = c == '\t' ? '\t' : '?';
+        if ((c < 32 && c != '\t') || c == 127) {
+            buf[i] = '?';
         }
     }
-    len += (size_t)t;
-    /* "250 " with nothing after it becomes "250" (Reply-code [ SP textstring ]). */
-    if (len == 4 && !more) {
-        len = 3;
+    if (t == 0 && buf[len - 1] == ' ') {
+        len--; /* "250 2.0.0", "250": Reply-code [ SP textstring ] */
+    } else {
+        len += (size_t)t;
     }
     if (len + 3 > sz) {
         return -ENOSPC;
@@ -119,8 +119,7 @@ int smtp_reply_feed(struct smtp_reply *r, const char *line, size_t len)
 
     /* Reply-line = *( Reply-code "-" [ textstring ] CRLF )
      *              Reply-code [ SP textstring ] CRLF        (RFC 5321 4.2) */
-    if (len < 3 || !reply__digit(line[0]) || !reply__digit(line[1]) ||
-        !reply__digit(line[2])) {
+    if (len < 3 || !reply__digit(line[0]) || !reply__digit(line[1]) || !reply__digit(line[2])) {
         return HF_EPROTO;
     }
     if (len > 3 && line[3] != ' ' && line[3] != '-') {

@@ -47,7 +47,6 @@ struct queue {
     MDB_env *env;
     MDB_dbi meta, msg, body, rcpt, domain;
     unsigned flags;
-    size_t map_size; /* current size; changed by the writer under maplock (write) */
     size_t max_map_size;
     pthread_rwlock_t maplock;
     pthread_mutex_t idlock;
@@ -316,8 +315,8 @@ static int queue_rec_decode(uint64_t id, const MDB_val *v, struct queue_rec *rec
     uint32_t n = queue_rd_u32(&r);
     const unsigned known = QUEUE_F_8BITMIME | QUEUE_F_SMTPUTF8 | QUEUE_F_HELD;
     /* Each entry takes at least 4 + 2 + 2 octets, which bounds n before allocating. */
-    if (r.bad || (e->flags & ~known) || e->ret > SMTP_RET_HDRS || n == 0 ||
-        n > QUEUE_RCPT_MAX || (size_t)n * 8 > r.left)
+    if (r.bad || (e->flags & ~known) || e->ret > SMTP_RET_HDRS || n == 0 || n > QUEUE_RCPT_MAX ||
+        (size_t)n * 8 > r.left)
         return HF_ECORRUPT;
     rec->ent = malloc(n * sizeof(*rec->ent));
     if (!rec->ent)
@@ -428,11 +427,6 @@ static int queue_txn_begin(struct queue *q, bool write, MDB_txn **out)
         pthread_rwlock_unlock(&q->maplock);
         pthread_rwlock_wrlock(&q->maplock);
         rc = mdb_env_set_mapsize(q->env, 0);
-        if (rc == 0) {
-            MDB_envinfo info;
-            mdb_env_info(q->env, &info);
-            q->map_size = info.me_mapsize;
-        }
         pthread_rwlock_unlock(&q->maplock);
         pthread_rwlock_rdlock(&q->maplock);
         if (rc == 0)
@@ -484,7 +478,6 @@ static int queue_grow(struct queue *q, size_t need)
         } while (want < used + need && want < q->max_map_size);
         int rc = mdb_env_set_mapsize(q->env, want);
         if (rc == 0) {
-            q->map_size = want;
             log_info("queue map grown from=%zu to=%zu", cur, want);
             ret = 0;
         } else {
@@ -543,8 +536,7 @@ static int queue_put_val(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen
     return queue_err(mdb_put(txn, dbi, &k, &v, flags));
 }
 
-static int queue_put_rec(struct queue *q, MDB_txn *txn, const struct queue_rec *rec,
-                         unsigned flags)
+static int queue_put_rec(struct queue *q, MDB_txn *txn, const struct queue_rec *rec, unsigned flags)
 {
     unsigned char kb[8];
     queue_be64(kb, rec->env.id);
@@ -897,8 +889,6 @@ int queue_open(const char *dir, unsigned flags, size_t map_size, size_t max_map_
     rc = queue_open_tables(q, rdonly);
     if (rc)
         goto fail_env;
-    mdb_env_info(q->env, &info);
-    q->map_size = info.me_mapsize;
     *out = q;
     return 0;
 
@@ -1030,7 +1020,7 @@ static int queue_put_one(struct queue *q, MDB_txn *txn, const struct queue_new_m
     int rc = 0;
     for (size_t i = 0; i < m->nrcpt && rc == 0; i++) {
         int n = addr_domain_key(queue_rcpt_domain(&m->rcpts[i]), rec.ent[i].key,
-                                 sizeof(rec.ent[i].key));
+                                sizeof(rec.ent[i].key));
         rec.ent[i].idx = (uint32_t)i;
         rec.ent[i].klen = n > 0 ? (size_t)n : 0;
         if (n < 0)
@@ -1045,8 +1035,7 @@ static int queue_put_one(struct queue *q, MDB_txn *txn, const struct queue_new_m
         snprintf(r.domain, sizeof(r.domain), "%s", queue_rcpt_domain(&m->rcpts[i]));
         addr_lower(r.domain);
         unsigned char rk[QUEUE_RKEY_MAX];
-        size_t rklen = queue_rcpt_key(rk, rec.ent[i].key, rec.ent[i].klen, rec.env.id,
-                                      (uint32_t)i);
+        size_t rklen = queue_rcpt_key(rk, rec.ent[i].key, rec.ent[i].klen, rec.env.id, (uint32_t)i);
         b.len = 0;
         rc = queue_rcpt_encode(&r, &b);
         if (rc == 0)
@@ -1168,8 +1157,7 @@ int queue_get_rcpts(struct queue *q, uint64_t id, queue_rcpt_cb cb, void *arg)
     rc = queue_get_rec(q, txn, id, &rec);
     for (size_t i = 0; i < rec.nent && rc == 0; i++) {
         unsigned char rk[QUEUE_RKEY_MAX];
-        MDB_val k = {queue_rcpt_key(rk, rec.ent[i].key, rec.ent[i].klen, id, rec.ent[i].idx),
-                     rk},
+        MDB_val k = {queue_rcpt_key(rk, rec.ent[i].key, rec.ent[i].klen, id, rec.ent[i].idx), rk},
                 v;
         rc = mdb_get(txn, q->rcpt, &k, &v);
         if (rc) {
@@ -1358,8 +1346,8 @@ static ptrdiff_t queue_ent_find(const struct queue_rec *rec, uint32_t idx)
 }
 
 /* Rewrites recipient entry i of rec as changed by u. */
-static int queue_rcpt_change(struct queue *q, MDB_txn *txn, const struct queue_rec *rec,
-                             size_t i, const struct queue_update *u)
+static int queue_rcpt_change(struct queue *q, MDB_txn *txn, const struct queue_rec *rec, size_t i,
+                             const struct queue_update *u)
 {
     const struct queue_ent *t = &rec->ent[i];
     unsigned char rk[QUEUE_RKEY_MAX];
@@ -1377,8 +1365,7 @@ static int queue_rcpt_change(struct queue *q, MDB_txn *txn, const struct queue_r
     case QUEUE_OP_FAILED:
         r.attempts++;
         r.last_attempt = u->when;
-        snprintf(r.last_error, sizeof(r.last_error), "%.*s", (int)(sizeof(u->error) - 1),
-                 u->error);
+        snprintf(r.last_error, sizeof(r.last_error), "%.*s", (int)(sizeof(u->error) - 1), u->error);
         if (u->op == QUEUE_OP_DEFERRED) {
             r.state = QUEUE_RS_DEFERRED;
             r.next_attempt = u->next_attempt;

@@ -189,10 +189,12 @@ class Relayd:
                 f = s.makefile("rb")
                 line = f.readline()
             except OSError as e:
+                f.close()
                 s.close()
                 last = e
                 continue
             if not line.startswith(b"220"):
+                f.close()
                 s.close()
                 raise RelaydError("unexpected greeting %r\n%s" % (line, self.log_text()))
             try:
@@ -202,6 +204,7 @@ class Relayd:
             except OSError:
                 pass
             finally:
+                f.close()
                 s.close()
             return
         raise RelaydError("relayd did not greet within %.0f s (%s)\n%s"

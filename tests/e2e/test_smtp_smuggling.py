@@ -161,10 +161,10 @@ class BareLfNormalise(hf.HFClassTestCase):
         self.assertEqual(data.count(b"\n"), data.count(b"\r\n"), data)
 
     def test_bare_lf_normalised(self):
-        body = b"Subject: lf\nX-Two: 2\n\nline one\nline two\r\nthree\n"
+        body = b"Subject: lf\nX-Two: 2\n\nline one\nline two\r\nthree\n\r\n"
         qid = hf.send_raw(self.relayd, "a@b.test", ["alice@branch.test"], body)
         self.assertEqual(self.stored(qid),
-                         b"Subject: lf\r\nX-Two: 2\r\n\r\nline one\r\nline two\r\nthree\r\n")
+                         b"Subject: lf\r\nX-Two: 2\r\n\r\nline one\r\nline two\r\nthree\r\n\r\n")
 
     def test_bare_cr_normalised(self):
         body = b"Subject: cr\r\n\r\nline one\rline two\r\n"

@@ -131,7 +131,8 @@ static void test_mailbox_table(void **state)
         }
         assert_string_equal(mb.local, c->local);
         assert_string_equal(mb.domain, c->domain);
-        if (((c->flags & Q) != 0) != mb.local_quoted || ((c->flags & LIT) != 0) != mb.domain_literal ||
+        if (((c->flags & Q) != 0) != mb.local_quoted ||
+            ((c->flags & LIT) != 0) != mb.domain_literal ||
             ((c->flags & REL) != 0) != mb.has_relay_chars || ((c->flags & U8) != 0) != mb.utf8) {
             print_error("case %zu \"%s\": flags q=%d lit=%d rel=%d u8=%d, want 0x%x\n", i, c->in,
                         mb.local_quoted, mb.domain_literal, mb.has_relay_chars, mb.utf8, c->flags);
@@ -253,21 +254,11 @@ struct lit_case {
 };
 
 static const struct lit_case lit_cases[] = {
-    {"[127.0.0.1]", true},
-    {"[0.0.0.0]", true},
-    {"[255.255.255.255]", true},
-    {"[IPv6:::1]", true},
-    {"[IPV6:fe80::1]", true},
-    {"[IPv6:2001:db8:0:0:0:0:0:1]", true},
-    {"[1.2.3.4.5]", false},
-    {"[1.2.3.-4]", false},
-    {"[ 1.2.3.4]", false},
-    {"[IPv6:]", false},
-    {"[IPv6:1::2::3]", false},
-    {"[]", false},
-    {"[", false},
-    {"1.2.3.4", false},
-    {"[tag:value]", false},
+    {"[127.0.0.1]", true},  {"[0.0.0.0]", true},       {"[255.255.255.255]", true},
+    {"[IPv6:::1]", true},   {"[IPV6:fe80::1]", true},  {"[IPv6:2001:db8:0:0:0:0:0:1]", true},
+    {"[1.2.3.4.5]", false}, {"[1.2.3.-4]", false},     {"[ 1.2.3.4]", false},
+    {"[IPv6:]", false},     {"[IPv6:1::2::3]", false}, {"[]", false},
+    {"[", false},           {"1.2.3.4", false},        {"[tag:value]", false},
 };
 
 static void test_literal(void **state)
@@ -287,38 +278,41 @@ struct utf8_case {
     bool ok;
 };
 
-#define U(s, ok) {s, sizeof(s) - 1, ok}
+#define U(s, ok)                                                                                   \
+    {                                                                                              \
+        s, sizeof(s) - 1, ok                                                                       \
+    }
 
 static const struct utf8_case utf8_cases[] = {
     U("", true),
     U("plain ascii", true),
-    U("\xc2\x80", true),                  /* U+0080, smallest 2-octet */
-    U("\xdf\xbf", true),                  /* U+07FF */
-    U("\xe0\xa0\x80", true),              /* U+0800 */
-    U("\xed\x9f\xbf", true),              /* U+D7FF, just below the surrogates */
-    U("\xee\x80\x80", true),              /* U+E000, just above them */
-    U("\xef\xbf\xbf", true),              /* U+FFFF */
-    U("\xf0\x90\x80\x80", true),          /* U+10000 */
-    U("\xf4\x8f\xbf\xbf", true),          /* U+10FFFF */
-    U("\xc0\x80", false),                 /* overlong NUL */
-    U("\xc1\xbf", false),                 /* overlong */
-    U("\xe0\x9f\xbf", false),             /* overlong 3-octet */
-    U("\xf0\x8f\xbf\xbf", false),         /* overlong 4-octet */
-    U("\xed\xa0\x80", false),             /* U+D800 */
-    U("\xed\xbf\xbf", false),             /* U+DFFF */
-    U("\xf4\x90\x80\x80", false),         /* U+110000 */
-    U("\xf5\x80\x80\x80", false),         /* lead octet F5 */
-    U("\xff", false),                     /* never valid */
-    U("\xfe", false),                     /* never valid */
-    U("\x80", false),                     /* continuation alone */
-    U("\xc3", false),                     /* truncated */
-    U("\xe2\x82", false),                 /* truncated */
-    U("\xf0\x9f\x98", false),             /* truncated */
-    U("\xc3\x28", false),                 /* bad continuation */
-    U("\xe2\x28\xa1", false),             /* bad continuation */
-    U("\xe2\x82\x28", false),             /* bad last continuation */
-    U("a\xc3\xa9z\xe2\x82\xac", true),    /* mixed */
-    U("\xf8\x88\x80\x80\x80", false),     /* 5-octet form */
+    U("\xc2\x80", true),               /* U+0080, smallest 2-octet */
+    U("\xdf\xbf", true),               /* U+07FF */
+    U("\xe0\xa0\x80", true),           /* U+0800 */
+    U("\xed\x9f\xbf", true),           /* U+D7FF, just below the surrogates */
+    U("\xee\x80\x80", true),           /* U+E000, just above them */
+    U("\xef\xbf\xbf", true),           /* U+FFFF */
+    U("\xf0\x90\x80\x80", true),       /* U+10000 */
+    U("\xf4\x8f\xbf\xbf", true),       /* U+10FFFF */
+    U("\xc0\x80", false),              /* overlong NUL */
+    U("\xc1\xbf", false),              /* overlong */
+    U("\xe0\x9f\xbf", false),          /* overlong 3-octet */
+    U("\xf0\x8f\xbf\xbf", false),      /* overlong 4-octet */
+    U("\xed\xa0\x80", false),          /* U+D800 */
+    U("\xed\xbf\xbf", false),          /* U+DFFF */
+    U("\xf4\x90\x80\x80", false),      /* U+110000 */
+    U("\xf5\x80\x80\x80", false),      /* lead octet F5 */
+    U("\xff", false),                  /* never valid */
+    U("\xfe", false),                  /* never valid */
+    U("\x80", false),                  /* continuation alone */
+    U("\xc3", false),                  /* truncated */
+    U("\xe2\x82", false),              /* truncated */
+    U("\xf0\x9f\x98", false),          /* truncated */
+    U("\xc3\x28", false),              /* bad continuation */
+    U("\xe2\x28\xa1", false),          /* bad continuation */
+    U("\xe2\x82\x28", false),          /* bad last continuation */
+    U("a\xc3\xa9z\xe2\x82\xac", true), /* mixed */
+    U("\xf8\x88\x80\x80\x80", false),  /* 5-octet form */
 };
 
 static void test_utf8(void **state)
@@ -438,10 +432,10 @@ static void test_domain_matches(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mailbox_table),  cmocka_unit_test(test_mailbox_nul),
+        cmocka_unit_test(test_mailbox_table),   cmocka_unit_test(test_mailbox_nul),
         cmocka_unit_test(test_mailbox_lengths), cmocka_unit_test(test_domain_valid),
-        cmocka_unit_test(test_literal),        cmocka_unit_test(test_utf8),
-        cmocka_unit_test(test_lower),          cmocka_unit_test(test_domain_key),
+        cmocka_unit_test(test_literal),         cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_lower),           cmocka_unit_test(test_domain_key),
         cmocka_unit_test(test_domain_matches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

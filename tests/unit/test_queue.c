@@ -371,8 +371,8 @@ static void test_scan_domains_and_boundaries(void **state)
                      l.r[j].addr);
         }
         if (strcmp(got, cases[i].want) != 0)
-            fail_msg("scan %s sub=%d: got \"%s\" want \"%s\"", cases[i].domain,
-                     cases[i].sub, got, cases[i].want);
+            fail_msg("scan %s sub=%d: got \"%s\" want \"%s\"", cases[i].domain, cases[i].sub, got,
+                     cases[i].want);
     }
     struct rcpt_list l = {0};
     assert_int_equal(queue_scan_rcpts(f->q, "bad..domain", false, collect_rcpt, &l), HF_EADDR);

@@ -155,8 +155,8 @@ static void test_group_commit_and_updates(void **state)
     /* Everything is submitted before the loop runs, and the first message is large: while
      * the thread commits it, the other 199 wait and go into one later transaction. */
     for (uint64_t t = 0; t < NJOBS; t++) {
-        struct queue_new_msg *m = mk_msg(t % 2 ? "a@branch.test" : "b@other.test",
-                                         t == 0 ? 4 * MIB : 2000);
+        struct queue_new_msg *m =
+            mk_msg(t % 2 ? "a@branch.test" : "b@other.test", t == 0 ? 4 * MIB : 2000);
         assert_int_equal(queue_wr_put(f->w, m, on_put, t, f), 0);
     }
     run_until(f, NJOBS);

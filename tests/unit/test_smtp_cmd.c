@@ -261,8 +261,8 @@ static void test_paths(void **state)
         int rc = parse(c->line, &cmd);
         enum smtp_verb want = c->line[0] == 'M' || c->line[0] == 'm' ? SMTP_V_MAIL : SMTP_V_RCPT;
         if (rc != c->rc || cmd.verb != want) {
-            print_error("case %zu \"%s\": rc %d verb %d, want %d\n", i, c->line, rc,
-                        (int)cmd.verb, c->rc);
+            print_error("case %zu \"%s\": rc %d verb %d, want %d\n", i, c->line, rc, (int)cmd.verb,
+                        c->rc);
             fail();
         }
         if (rc != 0) {
@@ -337,7 +337,9 @@ struct param_case {
 #define M      "MAIL FROM:<a@client.test> "
 #define R      "RCPT TO:<b@branch.test> "
 #define BAD(l, rc)                                                                                 \
-    {l, rc, NOSIZE, SMTP_BODY_NONE, false, SMTP_RET_NONE, "", 0, ""}
+    {                                                                                              \
+        l, rc, NOSIZE, SMTP_BODY_NONE, false, SMTP_RET_NONE, "", 0, ""                             \
+    }
 
 static const struct param_case param_cases[] = {
     /* none */
@@ -390,7 +392,7 @@ static const struct param_case param_cases[] = {
     BAD(M "ENVID=a+", HF_ESYNTAX),
     BAD(M "ENVID=a+GG", HF_ESYNTAX),
     BAD(M "ENVID=a+00", HF_ESYNTAX),
-    BAD(M "ENVID=a+0A", HF_ESYNTAX), /* decodes to a control character */
+    BAD(M "ENVID=a+0A", HF_ESYNTAX),    /* decodes to a control character */
     BAD(M "ENVID=a+C3+A9", HF_ESYNTAX), /* decodes to non-ASCII */
     BAD(M "ENVID=\xc3\xa9", HF_ESYNTAX),
     BAD(M "ENVID=a ENVID=b", HF_ESYNTAX),
@@ -402,8 +404,8 @@ static const struct param_case param_cases[] = {
     BAD(M "AUTH=a+Z", HF_ESYNTAX),
     BAD(M "AUTH=<> AUTH=<>", HF_ESYNTAX),
     /* several, any order, any case, extra spaces */
-    {M "SIZE=100 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=id1 AUTH=<>", 0, 100,
-     SMTP_BODY_8BITMIME, true, SMTP_RET_HDRS, "id1", 0, ""},
+    {M "SIZE=100 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=id1 AUTH=<>", 0, 100, SMTP_BODY_8BITMIME,
+     true, SMTP_RET_HDRS, "id1", 0, ""},
     {M "envid=X   ret=full  size=5", 0, 5, 0, false, SMTP_RET_FULL, "X", 0, ""},
     /* keyword syntax and unknown keywords */
     BAD(M "FOO=bar", HF_EPARAM),
@@ -415,7 +417,7 @@ static const struct param_case param_cases[] = {
     BAD(M "SI_ZE=1", HF_ESYNTAX),
     BAD(M "=1", HF_ESYNTAX),
     {M "SIZE=1\t", 0, 1, 0, false, 0, "", 0, ""}, /* trailing blanks are trimmed */
-    BAD(M "SIZE=1\tBODY=7BIT", HF_ESYNTAX), /* a tab does not separate parameters */
+    BAD(M "SIZE=1\tBODY=7BIT", HF_ESYNTAX),       /* a tab does not separate parameters */
     BAD(M "FOO=b\x01r", HF_ESYNTAX),
     BAD(M "FOO=\xc0\xaf", HF_ESYNTAX),
     /* NOTIFY (RFC 3461 4.1) */
@@ -425,8 +427,8 @@ static const struct param_case param_cases[] = {
     {R "NOTIFY=DELAY", 0, NOSIZE, 0, false, 0, "", SMTP_NOTIFY_DELAY, ""},
     {R "notify=success,failure,delay", 0, NOSIZE, 0, false, 0, "",
      SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY, ""},
-    {R "NOTIFY=DELAY,FAILURE", 0, NOSIZE, 0, false, 0, "",
-     SMTP_NOTIFY_DELAY | SMTP_NOTIFY_FAILURE, ""},
+    {R "NOTIFY=DELAY,FAILURE", 0, NOSIZE, 0, false, 0, "", SMTP_NOTIFY_DELAY | SMTP_NOTIFY_FAILURE,
+     ""},
     BAD(R "NOTIFY=NEVER,SUCCESS", HF_ESYNTAX),
     BAD(R "NOTIFY=FAILURE,NEVER", HF_ESYNTAX),
     BAD(R "NOTIFY=", HF_ESYNTAX),
@@ -438,8 +440,7 @@ static const struct param_case param_cases[] = {
     BAD(R "NOTIFY=NEVER NOTIFY=NEVER", HF_ESYNTAX),
     /* ORCPT (RFC 3461 4.2, RFC 6533) */
     {R "ORCPT=rfc822;b@branch.test", 0, NOSIZE, 0, false, 0, "", 0, "rfc822;b@branch.test"},
-    {R "ORCPT=RFC822;b+2Bx@branch.test", 0, NOSIZE, 0, false, 0, "", 0,
-     "RFC822;b+2Bx@branch.test"},
+    {R "ORCPT=RFC822;b+2Bx@branch.test", 0, NOSIZE, 0, false, 0, "", 0, "RFC822;b+2Bx@branch.test"},
     {R "ORCPT=utf-8;j\xc3\xb6rg@branch.test", 0, NOSIZE, 0, false, 0, "", 0,
      "utf-8;j\xc3\xb6rg@branch.test"},
     {R "NOTIFY=FAILURE ORCPT=rfc822;x@y", 0, NOSIZE, 0, false, 0, "", SMTP_NOTIFY_FAILURE,
@@ -561,7 +562,10 @@ struct raw_case {
     enum smtp_verb verb;
 };
 
-#define RAW(s, rc, v) {s, sizeof(s) - 1, rc, v}
+#define RAW(s, rc, v)                                                                              \
+    {                                                                                              \
+        s, sizeof(s) - 1, rc, v                                                                    \
+    }
 
 static const struct raw_case raw_cases[] = {
     RAW("QUIT\n", HF_EBARELF, SMTP_V_UNKNOWN),

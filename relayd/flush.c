@@ -1,0 +1,1103 @@
+/* Queue runs (see flush.h) and the ETRN command's glue.
+ *
+ * Reads of the queue (which recipients wait, envelopes, bodies) happen on the loop in LMDB
+ * read transactions: they copy from the memory map and never wait for a lock or an fsync.
+ * Every change goes through the writer thread. */
+#include "flush.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "addr.h"
+#include "conn.h"
+#include "dns.h"
+#include "etrn.h"
+#include "hf_err.h"
+#include "log.h"
+#include "mx.h"
+#include "retry.h"
+#include "smtpc.h"
+
+#define FLUSH_ATTEMPTS_MAX 32
+#define FLUSH_WORKERS_MAX  16
+#define FLUSH_LINE_MAX     2048
+
+struct flush_item {
+    uint64_t id;
+    struct queue_env env;
+    struct queue_rcpt *rcpts; /* this domain's recipients of the message */
+    size_t nrcpt;
+    bool taken; /* handed to a worker */
+    bool done;  /* results decided (committed or being committed) */
+};
+
+struct flush_run;
+
+struct flush_worker {
+    struct flush_run *run;
+    struct conn *conn;
+    size_t attempt; /* index into run->attempts */
+    struct smtpc sc;
+    bool sc_live;
+    struct flush_item *cur;
+    struct smtpc_rcpt *cur_rcpts;
+    char *cur_notify; /* NOTIFY strings for cur's recipients, 32 octets each */
+    struct smtpc_msg msg; /* the message smtpc borrows until MSG_DONE */
+    const char *ret;
+    char line[FLUSH_LINE_MAX];
+    size_t line_len;
+    bool done;
+    char relay[MX_NAME_MAX + 64]; /* host[addr]:port of the current attempt, for logs */
+};
+
+struct flush_run {
+    struct flush *fl;
+    uint64_t id;
+    char domain[256];
+    char reason[32];
+    flush_done_cb cb;
+    void *cb_arg;
+    int64_t started;
+    struct flush_item *items;
+    size_t nitems, next_item;
+    struct mx_attempt attempts[FLUSH_ATTEMPTS_MAX];
+    size_t nattempts;
+    bool static_hop;
+    struct flush_worker *workers[FLUSH_WORKERS_MAX];
+    size_t nworkers, workers_live;
+    size_t pending_commits;
+    bool finishing;
+    struct flush_summary sum;
+};
+
+struct flush {
+    struct relayd *rd;
+    struct dns *dns;
+    struct idmap runs;   /* run id -> run (for DNS answers and commits) */
+    struct flush_run **active;
+    size_t nactive;
+    uint64_t next_id;
+    struct etrn_nets allow, trusted;
+    struct etrn_rate rate_client, rate_domain;
+    const char **self_names;
+    size_t nself_names;
+    struct sockaddr_storage *self_addrs;
+    size_t nself_addrs;
+    bool stopping;
+};
+
+static void flush_worker_next(struct flush_worker *w);
+static void flush_run_maybe_finish(struct flush_run *run);
+static void flush_worker_start(struct flush_worker *w);
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static int64_t flush_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+static int flush_parse_ip(const char *s, struct sockaddr_storage *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct sockaddr_in *in = (struct sockaddr_in *)(void *)out;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)(void *)out;
+    if (inet_pton(AF_INET, s, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, s, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+static void flush_set_port(struct sockaddr_storage *ss, int port)
+{
+    if (ss->ss_family == AF_INET)
+        ((struct sockaddr_in *)(void *)ss)->sin_port = htons((uint16_t)port);
+    else if (ss->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)(void *)ss)->sin6_port = htons((uint16_t)port);
+}
+
+static struct flush_run *flush_find_active(struct flush *fl, const char *domain)
+{
+    for (size_t i = 0; i < fl->nactive; i++)
+        if (strcmp(fl->active[i]->domain, domain) == 0)
+            return fl->active[i];
+    return NULL;
+}
+
+bool flush_running(struct relayd *rd, const char *domain)
+{
+    struct flush *fl = rd->flush;
+    return fl && flush_find_active(fl, domain) != NULL;
+}
+
+/* ---- committing results ------------------------------------------------------------------ */
+
+static void flush_committed(int status, uint64_t token, struct queue_update *ups, size_t n,
+                            void *arg)
+{
+    struct flush *fl = arg;
+    (void)ups;
+    (void)n;
+    if (status < 0)
+        log_err("flush commit failed err=%s: the results will be retried on the next run",
+                hf_errname(status));
+    struct flush_run *run = idmap_get(&fl->runs, token);
+    if (!run)
+        return;
+    run->pending_commits--;
+    flush_run_maybe_finish(run);
+}
+
+/* Records the outcome of every recipient of item (results r[i], or one shared result when
+ * r is NULL) through the writer thread, and logs one line per recipient. */
+static void flush_record(struct flush_run *run, struct flush_item *it, const char *relay,
+                         const struct smtpc_result *r, const struct smtpc_result *shared)
+{
+    struct flush *fl = run->fl;
+    struct relayd *rd = fl->rd;
+    int64_t now = flush_now();
+    it->done = true;
+    struct queue_update *ups = calloc(it->nrcpt, sizeof(*ups));
+    char qid[QUEUE_ID_STR];
+    queue_id_str(it->id, qid);
+    for (size_t i = 0; i < it->nrcpt; i++) {
+        const struct smtpc_result *res = r ? &r[i] : shared;
+        const struct queue_rcpt *qr = &it->rcpts[i];
+        const char *status;
+        enum queue_op op;
+        switch (res->outcome) {
+        case SMTPC_OK:
+            op = QUEUE_OP_DELIVERED;
+            status = "sent";
+            run->sum.sent++;
+            rd->stats.delivered++;
+            break;
+        case SMTPC_FAIL:
+            op = QUEUE_OP_FAILED;
+            status = "bounced";
+            run->sum.failed++;
+            rd->stats.failed++;
+            break;
+        default:
+            op = QUEUE_OP_DEFERRED;
+            status = "deferred";
+            run->sum.deferred++;
+            rd->stats.deferred++;
+            break;
+        }
+        char text[SMTPC_TEXT_MAX + 32];
+        if (res->code)
+            snprintf(text, sizeof(text), "%d%s%s %s", res->code, res->enh[0] ? " " : "", res->enh,
+                     res->text);
+        else
+            snprintf(text, sizeof(text), "%s", res->text);
+        for (char *p = text; *p; p++)
+            if (*p == '\n' || *p == '\r')
+                *p = ' ';
+        if (op != QUEUE_OP_DELIVERED)
+            snprintf(run->sum.error, sizeof(run->sum.error), "%s", text);
+        char to[300];
+        log_info("%s to=<%s> relay=%s delay=%llds status=%s (%s)", qid,
+                 log_safe(qr->addr, to, sizeof(to)), relay && *relay ? relay : "none",
+                 (long long)(now - it->env.arrival), status, text);
+        if (ups) {
+            ups[i].op = op;
+            ups[i].id = it->id;
+            ups[i].idx = qr->idx;
+            ups[i].when = now;
+            ups[i].next_attempt = retry_next(qr->attempts + 1, now);
+            snprintf(ups[i].error, sizeof(ups[i].error), "%s", text);
+        }
+    }
+    if (!ups) {
+        log_err("%s out of memory recording results; the recipients stay queued", qid);
+        return;
+    }
+    int rc = queue_wr_update(rd->wr, ups, it->nrcpt, flush_committed, run->id, fl);
+    if (rc < 0)
+        log_err("%s cannot queue results err=%s; the recipients stay queued", qid,
+                hf_errname(rc));
+    else
+        run->pending_commits++;
+}
+
+/* ---- run lifecycle ----------------------------------------------------------------------- */
+
+static void flush_run_free(struct flush_run *run)
+{
+    for (size_t i = 0; i < run->nitems; i++)
+        free(run->items[i].rcpts);
+    free(run->items);
+    free(run);
+}
+
+static void flush_run_maybe_finish(struct flush_run *run)
+{
+    if (run->workers_live > 0 || run->pending_commits > 0 || run->finishing)
+        return;
+    struct flush *fl = run->fl;
+    /* Whatever no worker could take (every exchanger unreachable) is deferred now. */
+    bool any_left = false;
+    for (size_t i = 0; i < run->nitems; i++) {
+        if (run->items[i].done)
+            continue;
+        any_left = true;
+        struct smtpc_result res;
+        memset(&res, 0, sizeof(res));
+        res.outcome = run->sum.status == HF_ENULLMX ? SMTPC_FAIL : SMTPC_DEFER;
+        snprintf(res.text, sizeof(res.text), "%s",
+                 run->sum.error[0] ? run->sum.error : "no exchanger could be reached");
+        flush_record(run, &run->items[i], NULL, NULL, &res);
+    }
+    if (any_left && run->pending_commits > 0)
+        return; /* finish when those commits are in */
+    run->finishing = true;
+    log_info("flush domain=%s reason=%s messages=%llu sent=%llu deferred=%llu bounced=%llu "
+             "duration=%llds%s%s",
+             run->domain, run->reason, (unsigned long long)run->sum.messages,
+             (unsigned long long)run->sum.sent, (unsigned long long)run->sum.deferred,
+             (unsigned long long)run->sum.failed, (long long)(flush_now() - run->started),
+             run->sum.error[0] ? " last_error=" : "", run->sum.error[0] ? run->sum.error : "");
+    if (run->cb)
+        run->cb(&run->sum, run->cb_arg);
+    idmap_del(&fl->runs, run->id);
+    for (size_t i = 0; i < fl->nactive; i++) {
+        if (fl->active[i] == run) {
+            fl->active[i] = fl->active[--fl->nactive];
+            break;
+        }
+    }
+    flush_run_free(run);
+}
+
+/* ---- one SMTP connection ----------------------------------------------------------------- */
+
+static void flush_worker_free(struct flush_worker *w)
+{
+    if (w->sc_live)
+        smtpc_close(&w->sc);
+    free(w->cur_rcpts);
+    free(w->cur_notify);
+    free(w);
+}
+
+static void flush_worker_end(struct flush_worker *w)
+{
+    struct flush_run *run = w->run;
+    if (w->cur && !w->cur->done) {
+        struct smtpc_result res;
+        memset(&res, 0, sizeof(res));
+        res.outcome = SMTPC_DEFER;
+        snprintf(res.text, sizeof(res.text), "connection to %s lost", w->relay);
+        flush_record(run, w->cur, w->relay, NULL, &res);
+    }
+    w->cur = NULL;
+    w->done = true;
+    for (size_t i = 0; i < run->nworkers; i++)
+        if (run->workers[i] == w)
+            run->workers[i] = NULL;
+    flush_worker_free(w);
+    run->workers_live--;
+    flush_run_maybe_finish(run);
+}
+
+
+static int flush_body_chunk(const char *data, size_t len, void *arg)
+{
+    struct flush_worker *w = arg;
+    return smtpc_body(&w->sc, data, len, false);
+}
+
+/* Sends the current message's body from the queue, chunk by chunk (dot-stuffed by smtpc). */
+static void flush_worker_body(struct flush_worker *w)
+{
+    struct queue *q = w->run->fl->rd->q;
+    int rc = queue_read_body(q, w->cur->id, flush_body_chunk, w);
+    if (rc == 0)
+        rc = smtpc_body(&w->sc, NULL, 0, true);
+    if (rc < 0) {
+        char qid[QUEUE_ID_STR];
+        log_warn("%s cannot read the stored message err=%s; aborting the connection so the "
+                 "server does not take a partial message",
+                 queue_id_str(w->cur->id, qid), hf_errname(rc));
+        /* smtpc defers every recipient not yet final. */
+        smtpc_on_closed(&w->sc, rc);
+    }
+}
+
+/* Hands the next waiting message of the run to the machine, or ends the session. */
+static void flush_worker_next(struct flush_worker *w)
+{
+    struct flush_run *run = w->run;
+    for (;;) {
+        struct flush_item *it = NULL;
+        while (run->next_item < run->nitems) {
+            struct flush_item *c = &run->items[run->next_item++];
+            if (!c->taken && !c->done) {
+                it = c;
+                break;
+            }
+        }
+        if (!it || run->fl->stopping) {
+            smtpc_quit(&w->sc);
+            return;
+        }
+        it->taken = true;
+        w->cur = it;
+        free(w->cur_rcpts);
+        free(w->cur_notify);
+        w->cur_rcpts = calloc(it->nrcpt, sizeof(*w->cur_rcpts));
+        w->cur_notify = calloc(it->nrcpt, 32);
+        if (!w->cur_rcpts || !w->cur_notify) {
+            smtpc_on_closed(&w->sc, -ENOMEM);
+            return;
+        }
+        for (size_t i = 0; i < it->nrcpt; i++) {
+            const struct queue_rcpt *r = &it->rcpts[i];
+            char *nb = w->cur_notify + 32 * i;
+            if (r->notify & SMTP_NOTIFY_NEVER) {
+                snprintf(nb, 32, "NEVER");
+            } else if (r->notify) {
+                snprintf(nb, 32, "%s%s%s", (r->notify & SMTP_NOTIFY_SUCCESS) ? "SUCCESS," : "",
+                         (r->notify & SMTP_NOTIFY_FAILURE) ? "FAILURE," : "",
+                         (r->notify & SMTP_NOTIFY_DELAY) ? "DELAY," : "");
+                size_t l = strlen(nb);
+                if (l)
+                    nb[l - 1] = '\0';
+            }
+            w->cur_rcpts[i].addr = r->addr;
+            w->cur_rcpts[i].orcpt = r->orcpt[0] ? r->orcpt : NULL;
+            w->cur_rcpts[i].notify = nb[0] ? nb : NULL;
+        }
+        memset(&w->msg, 0, sizeof(w->msg));
+        w->msg.sender = it->env.sender;
+        w->msg.size = it->env.size;
+        w->msg.body_8bit = (it->env.flags & QUEUE_F_8BITMIME) != 0;
+        w->msg.smtputf8 = (it->env.flags & QUEUE_F_SMTPUTF8) != 0;
+        w->msg.ret = it->env.ret == SMTP_RET_FULL   ? "FULL"
+                     : it->env.ret == SMTP_RET_HDRS ? "HDRS"
+                                                    : NULL;
+        w->msg.envid = it->env.envid[0] ? it->env.envid : NULL;
+        w->msg.rcpts = w->cur_rcpts;
+        w->msg.nrcpt = it->nrcpt;
+        int rc = smtpc_msg_begin(&w->sc, &w->msg);
+        if (rc == -ENOMEM) {
+            smtpc_on_closed(&w->sc, rc);
+            return;
+        }
+        if (rc < 0) { /* cannot happen for a well-formed item; keep it for later */
+            struct smtpc_result res;
+            memset(&res, 0, sizeof(res));
+            res.outcome = SMTPC_DEFER;
+            snprintf(res.text, sizeof(res.text), "internal error err=%s", hf_errname(rc));
+            flush_record(run, it, w->relay, NULL, &res);
+            w->cur = NULL;
+            continue;
+        }
+        return;
+    }
+}
+
+/* Acts on the machine's actions until none is left. */
+static void flush_worker_act(struct flush_worker *w)
+{
+    for (int guard = 0; guard < 100000; guard++) {
+        unsigned act = smtpc_take_actions(&w->sc);
+        if (!act)
+            return;
+        if (act & SMTPC_ACT_WRITE) {
+            size_t len = 0;
+            char *out = smtpc_out_take(&w->sc, &len);
+            int rc = 0;
+            if (out && len && w->conn && !conn_is_closing(w->conn))
+                rc = conn_write(w->conn, out, len);
+            free(out);
+            if (rc < 0) {
+                smtpc_on_closed(&w->sc, rc);
+                continue;
+            }
+        }
+        if (act & SMTPC_ACT_STARTTLS) {
+            /* Outbound TLS comes with its own work; smtpc asks only when told to. */
+            smtpc_on_closed(&w->sc, HF_ETLS);
+            continue;
+        }
+        if ((act & SMTPC_ACT_BODY) && w->cur)
+            flush_worker_body(w);
+        if ((act & SMTPC_ACT_MSG_DONE) && w->cur) {
+            flush_record(w->run, w->cur, w->relay, w->sc.rcpt_res, NULL);
+            w->cur = NULL;
+        }
+        if (act & SMTPC_ACT_NEXT)
+            flush_worker_next(w);
+        if (act & SMTPC_ACT_CLOSE) {
+            if (w->conn && !conn_is_closing(w->conn))
+                conn_close(w->conn, false);
+        }
+    }
+}
+
+static void flush_on_read(struct conn *c, const char *data, size_t len)
+{
+    struct flush_worker *w = conn_data(c);
+    if (!w || !w->sc_live)
+        return;
+    for (size_t i = 0; i < len; i++) {
+        char ch = data[i];
+        if (ch == '\n') {
+            size_t l = w->line_len;
+            if (l && w->line[l - 1] == '\r')
+                l--;
+            w->line_len = 0;
+            smtpc_on_line(&w->sc, w->line, l);
+            flush_worker_act(w);
+            if (w->sc.state == SMTPC_ST_DONE || !conn_data(c))
+                return;
+            continue;
+        }
+        if (w->line_len >= sizeof(w->line) - 1) {
+            /* A reply line this long is not SMTP (RFC 5321 4.5.3.1.5: 512 octets). */
+            w->line_len = 0;
+            smtpc_on_closed(&w->sc, HF_EPROTO);
+            flush_worker_act(w);
+            conn_close(c, true);
+            return;
+        }
+        w->line[w->line_len++] = ch;
+    }
+    /* RFC 5321 4.5.3.2: 5 minutes per reply, 10 for the final dot. */
+    conn_set_timeout(c, w->sc.state == SMTPC_ST_DOT ? 600000 : 300000);
+}
+
+static void flush_on_eof(struct conn *c, int status)
+{
+    struct flush_worker *w = conn_data(c);
+    if (w && w->sc_live && w->sc.state != SMTPC_ST_DONE) {
+        smtpc_on_closed(&w->sc, status == UV_EOF ? -ECONNRESET : status);
+        flush_worker_act(w);
+    }
+    conn_close(c, true);
+}
+
+static void flush_on_timeout(struct conn *c)
+{
+    struct flush_worker *w = conn_data(c);
+    if (w && w->sc_live && w->sc.state != SMTPC_ST_DONE) {
+        log_info("flush domain=%s relay=%s timeout in state %s", w->run->domain, w->relay,
+                 smtpc_state_name(w->sc.state));
+        smtpc_on_closed(&w->sc, -ETIMEDOUT);
+        flush_worker_act(w);
+    }
+    conn_close(c, true);
+}
+
+/* The connection is closed: if the session failed before any message was tried, try the
+ * next exchanger; otherwise this worker is done. */
+static void flush_on_close(struct conn *c)
+{
+    struct flush_worker *w = conn_data(c);
+    if (!w)
+        return;
+    w->conn = NULL;
+    bool session_failed = w->sc_live && (w->sc.session.outcome == SMTPC_DEFER ||
+                                          w->sc.session.outcome == SMTPC_FAIL);
+    if (w->sc_live && session_failed) {
+        char text[SMTPC_TEXT_MAX + 32];
+        snprintf(text, sizeof(text), "%s: %d %s", w->relay, w->sc.session.code,
+                 w->sc.session.text);
+        for (char *p = text; *p; p++)
+            if (*p == '\n' || *p == '\r')
+                *p = ' ';
+        snprintf(w->run->sum.error, sizeof(w->run->sum.error), "%s", text);
+    }
+    if (w->cur && !w->cur->done) {
+        struct smtpc_result res;
+        memset(&res, 0, sizeof(res));
+        res.outcome = SMTPC_DEFER;
+        snprintf(res.text, sizeof(res.text), "connection to %s lost", w->relay);
+        flush_record(w->run, w->cur, w->relay, NULL, &res);
+        w->cur = NULL;
+    }
+    if (w->sc_live) {
+        smtpc_close(&w->sc);
+        w->sc_live = false;
+    }
+    /* Messages remain and this host refused or failed the session: next exchanger. */
+    bool left = w->run->next_item < w->run->nitems;
+    if (session_failed && left && !w->run->fl->stopping &&
+        w->attempt + 1 < w->run->nattempts) {
+        w->attempt++;
+        flush_worker_start(w);
+        return;
+    }
+    flush_worker_end(w);
+}
+
+static void flush_on_connect(struct conn *c, int status)
+{
+    struct flush_worker *w = conn_data(c);
+    struct flush_run *run = w->run;
+    if (status < 0) {
+        log_info("flush domain=%s relay=%s connect failed err=%s (%s)", run->domain, w->relay,
+                 hf_errname(status), uv_strerror(status));
+        snprintf(run->sum.error, sizeof(run->sum.error), "connect to %s failed: %s", w->relay,
+                 uv_strerror(status));
+        conn_set_data(c, NULL);
+        w->conn = NULL;
+        if (!run->fl->stopping && w->attempt + 1 < run->nattempts) {
+            w->attempt++;
+            flush_worker_start(w);
+        } else {
+            flush_worker_end(w);
+        }
+        return;
+    }
+    struct smtpc_opts o = {
+        .mode = SMTPC_MODE_DELIVER,
+        .helo = run->fl->rd->prm.hostname,
+        .log_id = run->domain,
+        .tls = SMTPC_TLS_NEVER,
+    };
+    if (smtpc_init(&w->sc, &o) < 0) {
+        conn_close(c, true);
+        return;
+    }
+    w->sc_live = true;
+    w->line_len = 0;
+    log_debug("flush domain=%s relay=%s connected", run->domain, w->relay);
+    conn_read_start(c);
+    conn_set_timeout(c, 300000);
+}
+
+static const struct conn_ops flush_conn_ops = {
+    .on_read = flush_on_read,
+    .on_eof = flush_on_eof,
+    .on_timeout = flush_on_timeout,
+    .on_connect = flush_on_connect,
+    .on_close = flush_on_close,
+};
+
+static void flush_worker_start(struct flush_worker *w)
+{
+    struct flush_run *run = w->run;
+    struct relayd *rd = run->fl->rd;
+    for (; w->attempt < run->nattempts; w->attempt++) {
+        const struct mx_attempt *a = &run->attempts[w->attempt];
+        char ip[INET6_ADDRSTRLEN];
+        int port = conn_sockaddr_str((const struct sockaddr *)&a->addr, ip, sizeof(ip));
+        snprintf(w->relay, sizeof(w->relay), "%s[%s]:%d", a->host, ip, port);
+        struct conn *c;
+        int rc = conn_connect(rd->loop, (const struct sockaddr *)&a->addr,
+                              rd->cfg->timeout_connect * 1000, &flush_conn_ops, w, &c);
+        if (rc == 0) {
+            w->conn = c;
+            return;
+        }
+        log_info("flush domain=%s relay=%s connect failed err=%s", run->domain, w->relay,
+                 hf_errname(rc));
+    }
+    flush_worker_end(w);
+}
+
+/* ---- starting a run ---------------------------------------------------------------------- */
+
+struct flush_load {
+    struct flush_run *run;
+    int err;
+};
+
+static int flush_load_rcpt(const struct queue_rcpt *r, void *arg)
+{
+    struct flush_load *ld = arg;
+    struct flush_run *run = ld->run;
+    /* Failed recipients wait for their bounce; they are not tried again. */
+    if (r->state == QUEUE_RS_FAILED)
+        return 0;
+    struct flush_item *it = run->nitems ? &run->items[run->nitems - 1] : NULL;
+    if (!it || it->id != r->id) {
+        struct flush_item *v = realloc(run->items, (run->nitems + 1) * sizeof(*v));
+        if (!v) {
+            ld->err = -ENOMEM;
+            return 1;
+        }
+        run->items = v;
+        it = &v[run->nitems++];
+        memset(it, 0, sizeof(*it));
+        it->id = r->id;
+    }
+    struct queue_rcpt *rv = realloc(it->rcpts, (it->nrcpt + 1) * sizeof(*rv));
+    if (!rv) {
+        ld->err = -ENOMEM;
+        return 1;
+    }
+    it->rcpts = rv;
+    rv[it->nrcpt++] = *r;
+    return 0;
+}
+
+static void flush_run_deliver(struct flush_run *run)
+{
+    struct relayd *rd = run->fl->rd;
+    size_t n = rd->cfg->flush_connections;
+    if (n > FLUSH_WORKERS_MAX)
+        n = FLUSH_WORKERS_MAX;
+    if (n > run->nitems)
+        n = run->nitems;
+    for (size_t i = 0; i < n; i++) {
+        struct flush_worker *w = calloc(1, sizeof(*w));
+        if (!w)
+            break;
+        w->run = run;
+        run->workers[run->nworkers++] = w;
+        run->workers_live++;
+    }
+    /* Start after all are counted, so an immediate failure cannot finish the run early. */
+    for (size_t i = 0; i < run->nworkers; i++)
+        if (run->workers[i])
+            flush_worker_start(run->workers[i]);
+    flush_run_maybe_finish(run);
+}
+
+static uint32_t flush_rand(void *arg)
+{
+    (void)arg;
+    uint32_t v;
+    if (uv_random(NULL, NULL, &v, sizeof(v), 0, NULL) < 0)
+        v = (uint32_t)rand();
+    return v;
+}
+
+struct flush_dns_ctx {
+    struct flush *fl;
+    uint64_t run_id;
+};
+
+static void flush_on_mx_ctx(const struct dns_mx_result *res, void *arg)
+{
+    struct flush_dns_ctx *ctx = arg;
+    struct flush *fl = ctx->fl;
+    struct flush_run *run = idmap_get(&fl->runs, ctx->run_id);
+    free(ctx);
+    if (!run)
+        return;
+    if (res->status < 0) {
+        run->sum.status = res->status == HF_EDNS ? HF_EDNS : HF_EDNSTEMP;
+        snprintf(run->sum.error, sizeof(run->sum.error), "DNS lookup of %s failed: %s",
+                 run->domain, hf_strerror(res->status));
+        log_warn("flush domain=%s dns failed err=%s: mail stays queued", run->domain,
+                 hf_errname(res->status));
+        flush_run_maybe_finish(run);
+        return;
+    }
+    struct mx_self self = {
+        .names = fl->self_names,
+        .nnames = fl->nself_names,
+        .addrs = fl->self_addrs,
+        .naddrs = fl->nself_addrs,
+    };
+    struct mx_host *plan = calloc(res->nhosts + 1, sizeof(*plan));
+    size_t nplan = 0;
+    int rc = plan ? mx_plan(run->domain, res->hosts, res->nhosts, &self, flush_rand, NULL, plan,
+                            &nplan)
+                  : -ENOMEM;
+    if (rc == 0)
+        rc = mx_attempts(plan, nplan, &self, run->attempts, FLUSH_ATTEMPTS_MAX, &run->nattempts);
+    free(plan);
+    if (rc < 0) {
+        run->sum.status = rc;
+        if (rc == HF_ENULLMX)
+            snprintf(run->sum.error, sizeof(run->sum.error),
+                     "%s publishes a null MX (RFC 7505): it accepts no mail", run->domain);
+        else if (rc == -ELOOP)
+            snprintf(run->sum.error, sizeof(run->sum.error),
+                     "this relay is the best MX for %s: nothing more preferred to deliver to "
+                     "(RFC 5321 5.1)",
+                     run->domain);
+        else
+            snprintf(run->sum.error, sizeof(run->sum.error), "no usable exchanger for %s: %s",
+                     run->domain, hf_strerror(rc));
+        log_warn("flush domain=%s %s", run->domain, run->sum.error);
+        flush_run_maybe_finish(run);
+        return;
+    }
+    for (size_t i = 0; i < run->nattempts; i++)
+        flush_set_port(&run->attempts[i].addr, (int)fl->rd->cfg->smtp_port);
+    if (log_enabled(LOG_LVL_DEBUG)) {
+        for (size_t i = 0; i < run->nattempts; i++) {
+            char ip[INET6_ADDRSTRLEN];
+            conn_sockaddr_str((const struct sockaddr *)&run->attempts[i].addr, ip, sizeof(ip));
+            log_debug("flush domain=%s attempt=%zu host=%s pref=%u addr=%s", run->domain, i,
+                      run->attempts[i].host, run->attempts[i].pref, ip);
+        }
+    }
+    flush_run_deliver(run);
+}
+
+int flush_start(struct relayd *rd, const char *domain, const char *reason, flush_done_cb cb,
+                void *arg)
+{
+    struct flush *fl = rd->flush;
+    if (!fl || fl->stopping)
+        return -ESHUTDOWN;
+    if (flush_find_active(fl, domain))
+        return -EBUSY;
+    struct queue_domain_stats ds;
+    if (queue_domain_stats(rd->q, domain, &ds) == 0 && ds.held)
+        return -EPERM;
+    struct flush_run *run = calloc(1, sizeof(*run));
+    if (!run)
+        return -ENOMEM;
+    run->fl = fl;
+    run->id = ++fl->next_id;
+    snprintf(run->domain, sizeof(run->domain), "%s", domain);
+    snprintf(run->reason, sizeof(run->reason), "%s", reason);
+    snprintf(run->sum.domain, sizeof(run->sum.domain), "%s", domain);
+    run->cb = cb;
+    run->cb_arg = arg;
+    run->started = flush_now();
+    struct flush_load ld = {run, 0};
+    int rc = queue_scan_rcpts(rd->q, domain, false, flush_load_rcpt, &ld);
+    if (rc == 0)
+        rc = ld.err;
+    /* Messages the operator holds stay where they are. */
+    size_t kept = 0;
+    for (size_t i = 0; rc == 0 && i < run->nitems; i++) {
+        struct flush_item *it = &run->items[i];
+        int r = queue_get_env(rd->q, it->id, &it->env);
+        if (r < 0 || (it->env.flags & QUEUE_F_HELD)) {
+            free(it->rcpts);
+            continue;
+        }
+        run->items[kept++] = *it;
+    }
+    if (rc == 0)
+        run->nitems = kept;
+    if (rc < 0 || run->nitems == 0) {
+        flush_run_free(run);
+        return rc < 0 ? rc : -ENOENT;
+    }
+    run->sum.messages = run->nitems;
+    struct flush_run **v = realloc(fl->active, (fl->nactive + 1) * sizeof(*v));
+    if (!v || idmap_put(&fl->runs, run->id, run) < 0) {
+        if (v)
+            fl->active = v;
+        flush_run_free(run);
+        return -ENOMEM;
+    }
+    fl->active = v;
+    fl->active[fl->nactive++] = run;
+    log_info("flush domain=%s reason=%s messages=%zu started", domain, reason, run->nitems);
+
+    const struct cfg_domain *cd = cfg_find_domain(rd->cfg, domain);
+    if (cd && cd->next_hop) {
+        struct sockaddr_storage ss;
+        if (conn_parse_hostport(cd->next_hop, (int)rd->cfg->smtp_port, &ss) == 0) {
+            run->static_hop = true;
+            memset(&run->attempts[0], 0, sizeof(run->attempts[0]));
+            snprintf(run->attempts[0].host, sizeof(run->attempts[0].host), "static-next-hop");
+            run->attempts[0].addr = ss;
+            run->nattempts = 1;
+            log_info("flush domain=%s next_hop=%s (static, not DNS-verified)", domain,
+                     cd->next_hop);
+            flush_run_deliver(run);
+            return 0;
+        }
+        log_warn("flush domain=%s next_hop=%s is not [address]:port; using DNS", domain,
+                 cd->next_hop);
+    }
+    struct flush_dns_ctx *ctx = malloc(sizeof(*ctx));
+    if (!ctx) {
+        run->sum.status = -ENOMEM;
+        flush_run_maybe_finish(run);
+        return 0;
+    }
+    ctx->fl = fl;
+    ctx->run_id = run->id;
+    rc = dns_mx_resolve(fl->dns, domain, flush_on_mx_ctx, ctx);
+    if (rc < 0) {
+        free(ctx);
+        run->sum.status = rc;
+        snprintf(run->sum.error, sizeof(run->sum.error), "DNS lookup not started: %s",
+                 hf_strerror(rc));
+        flush_run_maybe_finish(run);
+    }
+    return 0;
+}
+
+/* ---- ETRN ------------------------------------------------------------------------------- */
+
+struct flush_etrn_domains {
+    char (*names)[256];
+    size_t n, cap;
+};
+
+static void flush_etrn_add(struct flush_etrn_domains *ds, const char *name)
+{
+    for (size_t i = 0; i < ds->n; i++)
+        if (strcmp(ds->names[i], name) == 0)
+            return;
+    if (ds->n == ds->cap) {
+        size_t cap = ds->cap ? ds->cap * 2 : 8;
+        char(*v)[256] = realloc(ds->names, cap * sizeof(*v));
+        if (!v)
+            return;
+        ds->names = v;
+        ds->cap = cap;
+    }
+    snprintf(ds->names[ds->n++], 256, "%s", name);
+}
+
+struct flush_etrn_scan {
+    const struct etrn_req *req;
+    const struct cfg *cfg;
+    struct flush_etrn_domains *ds;
+};
+
+/* Collects the queue's domains that the request names: for @d every queued domain at or
+ * below d that we serve; for #group every queued domain of the group's sections. */
+static int flush_etrn_scan_cb(const struct queue_domain_stats *s, void *arg)
+{
+    struct flush_etrn_scan *sc = arg;
+    const struct cfg_domain *cd = cfg_find_domain(sc->cfg, s->domain);
+    if (!cd)
+        return 0;
+    if (sc->req->kind == ETRN_SUBTREE) {
+        if (addr_domain_matches(s->domain, sc->req->name, true))
+            flush_etrn_add(sc->ds, s->domain);
+        return 0;
+    }
+    if (sc->req->kind == ETRN_GROUP) {
+        for (size_t g = 0; g < sc->cfg->ngroups; g++) {
+            if (strcmp(sc->cfg->groups[g].name, sc->req->name) != 0)
+                continue;
+            char buf[4096];
+            snprintf(buf, sizeof(buf), "%s", sc->cfg->groups[g].domains);
+            char *save = NULL;
+            for (char *w = strtok_r(buf, " ,\t", &save); w; w = strtok_r(NULL, " ,\t", &save)) {
+                addr_lower(w);
+                const struct cfg_domain *gd = cfg_find_domain(sc->cfg, w);
+                if (gd && addr_domain_matches(s->domain, w, gd->subdomains))
+                    flush_etrn_add(sc->ds, s->domain);
+            }
+        }
+    }
+    return 0;
+}
+
+static void flush_etrn(struct relayd *rd, uint64_t sid, const char *client_addr, const char *arg)
+{
+    struct flush *fl = rd->flush;
+    struct etrn_req req;
+    if (etrn_parse(arg, &req) < 0) {
+        log_info("c=%llu etrn arg=%s client=[%s] reply=501", (unsigned long long)sid, arg,
+                 client_addr);
+        smtpd_io_etrn_done(rd, sid, 501, "5.5.4", "Syntax error in parameters");
+        return;
+    }
+    struct sockaddr_storage client;
+    bool have_client = flush_parse_ip(client_addr, &client) == 0;
+    bool served = etrn_match(rd->cfg, &req, NULL, NULL) > 0;
+    struct etrn_ctx ctx;
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.allowed = have_client && etrn_nets_match(&fl->allow, &client);
+    ctx.auth_ok = !rd->cfg->etrn_require_auth; /* AUTH comes with TLS */
+    ctx.trusted = have_client && etrn_nets_match(&fl->trusted, &client);
+    if (!ctx.trusted && have_client && req.kind != ETRN_GROUP) {
+        const struct cfg_domain *cd = cfg_find_domain(rd->cfg, req.name);
+        if (cd && cd->etrn_allow) {
+            struct etrn_nets extra;
+            if (etrn_nets_parse(cd->etrn_allow, &extra, NULL) == 0) {
+                ctx.trusted = etrn_nets_match(&extra, &client);
+                etrn_nets_free(&extra);
+            }
+        }
+    }
+    int64_t now = flush_now();
+    ctx.client_rate_ok =
+        etrn_rate_take(&fl->rate_client, etrn_hash(client_addr), now,
+                       (uint32_t)rd->cfg->etrn_rate_client);
+
+    struct flush_etrn_domains ds = {0};
+    if (served && req.kind == ETRN_DOMAIN) {
+        flush_etrn_add(&ds, req.name);
+    } else if (served) {
+        struct flush_etrn_scan sc = {&req, rd->cfg, &ds};
+        queue_scan_domains(rd->q, flush_etrn_scan_cb, &sc);
+    }
+    size_t startable = 0, held = 0, running = 0;
+    for (size_t i = 0; i < ds.n; i++) {
+        struct queue_domain_stats st;
+        if (queue_domain_stats(rd->q, ds.names[i], &st) < 0 || st.messages == 0) {
+            ds.names[i][0] = '\0';
+            continue;
+        }
+        ctx.messages += st.messages;
+        if (st.held)
+            held++;
+        else if (flush_find_active(fl, ds.names[i]))
+            running++;
+        else
+            startable++;
+    }
+    ctx.held = ctx.messages > 0 && startable == 0 && running == 0 && held > 0;
+    ctx.running = ctx.messages > 0 && startable == 0 && running > 0;
+    ctx.domain_rate_ok = true;
+    if (served && startable > 0 && ctx.allowed && ctx.auth_ok && ctx.client_rate_ok)
+        ctx.domain_rate_ok = etrn_rate_take(&fl->rate_domain, etrn_hash(arg), now,
+                                            (uint32_t)rd->cfg->etrn_rate_domain);
+    struct etrn_reply rep;
+    etrn_decide(&req, served, &ctx, &rep);
+    if (rep.start) {
+        for (size_t i = 0; i < ds.n; i++) {
+            if (!ds.names[i][0])
+                continue;
+            int rc = flush_start(rd, ds.names[i], "etrn", NULL, NULL);
+            if (rc < 0 && rc != -EBUSY && rc != -ENOENT && rc != -EPERM)
+                log_warn("flush domain=%s not started err=%s", ds.names[i], hf_errname(rc));
+        }
+    }
+    free(ds.names);
+    static const int codes[] = {250, 251, 252, 253, 458, 459};
+    for (size_t i = 0; i < 6; i++)
+        if (codes[i] == rep.code)
+            rd->stats.etrn[i]++;
+    char safe[300];
+    log_info("c=%llu etrn arg=%s client=[%s] trusted=%s reply=%d messages=%llu",
+             (unsigned long long)sid, log_safe(arg, safe, sizeof(safe)), client_addr,
+             ctx.trusted ? "yes" : "no", rep.code, (unsigned long long)ctx.messages);
+    smtpd_io_etrn_done(rd, sid, rep.code, rep.enh, rep.text);
+}
+
+/* ---- setup ------------------------------------------------------------------------------ */
+
+static int flush_self(struct flush *fl, const struct cfg *c, const char *hostname)
+{
+    char buf[4096];
+    snprintf(buf, sizeof(buf), "%s %s", hostname, c->self_names ? c->self_names : "");
+    char *save = NULL;
+    for (char *w = strtok_r(buf, " ,\t", &save); w; w = strtok_r(NULL, " ,\t", &save)) {
+        const char **v = realloc(fl->self_names, (fl->nself_names + 1) * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        fl->self_names = v;
+        if (!(v[fl->nself_names] = strdup(w)))
+            return -ENOMEM;
+        fl->nself_names++;
+    }
+    snprintf(buf, sizeof(buf), "%s %s", c->listen ? c->listen : "",
+             c->self_addrs ? c->self_addrs : "");
+    save = NULL;
+    for (char *w = strtok_r(buf, " ,\t", &save); w; w = strtok_r(NULL, " ,\t", &save)) {
+        struct sockaddr_storage ss;
+        if (conn_parse_hostport(w, 0, &ss) < 0 && flush_parse_ip(w, &ss) < 0) {
+            log_err("self_addrs: '%s' is not an IP address", w);
+            return HF_ECONFIG;
+        }
+        flush_set_port(&ss, 0);
+        struct sockaddr_storage *v =
+            realloc(fl->self_addrs, (fl->nself_addrs + 1) * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        fl->self_addrs = v;
+        v[fl->nself_addrs++] = ss;
+    }
+    return 0;
+}
+
+static void flush_free(struct flush *fl)
+{
+    for (size_t i = 0; i < fl->nself_names; i++)
+        free((char *)fl->self_names[i]);
+    free(fl->self_names);
+    free(fl->self_addrs);
+    etrn_nets_free(&fl->allow);
+    etrn_nets_free(&fl->trusted);
+    etrn_rate_close(&fl->rate_client);
+    etrn_rate_close(&fl->rate_domain);
+    idmap_close(&fl->runs);
+    free(fl->active);
+    free(fl);
+}
+
+int flush_init(struct relayd *rd)
+{
+    struct flush *fl = calloc(1, sizeof(*fl));
+    if (!fl)
+        return -ENOMEM;
+    fl->rd = rd;
+    idmap_init(&fl->runs);
+    size_t bad = 0;
+    int rc = etrn_nets_parse(rd->cfg->etrn_allow, &fl->allow, &bad);
+    if (rc < 0) {
+        log_err("etrn_allow: entry %zu is not an address or network", bad + 1);
+        goto fail;
+    }
+    rc = etrn_nets_parse(rd->cfg->etrn_trusted, &fl->trusted, &bad);
+    if (rc < 0) {
+        log_err("etrn_trusted: entry %zu is not an address or network", bad + 1);
+        goto fail;
+    }
+    rc = etrn_rate_init(&fl->rate_client, 4096);
+    if (rc == 0)
+        rc = etrn_rate_init(&fl->rate_domain, 1024);
+    if (rc == 0)
+        rc = flush_self(fl, rd->cfg, rd->prm.hostname);
+    if (rc < 0)
+        goto fail;
+    const char *servers = rd->cfg->dns_servers && rd->cfg->dns_servers[0] ? rd->cfg->dns_servers
+                                                                         : NULL;
+    rc = dns_new(rd->loop, servers, (unsigned)rd->cfg->dns_timeout * 1000, 2, &fl->dns);
+    if (rc < 0) {
+        log_err("cannot start the DNS resolver servers=%s err=%s", servers ? servers : "system",
+                hf_errname(rc));
+        goto fail;
+    }
+    rd->flush = fl;
+    rd->etrn = flush_etrn;
+    return 0;
+fail:
+    flush_free(fl);
+    return rc < 0 ? rc : HF_ECONFIG;
+}
+
+void flush_shutdown(struct relayd *rd)
+{
+    struct flush *fl = rd->flush;
+    if (!fl)
+        return;
+    fl->stopping = true;
+    rd->etrn = NULL;
+    /* Running deliveries end after their current message (workers quit instead of taking
+     * the next one); aborting connections defers whatever is in flight. */
+    for (size_t i = 0; i < fl->nactive; i++) {
+        struct flush_run *run = fl->active[i];
+        for (size_t j = 0; j < run->nworkers; j++)
+            if (run->workers[j] && run->workers[j]->conn)
+                conn_close(run->workers[j]->conn, true);
+    }
+    dns_free(fl->dns);
+    fl->dns = NULL;
+}
+
+/* Frees the module once nothing is running; called by main after the loop ends. */
+void flush_free_all(struct relayd *rd)
+{
+    struct flush *fl = rd->flush;
+    if (!fl)
+        return;
+    while (fl->nactive) {
+        struct flush_run *run = fl->active[--fl->nactive];
+        flush_run_free(run);
+    }
+    flush_free(fl);
+    rd->flush = NULL;
+}

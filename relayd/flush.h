@@ -1,0 +1,47 @@
+/* Queue runs: deliver a domain's held mail to the hosts DNS names for it (or its static
+ * next hop), never to whoever asked. Started by ETRN (this module answers it), relayctl
+ * flush and, later, the retry timer.
+ *
+ * One run per recipient domain at a time. A run reads the domain's recipients from the
+ * queue, resolves MX -> A/AAAA with c-ares, orders the attempts (mx.h: preference, ties
+ * shuffled, the self-MX rule), and delivers over up to flush_connections parallel SMTP
+ * connections (smtpc.h), several messages per connection. Each message's per-recipient
+ * outcome is committed through the writer thread and logged one line per recipient. */
+#ifndef HF_FLUSH_H
+#define HF_FLUSH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "relayd.h"
+
+/* Totals of one finished run. */
+struct flush_summary {
+    char domain[256];
+    uint64_t messages;
+    uint64_t sent, deferred, failed; /* recipients */
+    int status;                      /* 0, or why nothing could be tried (HF_EDNSTEMP...) */
+    char error[512];                 /* last error text, "" when none */
+};
+
+typedef void (*flush_done_cb)(const struct flush_summary *s, void *arg);
+
+/* Sets up DNS and the ETRN handler (rd->etrn). Returns 0 or a negative code (logged). */
+int flush_init(struct relayd *rd);
+/* Cancels DNS, lets running deliveries finish their current step, frees at loop end. */
+void flush_shutdown(struct relayd *rd);
+
+/* Frees the module after the loop has ended. */
+void flush_free_all(struct relayd *rd);
+
+/* Starts a run for the recipient domain (exact, lower-case). reason is logged ("etrn",
+ * "relayctl"). cb (may be NULL) runs once at the end. Returns 0, -EBUSY when a run for that
+ * domain is already going, -ENOENT when nothing is waiting for it (cb not called),
+ * -EPERM when the operator holds the domain, -ENOMEM. */
+int flush_start(struct relayd *rd, const char *domain, const char *reason, flush_done_cb cb,
+                void *arg);
+
+/* True if a run for domain is in progress. */
+bool flush_running(struct relayd *rd, const char *domain);
+
+#endif
