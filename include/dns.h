@@ -28,11 +28,11 @@ struct dns;
 /* The outcome of dns_mx_resolve(). Owned by dns.c, valid only during the callback:
  * copy what you keep (mx_plan() + mx_attempts() produce self-contained attempts). */
 struct dns_mx_result {
-    const char *domain; /* as asked */
-    int status;         /* 0, HF_EDNS (no such domain, or an unusable name), HF_EDNSTEMP
-                           (SERVFAIL, timeout, refused, bad answer), -ECANCELED (dns_free),
-                           -ENOMEM */
-    bool implicit;      /* no MX records: hosts is the domain itself, preference 0 */
+    const char *domain;    /* as asked */
+    int status;            /* 0, HF_EDNS (no such domain, or an unusable name), HF_EDNSTEMP
+                              (SERVFAIL, timeout, refused, bad answer), -ECANCELED (dns_free),
+                              -ENOMEM */
+    bool implicit;         /* no MX records: hosts is the domain itself, preference 0 */
     struct mx_host *hosts; /* status 0: nhosts >= 1, in the published order (a null MX is
                               one host "." with err HF_ENULLMX); each with its addresses,
                               A before AAAA, and its own lookup status in err */

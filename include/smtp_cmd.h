@@ -74,6 +74,12 @@ struct smtp_cmd {
 /* Parses one command line; line points at len octets with the CRLF already removed.
  * Verbs are case-insensitive. "MAIL FROM:" and "RCPT TO:" are required with the colon;
  * a single space between "FROM:" and "<" is tolerated (common client bug), nothing else.
+ * Arguments checked here: HELO/EHLO one domain (underscores tolerated) or address literal;
+ * ETRN [@|#]domain or #queue; ATRN an optional comma list of domains; BDAT size [LAST];
+ * AUTH mechanism [base64 or "="]; VRFY/EXPN something; DATA/RSET/QUIT/STARTTLS/TURN
+ * nothing. A path over SMTP_PATH_MAX octets (brackets included) is HF_EADDR. MAIL allows
+ * UTF-8 in the path only with SMTPUTF8; RCPT allows well-formed UTF-8 (the session knows
+ * whether MAIL had SMTPUTF8). ORCPT with addr-type utf-8 may hold raw UTF-8 (RFC 6533).
  * Returns:
  *   0             success; *out filled (all strings are NUL-terminated copies)
  *   HF_ELONGLINE  len + 2 > SMTP_CMD_LINE_MAX (checked first)
@@ -91,7 +97,9 @@ int smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *out);
 const char *smtp_cmd_verb_name(enum smtp_verb v);
 
 /* Decodes xtext (RFC 3461 4) from in[0..len) into out (NUL-terminated, size outsz).
- * Returns decoded length or HF_ESYNTAX (bad +HH, forbidden char) or -ENOSPC. */
+ * Lower-case hex after '+' is accepted; "+00" is refused (it would end the C string).
+ * Returns decoded length or HF_ESYNTAX (bad +HH, forbidden char) or -ENOSPC; a syntax
+ * error is reported as such whatever outsz. */
 int smtp_xtext_decode(const char *in, size_t len, char *out, size_t outsz);
 
 /* Encodes s as xtext into out (size outsz). Returns length or -ENOSPC. */

@@ -104,10 +104,10 @@ enum smtpc_outcome {
 /* The outcome of one recipient, one message, one ETRN argument, or the session. */
 struct smtpc_result {
     enum smtpc_outcome outcome;
-    int code;                   /* the server's reply code; 0 when decided here (no reply) */
-    char enh[16];               /* enhanced status code "x.y.z", or "" */
-    char text[SMTPC_TEXT_MAX];  /* the reply's text (lines joined with "\n", truncated), or
-                                   why it was decided here */
+    int code;                  /* the server's reply code; 0 when decided here (no reply) */
+    char enh[16];              /* enhanced status code "x.y.z", or "" */
+    char text[SMTPC_TEXT_MAX]; /* the reply's text (lines joined with "\n", truncated), or
+                                  why it was decided here */
 };
 
 /* One recipient of a message, as the glue hands it over (borrowed until MSG_DONE). */
@@ -119,20 +119,20 @@ struct smtpc_rcpt {
 
 /* One message (borrowed from smtpc_msg_begin() until its MSG_DONE). */
 struct smtpc_msg {
-    const char *sender;  /* reverse-path without <>; "" for the null path */
-    uint64_t size;       /* octets of the body as sent; 0: unknown, no SIZE= */
-    bool body_8bit;      /* the body has octets >= 0x80 (BODY=8BITMIME) */
-    bool smtputf8;       /* the envelope or headers need SMTPUTF8 */
-    const char *ret;     /* DSN RET: "FULL", "HDRS" or NULL */
-    const char *envid;   /* DSN ENVID, xtext, or NULL */
+    const char *sender; /* reverse-path without <>; "" for the null path */
+    uint64_t size;      /* octets of the body as sent; 0: unknown, no SIZE= */
+    bool body_8bit;     /* the body has octets >= 0x80 (BODY=8BITMIME) */
+    bool smtputf8;      /* the envelope or headers need SMTPUTF8 */
+    const char *ret;    /* DSN RET: "FULL", "HDRS" or NULL */
+    const char *envid;  /* DSN ENVID, xtext, or NULL */
     const struct smtpc_rcpt *rcpts;
-    size_t nrcpt;        /* >= 1 */
+    size_t nrcpt; /* >= 1 */
 };
 
 struct smtpc_opts {
     enum smtpc_mode mode;
-    const char *helo;    /* our host name for EHLO/HELO (borrowed for c's life) */
-    const char *log_id;  /* first field of log lines, e.g. "c=17" (borrowed), or NULL */
+    const char *helo;   /* our host name for EHLO/HELO (borrowed for c's life) */
+    const char *log_id; /* first field of log lines, e.g. "c=17" (borrowed), or NULL */
     enum smtpc_tls tls;
     const char *const *etrn; /* ETRN mode: the arguments ("branch.test", "@branch.test",
                                 "#queue"), borrowed for c's life */
@@ -177,10 +177,10 @@ struct smtpc {
     size_t pend_head, pend_len, pend_cap;
     const struct smtpc_msg *msg;
     size_t rcpt_cap;
-    bool *rcpt_ok;       /* RCPT got 2xx: the final reply decides */
+    bool *rcpt_ok; /* RCPT got 2xx: the final reply decides */
     size_t naccepted;
     bool mail_failed;
-    bool need_rset;      /* MAIL accepted and the transaction not ended by the final reply */
+    bool need_rset; /* MAIL accepted and the transaction not ended by the final reply */
     bool quit_queued;
     size_t next_etrn;
     struct smtpc_stuff stuff;

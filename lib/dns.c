@@ -113,7 +113,6 @@ static int dns_status(int st)
     }
 }
 
-
 /* ---- loop integration ---- */
 
 static void dns_timer_cb(uv_timer_t *t);

@@ -43,7 +43,7 @@ enum smtpc_kind {
 };
 
 static const char *const smtpc_state_names[SMTPC_ST_COUNT_] = {
-    "GREET", "EHLO", "HELO", "STARTTLS", "TLS", "IDLE",
+    "GREET", "EHLO", "HELO", "STARTTLS", "TLS",  "IDLE",
     "TXN",   "BODY", "DOT",  "ETRN",     "QUIT", "DONE",
 };
 
@@ -221,8 +221,8 @@ static void smtpc_msg_end(struct smtpc *c)
         nfail += res->outcome == SMTPC_FAIL;
     }
     if (c->msg_res.outcome == SMTPC_PENDING)
-        smtpc_result_local(&c->msg_res, ndefer ? SMTPC_DEFER : SMTPC_FAIL, ndefer ? "4.0.0" : "5.0.0",
-                           "no recipient accepted");
+        smtpc_result_local(&c->msg_res, ndefer ? SMTPC_DEFER : SMTPC_FAIL,
+                           ndefer ? "4.0.0" : "5.0.0", "no recipient accepted");
     log_debug("%s smtpc message done outcome=%s ok=%zu defer=%zu fail=%zu", smtpc_id(c),
               smtpc_outcome_name(c->msg_res.outcome), nok, ndefer, nfail);
     c->msg = NULL;
@@ -265,7 +265,8 @@ static void smtpc_abort(struct smtpc *c, const struct smtpc_result *why)
     c->out_len = 0;
     c->reply_active = false;
     smtpc_enter(c, SMTPC_ST_DONE);
-    c->actions &= ~(unsigned)(SMTPC_ACT_WRITE | SMTPC_ACT_BODY | SMTPC_ACT_NEXT | SMTPC_ACT_STARTTLS);
+    c->actions &=
+        ~(unsigned)(SMTPC_ACT_WRITE | SMTPC_ACT_BODY | SMTPC_ACT_NEXT | SMTPC_ACT_STARTTLS);
     c->actions |= SMTPC_ACT_CLOSE;
 }
 
@@ -292,8 +293,7 @@ static int smtpc_session_fail(struct smtpc *c, const struct smtpc_result *why)
 static int smtpc_session_fail_reply(struct smtpc *c, const struct smtp_reply *r)
 {
     struct smtpc_result why;
-    smtpc_result_reply(&why, smtpc_outcome_of(r->code) == SMTPC_FAIL ? SMTPC_FAIL : SMTPC_DEFER,
-                       r);
+    smtpc_result_reply(&why, smtpc_outcome_of(r->code) == SMTPC_FAIL ? SMTPC_FAIL : SMTPC_DEFER, r);
     return smtpc_session_fail(c, &why);
 }
 
@@ -358,10 +358,14 @@ static void smtpc_parse_ext(struct smtpc *c, const struct smtp_reply *r)
         const char *keyword;
         unsigned bit;
     } exts[] = {
-        {"PIPELINING", SMTPC_EXT_PIPELINING}, {"8BITMIME", SMTPC_EXT_8BITMIME},
-        {"SMTPUTF8", SMTPC_EXT_SMTPUTF8},     {"DSN", SMTPC_EXT_DSN},
-        {"STARTTLS", SMTPC_EXT_STARTTLS},     {"ETRN", SMTPC_EXT_ETRN},
-        {"ATRN", SMTPC_EXT_ATRN},             {"ENHANCEDSTATUSCODES", SMTPC_EXT_ENHANCED},
+        {"PIPELINING", SMTPC_EXT_PIPELINING},
+        {"8BITMIME", SMTPC_EXT_8BITMIME},
+        {"SMTPUTF8", SMTPC_EXT_SMTPUTF8},
+        {"DSN", SMTPC_EXT_DSN},
+        {"STARTTLS", SMTPC_EXT_STARTTLS},
+        {"ETRN", SMTPC_EXT_ETRN},
+        {"ATRN", SMTPC_EXT_ATRN},
+        {"ENHANCEDSTATUSCODES", SMTPC_EXT_ENHANCED},
     };
     const char *param;
     c->ext = 0;
@@ -468,8 +472,7 @@ static bool smtpc_appendf(char *buf, size_t sz, size_t *n, const char *fmt, ...)
 
 /* Builds MAIL FROM with the parameters the server offers. Returns the length or -EINVAL
  * when it does not fit SMTPC_CMD_MAX. */
-static int smtpc_mail_line(const struct smtpc *c, const struct smtpc_msg *m, char *buf,
-                           size_t sz)
+static int smtpc_mail_line(const struct smtpc *c, const struct smtpc_msg *m, char *buf, size_t sz)
 {
     size_t n = 0;
     bool ok = smtpc_appendf(buf, sz, &n, "MAIL FROM:<%s>", m->sender);
@@ -486,8 +489,7 @@ static int smtpc_mail_line(const struct smtpc *c, const struct smtpc_msg *m, cha
     return ok ? (int)n : -EINVAL;
 }
 
-static int smtpc_rcpt_line(const struct smtpc *c, const struct smtpc_rcpt *rc, char *buf,
-                           size_t sz)
+static int smtpc_rcpt_line(const struct smtpc *c, const struct smtpc_rcpt *rc, char *buf, size_t sz)
 {
     size_t n = 0;
     bool ok = smtpc_appendf(buf, sz, &n, "RCPT TO:<%s>", rc->addr);
@@ -580,8 +582,7 @@ int smtpc_msg_begin(struct smtpc *c, const struct smtpc_msg *m)
 
     /* What the server cannot take is not sent (RFC 6152 3, RFC 6531 3.4, RFC 1870 6.1). */
     if (m->body_8bit && !(c->ext & SMTPC_EXT_8BITMIME)) {
-        smtpc_result_local(&why, SMTPC_DEFER, "4.6.3",
-                           "8-bit message but server lacks 8BITMIME");
+        smtpc_result_local(&why, SMTPC_DEFER, "4.6.3", "8-bit message but server lacks 8BITMIME");
         smtpc_msg_refuse(c, &why);
         return 0;
     }
@@ -593,8 +594,8 @@ int smtpc_msg_begin(struct smtpc *c, const struct smtpc_msg *m)
     }
     if ((c->ext & SMTPC_EXT_SIZE) && c->size_max && m->size > c->size_max) {
         smtpc_result_local(&why, SMTPC_FAIL, "5.3.4",
-                           "message size %" PRIu64 " exceeds the server's limit %" PRIu64,
-                           m->size, c->size_max);
+                           "message size %" PRIu64 " exceeds the server's limit %" PRIu64, m->size,
+                           c->size_max);
         smtpc_msg_refuse(c, &why);
         return 0;
     }

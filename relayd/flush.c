@@ -59,8 +59,8 @@ struct flush_run {
     uint64_t id;
     char domain[256];
     char reason[32];
-    flush_done_cb cb;
-    void *cb_arg;
+    struct flush_watch watch;
+    bool watched;
     int64_t started;
     struct flush_item *items;
     size_t nitems, next_item;
@@ -209,6 +209,9 @@ static void flush_record(struct flush_run *run, struct flush_item *it, const cha
         log_info("%s to=<%s> relay=%s delay=%llds status=%s (%s)", qid,
                  log_safe(qr->addr, to, sizeof(to)), relay && *relay ? relay : "none",
                  (long long)(now - it->env.arrival), status, text);
+        if (run->watched && run->watch.rcpt)
+            run->watch.rcpt(run->watch.arg, run->watch.token, qid, qr->addr,
+                            relay && *relay ? relay : "none", status, text);
         if (ups) {
             ups[i].op = op;
             ups[i].id = it->id;
@@ -267,8 +270,8 @@ static void flush_run_maybe_finish(struct flush_run *run)
              (unsigned long long)run->sum.sent, (unsigned long long)run->sum.deferred,
              (unsigned long long)run->sum.failed, (long long)(flush_now() - run->started),
              run->sum.error[0] ? " last_error=" : "", run->sum.error[0] ? run->sum.error : "");
-    if (run->cb)
-        run->cb(&run->sum, run->cb_arg);
+    if (run->watched && run->watch.done)
+        run->watch.done(run->watch.arg, run->watch.token, &run->sum);
     idmap_del(&fl->runs, run->id);
     for (size_t i = 0; i < fl->nactive; i++) {
         if (fl->active[i] == run) {
@@ -742,8 +745,8 @@ static void flush_on_mx_ctx(const struct dns_mx_result *res, void *arg)
     flush_run_deliver(run);
 }
 
-int flush_start(struct relayd *rd, const char *domain, const char *reason, flush_done_cb cb,
-                void *arg)
+int flush_start(struct relayd *rd, const char *domain, const char *reason,
+                const struct flush_watch *watch)
 {
     struct flush *fl = rd->flush;
     if (!fl || fl->stopping)
@@ -761,8 +764,10 @@ int flush_start(struct relayd *rd, const char *domain, const char *reason, flush
     snprintf(run->domain, sizeof(run->domain), "%s", domain);
     snprintf(run->reason, sizeof(run->reason), "%s", reason);
     snprintf(run->sum.domain, sizeof(run->sum.domain), "%s", domain);
-    run->cb = cb;
-    run->cb_arg = arg;
+    if (watch) {
+        run->watch = *watch;
+        run->watched = true;
+    }
     run->started = flush_now();
     struct flush_load ld = {run, 0};
     int rc = queue_scan_rcpts(rd->q, domain, false, flush_load_rcpt, &ld);
@@ -960,7 +965,7 @@ static void flush_etrn(struct relayd *rd, uint64_t sid, const char *client_addr,
         for (size_t i = 0; i < ds.n; i++) {
             if (!ds.names[i][0])
                 continue;
-            int rc = flush_start(rd, ds.names[i], "etrn", NULL, NULL);
+            int rc = flush_start(rd, ds.names[i], "etrn", NULL);
             if (rc < 0 && rc != -EBUSY && rc != -ENOENT && rc != -EPERM)
                 log_warn("flush domain=%s not started err=%s", ds.names[i], hf_errname(rc));
         }

@@ -24,7 +24,16 @@ struct flush_summary {
     char error[512];                 /* last error text, "" when none */
 };
 
-typedef void (*flush_done_cb)(const struct flush_summary *s, void *arg);
+/* Who follows a run (relayctl flush --wait): called on the loop with the token given, so
+ * the watcher can look up a client that may have gone away meanwhile. arg must outlive the
+ * run (the control module's state does). */
+struct flush_watch {
+    void (*rcpt)(void *arg, uint64_t token, const char *qid, const char *addr,
+                 const char *relay, const char *status, const char *text);
+    void (*done)(void *arg, uint64_t token, const struct flush_summary *s);
+    void *arg;
+    uint64_t token;
+};
 
 /* Sets up DNS and the ETRN handler (rd->etrn). Returns 0 or a negative code (logged). */
 int flush_init(struct relayd *rd);
@@ -35,11 +44,12 @@ void flush_shutdown(struct relayd *rd);
 void flush_free_all(struct relayd *rd);
 
 /* Starts a run for the recipient domain (exact, lower-case). reason is logged ("etrn",
- * "relayctl"). cb (may be NULL) runs once at the end. Returns 0, -EBUSY when a run for that
- * domain is already going, -ENOENT when nothing is waiting for it (cb not called),
- * -EPERM when the operator holds the domain, -ENOMEM. */
-int flush_start(struct relayd *rd, const char *domain, const char *reason, flush_done_cb cb,
-                void *arg);
+ * "relayctl"). watch (copied; may be NULL) hears of each recipient and, once, of the end.
+ * Returns 0, -EBUSY when a run for that domain is already going, -ENOENT when nothing is
+ * waiting for it, -EPERM when the operator holds the domain, -ESHUTDOWN, -ENOMEM; on an
+ * error the watcher hears nothing. */
+int flush_start(struct relayd *rd, const char *domain, const char *reason,
+                const struct flush_watch *watch);
 
 /* True if a run for domain is in progress. */
 bool flush_running(struct relayd *rd, const char *domain);

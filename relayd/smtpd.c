@@ -586,7 +586,7 @@ static size_t smtpd_data_input(struct smtpd *s, const char *data, size_t len)
         size_t n = len - used;
         if (n > 32768)
             n = 32768;
-        size_t need = m->head + m->len + 2 * n;
+        size_t need = m->head + m->len + SMTP_DATA_OUT_MAX(n);
         if (!s->too_big && need > s->msg_cap) {
             size_t cap = s->msg_cap * 2;
             while (cap < need)
@@ -602,8 +602,8 @@ static size_t smtpd_data_input(struct smtpd *s, const char *data, size_t len)
         size_t out_len = 0;
         size_t c;
         if (s->too_big) {
-            char sink[65536];
-            c = smtp_data_feed(&s->dec, data + used, n > 32768 ? 32768 : n, sink, &out_len);
+            static char sink[SMTP_DATA_OUT_MAX(32768)]; /* discarded output, one thread */
+            c = smtp_data_feed(&s->dec, data + used, n, sink, &out_len);
         } else {
             c = smtp_data_feed(&s->dec, data + used, n, m->buf + m->head + m->len, &out_len);
             m->len += out_len;

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <arpa/inet.h>
@@ -95,17 +96,17 @@ static const struct plan_case plan_cases[] = {
     /* { records, self, rc, plan } */
     {"b.test:20 a.test:10 c.test:30", NULL, 0, "a.test b.test c.test"},
     {"x.test:10 y.test:10 z.test:5", NULL, 0, "z.test x.test y.test"}, /* stable ties */
-    {"MX1.Test.:10", NULL, 0, "mx1.test"},                               /* normalised */
-    {"", NULL, 0, "dom.test"},                                             /* implicit MX */
-    {".:0", NULL, HF_ENULLMX, ""},                                         /* RFC 7505 */
-    {".:10", NULL, HF_ENULLMX, ""}, /* a lone "." at any preference */
+    {"MX1.Test.:10", NULL, 0, "mx1.test"},                             /* normalised */
+    {"", NULL, 0, "dom.test"},                                         /* implicit MX */
+    {".:0", NULL, HF_ENULLMX, ""},                                     /* RFC 7505 */
+    {".:10", NULL, HF_ENULLMX, ""},       /* a lone "." at any preference */
     {".:0 a.test:10", NULL, 0, "a.test"}, /* "." among others names no host */
     /* The self-MX rule (RFC 5321 5.1): drop ours and everything not better. */
     {"a.test:10 relay.test:20 c.test:30 d.test:20", "RELAY.TEST.", 0, "a.test"},
     {"a.test:10 relay.test:10 b.test:5", "relay.test", 0, "b.test"},
-    {"relay.test:10 a.test:20", "relay.test", -ELOOP, ""},  /* we are the best MX */
-    {"a.test:10 relay.test:10", "relay.test", -ELOOP, ""},  /* equal preference too */
-    {"", "dom.test", -ELOOP, ""},                           /* implicit MX is us */
+    {"relay.test:10 a.test:20", "relay.test", -ELOOP, ""},             /* we are the best MX */
+    {"a.test:10 relay.test:10", "relay.test", -ELOOP, ""},             /* equal preference too */
+    {"", "dom.test", -ELOOP, ""},                                      /* implicit MX is us */
     {"relay.test:30 relay.test.x:5", "relay.test", 0, "relay.test.x"}, /* whole names */
 };
 
@@ -144,14 +145,16 @@ static void test_plan_shuffles_ties(void **state)
     const uint32_t v[] = {0, 0, 1};
     struct script s = {v, 3, 0};
     assert_int_equal(mx_plan("dom.test", in, n, NULL, script_rand, &s, out, &nout), 0);
-    assert_string_equal(names(out, nout, buf, sizeof(buf)), "f.test b.test c.test a.test d.test e.test");
+    assert_string_equal(names(out, nout, buf, sizeof(buf)),
+                        "f.test b.test c.test a.test d.test e.test");
     assert_int_equal(s.calls, 3);
 
     /* Other draws, other order; never across preferences. */
     const uint32_t w[] = {5, 1, 4}; /* 5%3=2 (stay), 1%2=1 (stay), 4%2=0 (swap) */
     struct script t = {w, 3, 0};
     assert_int_equal(mx_plan("dom.test", in, n, NULL, script_rand, &t, out, &nout), 0);
-    assert_string_equal(names(out, nout, buf, sizeof(buf)), "f.test a.test b.test c.test e.test d.test");
+    assert_string_equal(names(out, nout, buf, sizeof(buf)),
+                        "f.test a.test b.test c.test e.test d.test");
 }
 
 static void test_plan_self_by_address(void **state)
@@ -307,9 +310,9 @@ static void test_attempts_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_plan_table),        cmocka_unit_test(test_plan_shuffles_ties),
+        cmocka_unit_test(test_plan_table),           cmocka_unit_test(test_plan_shuffles_ties),
         cmocka_unit_test(test_plan_self_by_address), cmocka_unit_test(test_host_set),
-        cmocka_unit_test(test_self_predicates),   cmocka_unit_test(test_attempts_flatten),
+        cmocka_unit_test(test_self_predicates),      cmocka_unit_test(test_attempts_flatten),
         cmocka_unit_test(test_attempts_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
