@@ -81,6 +81,7 @@ struct cfg {
     uint64_t etrn_rate_domain;
     uint64_t flush_connections;
     uint64_t timeout_connect;
+    char *metrics_listen;
 
     /* fetchd */
     char *pid_file;

@@ -117,7 +117,10 @@ struct smtpc_rcpt {
     const char *orcpt;  /* DSN ORCPT value, already "rfc822;" + xtext, or NULL */
 };
 
-/* One message (borrowed from smtpc_msg_begin() until its MSG_DONE). */
+/* One message (borrowed from smtpc_msg_begin() until its MSG_DONE). SIZE= goes out when
+ * the server offers SIZE; RET, ENVID, NOTIFY and ORCPT only when it offers DSN: when it
+ * does not (c->ext lacks SMTPC_EXT_DSN), the caller owes a "relayed" DSN to recipients
+ * that asked for NOTIFY=SUCCESS (RFC 3461 4.1). */
 struct smtpc_msg {
     const char *sender; /* reverse-path without <>; "" for the null path */
     uint64_t size;      /* octets of the body as sent; 0: unknown, no SIZE= */

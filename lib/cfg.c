@@ -87,6 +87,8 @@ const struct cfg_key cfg_keys[] = {
      "parallel outbound connections per domain during a flush"},
     {CFG_SEC_GLOBAL, "timeout_connect", CFG_T_SECONDS, G(timeout_connect), 1, 600, NULL, "30",
      "outbound connection timeout"},
+    {CFG_SEC_GLOBAL, "metrics_listen", CFG_T_STR, G(metrics_listen), 0, 0, NULL, "",
+     "address:port of the Prometheus metrics endpoint (empty: off; keep it on loopback)"},
     /* fetchd, global */
     {CFG_SEC_GLOBAL, "pid_file", CFG_T_PATH, G(pid_file), 0, 0, NULL, "",
      "fetchd: pid file written when running as a daemon"},

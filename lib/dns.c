@@ -295,6 +295,7 @@ static void dns_req_deliver(struct dns_req *r)
     struct dns *d = r->d;
     for (size_t i = 0; i < r->nhosts; i++)
         dns_host_finish(&r->hq[i], &r->hosts[i]);
+    char safe[4 * (MX_NAME_MAX + 2)];
     if (r->cancelled || d->freeing)
         r->status = -ECANCELED;
     if (r->is_mx) {
@@ -305,8 +306,9 @@ static void dns_req_deliver(struct dns_req *r)
             .hosts = r->status == 0 ? r->hosts : NULL,
             .nhosts = r->status == 0 ? r->nhosts : 0,
         };
-        log_debug("dns mx domain=%s status=%s nhosts=%zu implicit=%d", r->name,
-                  hf_errname(res.status), res.nhosts, (int)res.implicit);
+        log_debug("dns mx domain=%s status=%s nhosts=%zu implicit=%d",
+                  log_safe(r->name, safe, sizeof(safe)), hf_errname(res.status), res.nhosts,
+                  (int)res.implicit);
         r->mx_cb(&res, r->arg);
     } else {
         struct dns_addr_result res = {.host = r->name};
@@ -317,8 +319,8 @@ static void dns_req_deliver(struct dns_req *r)
             res.addrs = r->hosts[0].addrs;
             res.naddrs = r->hosts[0].naddrs;
         }
-        log_debug("dns addr host=%s status=%s naddrs=%zu", r->name, hf_errname(res.status),
-                  res.naddrs);
+        log_debug("dns addr host=%s status=%s naddrs=%zu", log_safe(r->name, safe, sizeof(safe)),
+                  hf_errname(res.status), res.naddrs);
         r->addr_cb(&res, r->arg);
     }
     dns_req_free(r);
@@ -455,7 +457,9 @@ static int dns_mx_collect(struct dns_req *r, const struct ares_mx_reply *mx)
             }
             all[j] = h;
         }
-        log_warn("dns mx domain=%s records=%zu kept=%d", r->name, k, DNS_MX_MAX);
+        char safe[4 * (MX_NAME_MAX + 2)];
+        log_warn("dns mx domain=%s records=%zu kept=%d", log_safe(r->name, safe, sizeof(safe)), k,
+                 DNS_MX_MAX);
         k = DNS_MX_MAX;
     }
     int rc = k ? dns_req_hosts(r, k) : HF_EDNSTEMP;

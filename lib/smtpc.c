@@ -249,7 +249,8 @@ static void smtpc_abort(struct smtpc *c, const struct smtpc_result *why)
         c->session = *why;
         c->session.outcome = SMTPC_DEFER;
     }
-    log_debug("%s smtpc abort in %s: %s", smtpc_id(c), smtpc_state_name(c->state), why->text);
+    log_debug("%s smtpc abort in %s code=%d enh=%s", smtpc_id(c), smtpc_state_name(c->state),
+              why->code, why->enh[0] ? why->enh : "-");
     if (c->msg) {
         for (size_t i = 0; i < c->msg->nrcpt; i++) {
             if (c->rcpt_res[i].outcome == SMTPC_PENDING) {
@@ -282,7 +283,8 @@ static void smtpc_abort_local(struct smtpc *c, const char *enh, const char *what
 static int smtpc_session_fail(struct smtpc *c, const struct smtpc_result *why)
 {
     c->session = *why;
-    log_debug("%s smtpc session failed: %d %s", smtpc_id(c), why->code, why->text);
+    log_debug("%s smtpc session failed code=%d enh=%s", smtpc_id(c), why->code,
+              why->enh[0] ? why->enh : "-");
     smtpc_enter(c, SMTPC_ST_QUIT);
     int rc = smtpc_send(c, SMTPC_K_QUIT, 0, "QUIT");
     if (rc < 0)

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "cfg.h"
+#include "ctl.h"
 #include "flush.h"
 #include "hf_err.h"
 #include "log.h"
@@ -89,6 +90,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     log_info("signal %s received, shutting down", signum == SIGTERM ? "TERM" : "INT");
     smtpd_io_shutdown(&m->rd);
     flush_shutdown(&m->rd);
+    ctl_shutdown(&m->rd);
     uv_signal_stop(&m->sighup);
     m->drain_started = uv_now(h->loop);
     uv_timer_start(&m->drain, on_drain, 0, 50);
@@ -241,6 +243,9 @@ int main(int argc, char **argv)
     rc = flush_init(rd);
     if (rc < 0)
         goto out_listen;
+    rc = ctl_init(rd);
+    if (rc < 0)
+        goto out_listen;
     rc = smtpd_io_listen(rd);
     if (rc < 0)
         goto out_listen;
@@ -267,11 +272,13 @@ int main(int argc, char **argv)
 out_listen:
     smtpd_io_shutdown(rd);
     flush_shutdown(rd);
+    ctl_shutdown(rd);
     queue_wr_stop(rd->wr);
     rd->wr = NULL;
     uv_run(rd->loop, UV_RUN_DEFAULT);
 out:
     flush_free_all(rd);
+    ctl_free(rd);
     uv_loop_close(rd->loop);
     queue_close(rd->q);
     free(rd->listeners);

@@ -156,14 +156,12 @@ static void ctl_json_strn(FILE *f, const char *s, size_t n)
             putc(c, f);
             i++;
         } else if (c < 0x20 || c == 0x7f) {
-            switch (c) {
-            case '\b': fputs("\\b", f); break;
-            case '\f': fputs("\\f", f); break;
-            case '\n': fputs("\\n", f); break;
-            case '\r': fputs("\\r", f); break;
-            case '\t': fputs("\\t", f); break;
-            default: fprintf(f, "\\u00%c%c", ctl_hex[c >> 4], ctl_hex[c & 15]); break;
-            }
+            /* RFC 8259 7: the short escapes for 0x08..0x0d where they exist. */
+            static const char *const short_esc[] = {"\\b", "\\t", "\\n", NULL, "\\f", "\\r"};
+            if (c >= 0x08 && c <= 0x0d && short_esc[c - 0x08])
+                fputs(short_esc[c - 0x08], f);
+            else
+                fprintf(f, "\\u00%c%c", ctl_hex[c >> 4], ctl_hex[c & 15]);
             i++;
         } else if (c < 0x80) {
             putc(c, f);
@@ -279,10 +277,14 @@ static const char *ctl_time(int64_t t, char *buf, size_t bufsz)
 static const char *ctl_state_name(int state)
 {
     switch (state) {
-    case QUEUE_RS_PENDING: return "pending";
-    case QUEUE_RS_DEFERRED: return "deferred";
-    case QUEUE_RS_FAILED: return "failed";
-    default: return "unknown";
+    case QUEUE_RS_PENDING:
+        return "pending";
+    case QUEUE_RS_DEFERRED:
+        return "deferred";
+    case QUEUE_RS_FAILED:
+        return "failed";
+    default:
+        return "unknown";
     }
 }
 
@@ -409,9 +411,12 @@ static int ctl_print_rcpt(const struct queue_rcpt *r, void *arg)
 static const char *ctl_ret_name(int ret)
 {
     switch (ret) {
-    case SMTP_RET_FULL: return "FULL";
-    case SMTP_RET_HDRS: return "HDRS";
-    default: return NULL;
+    case SMTP_RET_FULL:
+        return "FULL";
+    case SMTP_RET_HDRS:
+        return "HDRS";
+    default:
+        return NULL;
     }
 }
 
@@ -498,8 +503,8 @@ static int ctl_queue_domain(const struct queue_domain_stats *s, void *arg)
         /* Domains come from our own validated keys, but escape them anyway. */
         ctl_text_str(f, s->domain);
         size_t dl = strlen(s->domain);
-        fprintf(f, "%*s %8" PRIu64 " %8" PRIu64 " %8s %7s  %s\n", dl < 32 ? (int)(32 - dl) : 0,
-                "", s->messages, s->rcpts, ctl_human_bytes(s->bytes, b, sizeof(b)),
+        fprintf(f, "%*s %8" PRIu64 " %8" PRIu64 " %8s %7s  %s\n", dl < 32 ? (int)(32 - dl) : 0, "",
+                s->messages, s->rcpts, ctl_human_bytes(s->bytes, b, sizeof(b)),
                 ctl_human_age(s->oldest, o->now, age, sizeof(age)), s->held ? "held" : "");
     }
     o->n++;
@@ -547,8 +552,8 @@ static int ctl_cmd_list(struct queue *q, const struct ctl_opts *opt, const struc
 {
     struct ctl_refs refs = {0};
     int ex = CTL_EX_OK;
-    int rc = queue_scan_rcpts(q, a->has_domain ? a->domain : NULL, a->subdomains,
-                              ctl_refs_add, &refs);
+    int rc =
+        queue_scan_rcpts(q, a->has_domain ? a->domain : NULL, a->subdomains, ctl_refs_add, &refs);
     if (rc != 0) {
         fprintf(stderr, "relayctl: cannot scan the recipients: %s\n", hf_strerror(rc));
         free(refs.v);
@@ -798,8 +803,8 @@ static int ctl_check_domain(int argc, char **argv, struct ctl_args *a)
         s++;
     }
     size_t n = strlen(s);
-    bool ok = n > 0 && n < sizeof(a->domain) && s[0] != '.' && s[n - 1] != '.' &&
-              strstr(s, "..") == NULL;
+    bool ok =
+        n > 0 && n < sizeof(a->domain) && s[0] != '.' && s[n - 1] != '.' && strstr(s, "..") == NULL;
     for (size_t i = 0; ok && i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         /* LDH labels, or UTF-8 octets of U-labels (RFC 6531); no address literals. */
@@ -823,14 +828,14 @@ static int ctl_check_domain(int argc, char **argv, struct ctl_args *a)
  * opening the queue, so they get a run function of their own kind (see main()). */
 static const struct ctl_cmd ctl_cmds[] = {
     {"queue", "queue [--json]",
-     "per-domain summary: messages, recipients, size, oldest, held; and totals", 0, 0,
-     CTL_OPT_JSON, ctl_check_none, ctl_cmd_queue},
+     "per-domain summary: messages, recipients, size, oldest, held; and totals", 0, 0, CTL_OPT_JSON,
+     ctl_check_none, ctl_cmd_queue},
     {"list", "list [DOMAIN|@DOMAIN] [--json]",
      "every queued message with its recipients (@DOMAIN: with subdomains)", 0, 1, CTL_OPT_JSON,
      ctl_check_domain, ctl_cmd_list},
     {"show", "show ID [--body] [--json]",
-     "one message: envelope, recipients and headers; --body: the stored message, byte-exact",
-     1, 1, CTL_OPT_JSON | CTL_OPT_BODY, ctl_check_id, ctl_cmd_show},
+     "one message: envelope, recipients and headers; --body: the stored message, byte-exact", 1, 1,
+     CTL_OPT_JSON | CTL_OPT_BODY, ctl_check_id, ctl_cmd_show},
 };
 
 static void ctl_usage(FILE *f)
@@ -880,8 +885,7 @@ static char *ctl_conf_queue_dir(const char *path, int *ex)
                 fprintf(stderr, "relayctl: %s: %s\n", errs.v[i].file, errs.v[i].msg);
         }
         if (errs.n == 0)
-            fprintf(stderr, "relayctl: cannot load configuration %s: %s\n", path,
-                    hf_strerror(rc));
+            fprintf(stderr, "relayctl: cannot load configuration %s: %s\n", path, hf_strerror(rc));
         *ex = CTL_EX_NOQUEUE;
         goto out;
     }
@@ -915,8 +919,8 @@ static int ctl_open_error(const char *dir, int rc)
         fprintf(stderr, "relayctl: cannot open the queue at %s: %s\n", dir, hf_strerror(rc));
         break;
     case HF_ECORRUPT:
-        fprintf(stderr, "relayctl: the queue at %s is damaged or not a holdfast queue: %s\n",
-                dir, hf_strerror(rc));
+        fprintf(stderr, "relayctl: the queue at %s is damaged or not a holdfast queue: %s\n", dir,
+                hf_strerror(rc));
         break;
     case HF_EVERSION:
         fprintf(stderr,
@@ -935,22 +939,39 @@ int main(int argc, char **argv)
 {
     enum { OPT_JSON = 256, OPT_BODY };
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"queue", required_argument, NULL, 'q'},
-        {"json", no_argument, NULL, OPT_JSON},    {"body", no_argument, NULL, OPT_BODY},
-        {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
+        {"config", required_argument, NULL, 'c'},
+        {"queue", required_argument, NULL, 'q'},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"body", no_argument, NULL, OPT_BODY},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     struct ctl_opts opt = {0};
     int c;
     while ((c = getopt_long(argc, argv, "c:q:hV", longopts, NULL)) != -1) {
         switch (c) {
-        case 'c': opt.conf = optarg; break;
-        case 'q': opt.qdir = optarg; break;
-        case OPT_JSON: opt.json = true; break;
-        case OPT_BODY: opt.body = true; break;
-        case 'h': ctl_usage(stdout); return CTL_EX_OK;
-        case 'V': printf("relayctl (holdfast) %s\n", HF_VERSION); return CTL_EX_OK;
-        default: fprintf(stderr, "Try 'relayctl --help'.\n"); return CTL_EX_USAGE;
+        case 'c':
+            opt.conf = optarg;
+            break;
+        case 'q':
+            opt.qdir = optarg;
+            break;
+        case OPT_JSON:
+            opt.json = true;
+            break;
+        case OPT_BODY:
+            opt.body = true;
+            break;
+        case 'h':
+            ctl_usage(stdout);
+            return CTL_EX_OK;
+        case 'V':
+            printf("relayctl (holdfast) %s\n", HF_VERSION);
+            return CTL_EX_OK;
+        default:
+            fprintf(stderr, "Try 'relayctl --help'.\n");
+            return CTL_EX_USAGE;
         }
     }
     if (optind >= argc) {

@@ -49,6 +49,7 @@ struct relayd {
     void (*etrn)(struct relayd *rd, uint64_t session_id, const char *client_addr,
                  const char *arg);
     void *flush; /* the flush module's state */
+    void *ctl;   /* the control module's state */
 };
 
 /* Opens every listener of cfg->listen on rd->loop. Returns 0 or a negative code (logged). */

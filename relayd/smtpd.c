@@ -297,7 +297,10 @@ static int smtpd_check_rcpt(struct smtpd *s, const struct smtp_cmd *c)
         smtpd_reply(s, 553, "5.6.7", "Non-ASCII recipient address needs SMTPUTF8");
         return -EINVAL;
     }
-    switch (policy_check_rcpt(s->policy, &mb, NULL)) {
+    enum policy_verdict verdict = policy_check_rcpt(s->policy, &mb, NULL);
+    if (verdict != POLICY_OK)
+        s->rej_rcpt++;
+    switch (verdict) {
     case POLICY_OK:
         return 0;
     case POLICY_UNKNOWN_USER:
@@ -621,6 +624,7 @@ static size_t smtpd_data_input(struct smtpd *s, const char *data, size_t len)
     if (!s->dec.done)
         return used;
 
+    s->rej_data++;
     if (s->too_big) {
         log_info("c=%llu reject DATA reason=size size>%llu client=[%s]", (unsigned long long)s->id,
                  (unsigned long long)s->prm->max_size, s->client_addr);
@@ -638,6 +642,7 @@ static size_t smtpd_data_input(struct smtpd *s, const char *data, size_t len)
                     SMTP_TEXT_LINE_MAX);
     } else {
         m->eight_bit = s->dec.eight_bit;
+        s->rej_data--; /* counted above; only refusals count */
         s->out.act |= SMTPD_ACT_COMMIT;
         smtpd_enter(s, SMTPD_ST_COMMIT);
         return used;

@@ -79,6 +79,8 @@ struct smtpd {
     char client_addr[64];
     uint64_t id;         /* connection id for log lines (c=N) */
     unsigned bad;        /* bad commands so far */
+    unsigned rej_rcpt;   /* recipients refused; the glue adds them to its counters */
+    unsigned rej_data;   /* messages refused after DATA */
     /* input line assembly (allocated only while a partial line is pending) */
     char *line;
     size_t line_len;

@@ -203,6 +203,9 @@ fail:
 static void smtpd_io_process(struct session *se, const char *data, size_t len)
 {
     size_t used = smtpd_input(&se->sm, data, len);
+    se->rd->stats.rejected_rcpt += se->sm.rej_rcpt;
+    se->rd->stats.rejected_data += se->sm.rej_data;
+    se->sm.rej_rcpt = se->sm.rej_data = 0;
     unsigned act = se->sm.out.act;
     char etrn_arg[sizeof(se->sm.out.etrn_arg)];
     if (act & SMTPD_ACT_ETRN)

@@ -3,6 +3,7 @@ after dot-unstuffing, read back with `relayctl show --body`; the envelope and re
 as relayctl list/queue/show report them (JSON); relayctl on a stopped relayd; the queue
 across restarts; relayctl's errors; relayd refusing a damaged queue."""
 
+import codecs
 import os
 import re
 import time
@@ -10,6 +11,11 @@ import unittest
 
 import hfharness as hf
 from hfharness import CLIENT_NAME, HOSTNAME
+
+
+# Decodes like relayctl's JSON: valid UTF-8 as text, any other octet as U+00XX.
+codecs.register_error("hf_octet", lambda e: (e.object[e.start:e.start + 1].decode("latin-1"),
+                                             e.start + 1))
 
 
 def stored_body(relayd, qid):
@@ -44,9 +50,22 @@ class ByteExact(hf.HFClassTestCase):
         self.assertIn("8BITMIME", msg["flags"])
 
     def test_all_octets(self):
-        """Every octet value except CR and LF, which only appear as CRLF."""
+        """Every octet value except CR and LF, which only appear as CRLF; in a header too,
+        where relayctl's JSON must escape them: controls as escapes, valid UTF-8 as text,
+        every other octet as \\u00XX."""
         octets = bytes(b for b in range(256) if b not in (0x0a, 0x0d))
-        self.check_roundtrip(hf.make_body("octets", octets + b"\r\n"), "BODY=8BITMIME")
+        utf8 = "caf\u00e9 \u2603 \U0001F600".encode()
+        body = hf.make_body("octets", octets + b"\r\n",
+                            [b"X-Octets: " + octets, b"X-Utf8: " + utf8,
+                             b"X-Bad: \xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80 \xe2\x98"])
+        qid, _, stored = self.check_roundtrip(body, "BODY=8BITMIME")
+        msg = self.relayd.relayctl_json("show", qid)
+        raw = stored[:stored.index(b"\r\n\r\n") + 2]
+        self.assertEqual(msg["headers"], raw.decode("utf-8", "hf_octet"))
+        self.assertIn("X-Utf8: " + utf8.decode(), msg["headers"])
+        out = self.relayd.relayctl("show", qid, "--json", check=True).stdout
+        self.assertNotIn(b"\xc0", out)  # invalid UTF-8 never reaches the JSON text
+        self.assertIn(b"\\u00c0\\u00af", out)
 
     def test_smtputf8(self):
         qid = hf.send_raw(self.relayd, "j\u00f6rg@example.test", ["alice@branch.test"],

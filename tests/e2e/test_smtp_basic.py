@@ -283,5 +283,28 @@ class SmtpBasic(hf.HFClassTestCase):
             self.assertNotEqual(ids[0], ids[1])
 
 
+class Listeners(hf.HFTestCase):
+
+    def test_several_listeners_ipv4_ipv6(self):
+        """listen takes several space-separated addresses, IPv6 in brackets."""
+        import socket
+        p4, p6 = hf.free_port(), hf.free_port()
+        try:
+            with socket.socket(socket.AF_INET6) as s:
+                s.bind(("::1", p6))
+        except OSError:
+            self.skipTest("no IPv6 loopback")
+        d = self.start_relayd(conf={"listen": "127.0.0.1:%d [::1]:%d" % (p4, p6)})
+        with d.raw() as c:
+            self.assertEqual(c.greeting.code, 220)
+        with socket.create_connection(("::1", p6), timeout=hf.timeout(10)) as s:
+            f = s.makefile("rb")
+            self.assertTrue(f.readline().startswith(b"220 " + HOSTNAME.encode()))
+            s.sendall(b"EHLO " + CLIENT_NAME.encode() + b"\r\n")
+            line = f.readline()
+            self.assertTrue(line.startswith(b"250"), line)
+            f.close()
+
+
 if __name__ == "__main__":
     unittest.main()

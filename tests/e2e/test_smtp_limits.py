@@ -201,6 +201,25 @@ class SessionLimits(hf.HFTestCase):
                 c.close()
 
 
+    def test_max_connections(self):
+        """max_connections counts sessions from every address."""
+        self.relayd.stop()
+        self.relayd = self.start_relayd(conf={"max_connections": "2"})
+        conns = []
+        try:
+            for src in ("127.0.0.1", "127.0.0.3"):
+                c = self.relayd.raw(source=src)
+                conns.append(c)
+                self.assertReply(c.greeting, 220)
+            extra = self.relayd.raw(greet=False, source="127.0.0.4")
+            conns.append(extra)
+            self.assertReply(extra.reply(), 421, "4.7.0")
+            self.assertEqual(extra.wait_closed(), [])
+        finally:
+            for c in conns:
+                c.close()
+
+
 class CommandTimeout(hf.HFTestCase):
 
     def test_idle_session_closed(self):
