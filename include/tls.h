@@ -73,15 +73,16 @@ int tls_conn_new(struct tls_ctx *ctx, bool server, const char *host, enum tls_ve
 void tls_conn_free(struct tls_conn *t);
 
 /* Sets the label (copied, cut to 31 characters) that starts this engine's log lines,
- * normally the connection id "c=17". Default "tls". */
+ * normally the connection id "c=17". Default "c=-". */
 void tls_conn_set_log_id(struct tls_conn *t, const char *id);
 
 /* Adds one TLSA record (RFC 6698: usage 0-3, selector 0-1, matching type 0-2, data borrowed)
  * to a TLS_VERIFY_DANE client before the handshake. Returns 0 when the record is usable,
- * -ENOTSUP when OpenSSL cannot use it (unknown usage, selector or matching type, wrong digest
- * length: RFC 7672 2.2 says to ignore such records), -EINVAL (not a DANE client, or the
- * handshake has started), HF_ETLS. With no usable record the handshake falls back to the
- * CA store; the caller decides (RFC 7672 2.2) whether that is acceptable. */
+ * -ENOTSUP when it is not (PKIX-TA(0) and PKIX-EE(1), which RFC 7672 3.1.3 tells SMTP clients
+ * not to use; unknown selector or matching type; data of the wrong length for its digest:
+ * RFC 7672 2.2 says to ignore such records), -EINVAL (not a DANE client, or the handshake has
+ * started). With no usable record OpenSSL falls back to the CA store: the caller counts the
+ * usable records and decides (RFC 7672 2.2) what to do when there are none. */
 int tls_dane_add(struct tls_conn *t, uint8_t usage, uint8_t selector, uint8_t mtype,
                  const unsigned char *data, size_t len);
 

@@ -709,11 +709,29 @@ size_t smtpd_input(struct smtpd *s, const char *data, size_t len)
             used += smtpd_data_input(s, data + used, len - used);
             continue;
         }
-        /* Command mode: only CR LF ends a line. A LF without CR before it is a bare LF
-         * (RFC 5321 2.3.8): answered 500 5.5.2 and not executed. */
+        /* Command mode: only CR LF ends a line (RFC 5321 2.3.8). A bare LF or bare CR is
+         * part of the line, which is then answered 500 5.5.2 as a whole and not executed:
+         * "MAIL FROM:<a>\nRCPT TO:<b>\r\n" is one bad line, never two commands. */
         const char *p = data + used;
-        const char *nl = memchr(p, '\n', len - used);
-        size_t chunk = nl ? (size_t)(nl - p) + 1 : len - used;
+        size_t rem = len - used;
+        const char *nl = NULL;
+        for (size_t off = 0; off < rem;) {
+            const char *lf = memchr(p + off, '\n', rem - off);
+            if (!lf)
+                break;
+            char prev = lf > p           ? lf[-1]
+                         : s->line_overflow ? (s->overflow_cr ? '\r' : 0)
+                         : s->line_len      ? s->line[s->line_len - 1]
+                                            : 0;
+            if (prev == '\r') {
+                nl = lf;
+                break;
+            }
+            off = (size_t)(lf - p) + 1;
+        }
+        size_t chunk = nl ? (size_t)(nl - p) + 1 : rem;
+        if (chunk)
+            s->overflow_cr = p[chunk - 1] == '\r';
         if (s->line_overflow) {
             used += chunk;
             if (nl) {
@@ -752,9 +770,7 @@ size_t smtpd_input(struct smtpd *s, const char *data, size_t len)
         }
         used += chunk;
         int err = 0;
-        if (llen < 2 || line[llen - 2] != '\r')
-            err = HF_EBARELF;
-        else if (memchr(line, '\r', llen - 2))
+        if (memchr(line, '\r', llen - 2) || memchr(line, '\n', llen - 2))
             err = HF_EBARELF;
         smtpd_line(s, line, err ? 0 : llen - 2, err);
         free(s->line);

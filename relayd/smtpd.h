@@ -85,6 +85,7 @@ struct smtpd {
     char *line;
     size_t line_len;
     bool line_overflow; /* discarding the rest of an over-long line */
+    bool overflow_cr;   /* the last octet discarded was CR */
     /* transaction */
     struct smtpd_msg *msg;
     size_t msg_cap;       /* allocated octets of msg->buf */

@@ -218,6 +218,9 @@ class _SinkSMTP(SMTP):
                 pass
             sink._event("dropped", got)
             self.transport.abort()
+            # Let connection_lost run (it is scheduled by abort and ends this session)
+            # before the command loop could read the rest of the body as commands.
+            await asyncio.sleep(0)
             return
         await super().smtp_DATA(arg)
 
@@ -227,6 +230,7 @@ class Sink:
 
     rcpt_replies: address (lower case) -> reply string such as "450 4.2.0 try later"
     drop_data:    abort the connection after the first line of DATA content
+    drop_after_dot: abort the connection after the final dot, before replying
     hold_data:    delay the reply to the final dot until release() is called
     """
 
@@ -241,6 +245,7 @@ class Sink:
         self.data_started = 0  # DATA bodies received (before the reply)
         self.rcpt_replies = {}
         self.drop_data = False
+        self.drop_after_dot = False
         self.hold_data = False
         self._release = None
         self._loop = None
@@ -266,6 +271,12 @@ class Sink:
             self.data_started += 1
             self._loop = asyncio.get_running_loop()
             hold = self.hold_data
+            if self.drop_after_dot:
+                # The whole message arrived; the connection goes before the reply.
+                self.drops += 1
+                self.cond.notify_all()
+                server.transport.abort()
+                return "421 4.4.2 not reached: the connection is gone"
             if hold and self._release is None:
                 self._release = asyncio.Event()
             ev = self._release
@@ -292,6 +303,7 @@ class Sink:
         with self.cond:
             self.hold_data = False
             ev, loop = self._release, self._loop
+            self._release = None
         if ev is not None and loop is not None:
             loop.call_soon_threadsafe(ev.set)
 
@@ -488,8 +500,8 @@ class Relayd:
                 raise RelaydError("relayd exited with status %s before its greeting\n%s"
                                   % (self.proc.returncode, self.log_text()))
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=bound(5)) as s:
-                    f = s.makefile("rb")
+                with socket.create_connection(("127.0.0.1", self.port), timeout=bound(5)) as s, \
+                        s.makefile("rb") as f:
                     line = f.readline()
                     if line.startswith(b"220"):
                         s.sendall(b"QUIT\r\n")
@@ -722,7 +734,7 @@ class ETRNTestCase(unittest.TestCase):
         result = getattr(outcome, "result", None)
         if result is not None:
             for test, _ in list(result.failures) + list(result.errors):
-                if test is self:
+                if test is self or getattr(test, "test_case", None) is self:
                     return True
         errors = getattr(outcome, "errors", None)  # Python < 3.11
         if errors:

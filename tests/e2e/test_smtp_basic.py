@@ -1,7 +1,6 @@
 """Inbound SMTP basics: greeting, EHLO, accepted and refused recipients (smtplib, swaks,
 raw), the reply codes of the command set, and pipelining (RFC 2920)."""
 
-import os
 import shutil
 import subprocess
 import unittest

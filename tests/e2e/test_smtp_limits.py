@@ -2,7 +2,6 @@
 and text line lengths, bad commands, connections per address, command timeout. Each
 violation gets its reply and the session (or the daemon) goes on."""
 
-import socket
 import unittest
 
 import hfharness as hf

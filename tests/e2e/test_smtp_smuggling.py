@@ -63,9 +63,11 @@ class BareLfReject(hf.HFClassTestCase):
                 c.ehlo()
                 c.send(b"MAIL FROM:<a@b.test>" + sep + b"RCPT TO:<alice@branch.test>\r\n")
                 self.assertReply(c.reply(), 500, "5.5.2")
+                # One line, one reply: the text after the bare CR/LF is not a command.
+                self.assertFalse(c.pending(), "the text after the bare %r was executed as a "
+                                 "command: %r" % (sep, c.buf))
                 # Neither part ran: there is no transaction.
                 self.assertReply(c.cmd("RCPT TO:<alice@branch.test>"), 503, "5.5.1")
-                self.assertFalse(c.pending(), "unexpected extra reply: %r" % c.buf)
 
     def test_bare_lf_quit_not_executed(self):
         for sep in (b"\n", b"\r"):
@@ -73,6 +75,8 @@ class BareLfReject(hf.HFClassTestCase):
                 c.ehlo()
                 c.send(b"QUIT" + sep + b"NOOP\r\n")
                 self.assertReply(c.reply(), 500, "5.5.2")
+                self.assertFalse(c.pending(), "the text after the bare %r was executed as a "
+                                 "command: %r" % (sep, c.buf))
                 self.assertReply(c.cmd("NOOP"), 250, "2.0.0")
 
     def test_bare_lf_at_end_of_command(self):
@@ -81,7 +85,8 @@ class BareLfReject(hf.HFClassTestCase):
             c.ehlo()
             c.send(b"NOOP\nNOOP\r\n")
             self.assertReply(c.reply(), 500, "5.5.2")
-            self.assertFalse(c.pending(), "second NOOP executed: %r" % c.buf)
+            self.assertFalse(c.pending(), "the text after the bare LF was executed as a "
+                             "command: %r" % c.buf)
 
     # ---- message text -----------------------------------------------------------------
 
