@@ -15,7 +15,8 @@ uint64_t backoff_delay_ms(const struct backoff *b, unsigned attempt, uint32_t rn
         d = max;
     /* d <= max <= UINT64_MAX; d / 100 * jitter avoids overflowing d * jitter. */
     uint64_t spread = d / 100 * jitter + d % 100 * jitter / 100;
-    uint64_t cut = spread ? (uint64_t)rnd % (spread + 1) : 0;
+    /* rnd < 2^32: past that spread the modulo is rnd itself (and spread + 1 may wrap). */
+    uint64_t cut = spread >= UINT32_MAX ? rnd : (uint64_t)rnd % (spread + 1);
     d -= cut;
     return d ? d : 1;
 }

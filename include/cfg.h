@@ -82,6 +82,13 @@ struct cfg {
     uint64_t flush_connections;
     uint64_t timeout_connect;
     char *metrics_listen;
+    char *listen_tls;
+    char *tls_cert;
+    char *tls_key;
+    char *tls_ca_file;
+    char *auth_file;
+    bool submission;
+    uint64_t auth_fail_limit;
 
     /* fetchd */
     char *pid_file;
@@ -90,6 +97,8 @@ struct cfg {
     char *local_mta;
     uint64_t local_mta_wait;
     uint64_t retry_limit;
+    uint64_t retry_delay;
+    uint64_t retry_delay_max;
 
     struct cfg_domain *domains;
     size_t ndomains;

@@ -1,11 +1,19 @@
 /* TCP connections on libuv: one read buffer per loop thread, copied writes, idle timer and a
- * two-handle close (stream and timer) that frees the conn when both are closed. */
+ * two-handle close (stream and timer) that frees the conn when both are closed.
+ *
+ * TLS (conn_start_tls) sits between the stream and the owner: octets read go to the tls.c
+ * engine and only its plaintext reaches ops->on_read; conn_write() encrypts. The engine knows
+ * nothing of sockets; this file moves its ciphertext to and from the stream. */
 #include "conn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "hf_err.h"
+#include "tls.h"
 
 enum { CONN_ST_CONNECTING, CONN_ST_OPEN, CONN_ST_CLOSING, CONN_ST_CLOSED };
 
@@ -27,6 +35,9 @@ struct conn {
     char peer_str[INET6_ADDRSTRLEN];
     char local_str[INET6_ADDRSTRLEN];
     int peer_port;
+    struct tls_conn *tls;                        /* owned; NULL until conn_start_tls */
+    conn_tls_ready_cb tls_ready; /* the handshake result, reported once */
+    bool tls_reported;
 };
 
 struct conn_wreq {
@@ -40,8 +51,15 @@ static uint64_t conn_next_id = 1;
  * connections and an idle session holds no read buffer at all. */
 static char conn_rbuf[65536];
 static bool conn_rbuf_busy;
+/* Plaintext decrypted from one read, handed up in one on_read like a plain read. One read
+ * (at most sizeof(conn_rbuf)) plus a record left incomplete by the previous read decrypts to
+ * less than this, so a read is never split into two on_read calls. */
+static char conn_tls_pbuf[96 * 1024];
 
 static void conn_free_if_closed(struct conn *c);
+static void conn_tls_input(struct conn *c, const char *data, size_t len);
+static int conn_tls_flush(struct conn *c);
+static void conn_tls_report(struct conn *c, int status);
 
 int conn_sockaddr_str(const struct sockaddr *sa, char *buf, size_t sz)
 {
@@ -127,6 +145,7 @@ static void conn_free_if_closed(struct conn *c)
     c->state = CONN_ST_CLOSED;
     if (c->ops->on_close)
         c->ops->on_close(c);
+    tls_conn_free(c->tls);
     free(c);
 }
 
@@ -173,6 +192,12 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) {
         uv_read_stop(s);
         c->reading = false;
+        if (c->tls && !c->tls_reported) {
+            /* The handshake's result is what the owner waits for: report it there. */
+            conn_tls_report(c, HF_ETLS);
+            conn_free_if_closed(c);
+            return;
+        }
         if (c->ops->on_eof)
             CONN_CALL(c, on_eof, (int)nread);
         else
@@ -182,6 +207,11 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (c->timer_is_connect == false && uv_is_active((uv_handle_t *)&c->timer))
         uv_timer_again(&c->timer);
+    if (c->tls) {
+        conn_tls_input(c, buf->base, (size_t)nread);
+        conn_free_if_closed(c);
+        return;
+    }
     /* Copy out of the shared buffer is not needed: on_read consumes synchronously. */
     CONN_CALL(c, on_read, buf->base, (size_t)nread);
     conn_free_if_closed(c);
@@ -328,7 +358,8 @@ static void conn_on_write(uv_write_t *req, int status)
     conn_free_if_closed(c);
 }
 
-int conn_write(struct conn *c, const void *buf, size_t len)
+/* Queues len octets on the stream as they are (plaintext, or ciphertext from tls.c). */
+static int conn_write_raw(struct conn *c, const void *buf, size_t len)
 {
     if (c->state != CONN_ST_OPEN || c->close_after_write)
         return -ENOTCONN;
@@ -348,6 +379,19 @@ int conn_write(struct conn *c, const void *buf, size_t len)
     }
     c->write_pending += len;
     return 0;
+}
+
+int conn_write(struct conn *c, const void *buf, size_t len)
+{
+    if (c->state != CONN_ST_OPEN || c->close_after_write)
+        return -ENOTCONN;
+    if (c->tls) {
+        int rc = tls_write_plain(c->tls, buf, len);
+        if (rc < 0)
+            return rc;
+        return conn_tls_flush(c);
+    }
+    return conn_write_raw(c, buf, len);
 }
 
 size_t conn_write_pending(const struct conn *c)
@@ -391,6 +435,10 @@ void conn_close(struct conn *c, bool abort)
     if (c->state == CONN_ST_CLOSING || c->state == CONN_ST_CLOSED)
         return;
     conn_read_stop(c);
+    /* Best effort close_notify; a graceful close then waits for it to be written. */
+    if (!abort && c->tls && c->state == CONN_ST_OPEN && !c->close_after_write &&
+        tls_handshake_done(c->tls) && tls_shutdown(c->tls) == 0)
+        conn_tls_flush(c);
     if (!abort && c->state == CONN_ST_OPEN && c->write_pending > 0) {
         c->close_after_write = true;
         uv_timer_stop(&c->timer);
@@ -438,4 +486,139 @@ const struct sockaddr_storage *conn_peer_sockaddr(const struct conn *c)
 const char *conn_local_addr(const struct conn *c)
 {
     return c->local_str;
+}
+
+/* ---- TLS ---- */
+
+/* Writes every ciphertext octet the engine has produced. Returns 0 or the first error. */
+static int conn_tls_flush(struct conn *c)
+{
+    int rc = 0;
+    size_t len;
+    unsigned char *p;
+    while ((p = tls_take_cipher(c->tls, &len)) != NULL) {
+        int r = conn_write_raw(c, p, len);
+        free(p);
+        if (r < 0 && rc == 0)
+            rc = r;
+    }
+    return rc;
+}
+
+/* Reports the handshake result once. Without an on_ready callback a failure closes. */
+static void conn_tls_report(struct conn *c, int status)
+{
+    if (c->tls_reported)
+        return;
+    c->tls_reported = true;
+    if (c->tls_ready) {
+        c->in_cb++;
+        c->tls_ready(c, status);
+        c->in_cb--;
+    } else if (status < 0) {
+        conn_do_close(c);
+    }
+}
+
+/* Ciphertext read from the stream: decrypt, report the handshake, hand plaintext up. */
+static void conn_tls_input(struct conn *c, const char *data, size_t len)
+{
+    size_t n = 0;
+    int r = tls_feed_cipher(c->tls, data, len);
+    while (r >= 0) {
+        r = tls_read_plain(c->tls, conn_tls_pbuf + n, sizeof(conn_tls_pbuf) - n);
+        if (r > 0)
+            n += (size_t)r;
+        if (!c->tls_reported && tls_handshake_done(c->tls)) {
+            conn_tls_flush(c); /* the last handshake flight, before anything the owner says */
+            conn_tls_report(c, 0);
+            if (conn_is_closing(c))
+                return;
+        }
+        if (r > 0 && n < sizeof(conn_tls_pbuf))
+            continue;
+        if (n > 0) {
+            CONN_CALL(c, on_read, conn_tls_pbuf, n);
+            n = 0;
+            if (conn_is_closing(c))
+                return;
+        }
+        if (r == 0)
+            break;
+    }
+    conn_tls_flush(c); /* handshake messages, session tickets, alerts */
+    if (r == 0 || conn_is_closing(c))
+        return;
+    conn_read_stop(c);
+    if (r == -EPIPE) { /* close_notify: the peer's orderly end, like EOF on a plain stream */
+        if (c->ops->on_eof)
+            CONN_CALL(c, on_eof, UV_EOF);
+        else
+            conn_do_close(c);
+    } else if (!c->tls_reported) {
+        conn_tls_report(c, r);
+    } else if (c->ops->on_eof) {
+        CONN_CALL(c, on_eof, r);
+    } else {
+        conn_do_close(c);
+    }
+}
+
+int conn_start_tls(struct conn *c, struct tls_conn *t, conn_tls_ready_cb on_ready)
+{
+    if (c->tls) {
+        tls_conn_free(t);
+        return -EALREADY;
+    }
+    if (c->state != CONN_ST_OPEN || conn_is_closing(c)) {
+        tls_conn_free(t);
+        return -ENOTCONN;
+    }
+    char id[32];
+    snprintf(id, sizeof(id), "c=%llu", (unsigned long long)c->id);
+    tls_conn_set_log_id(t, id);
+    /* Nothing read before this point is fed to the engine: this conn keeps no input of its
+     * own (on_read hands every read up whole), so from here on only octets read after the
+     * switch count (RFC 3207 5). */
+    char first[16];
+    int rc = tls_read_plain(t, first, sizeof(first)); /* a client's ClientHello */
+    if (rc < 0) {
+        tls_conn_free(t);
+        return rc;
+    }
+    c->tls = t;
+    c->tls_ready = on_ready;
+    c->tls_reported = false;
+    rc = conn_tls_flush(c);
+    if (rc < 0) {
+        c->tls = NULL;
+        tls_conn_free(t);
+        return rc;
+    }
+    return 0;
+}
+
+int conn_accept_tls(uv_stream_t *server, const struct conn_ops *ops, void *data,
+                    struct tls_conn *t, conn_tls_ready_cb on_ready, struct conn **out)
+{
+    struct conn *c;
+    int rc = conn_accept(server, ops, data, &c);
+    if (rc < 0) {
+        tls_conn_free(t);
+        return rc;
+    }
+    rc = conn_start_tls(c, t, on_ready);
+    if (rc < 0) {
+        static const struct conn_ops none = {0};
+        c->ops = &none;
+        conn_do_close(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+struct tls_conn *conn_tls(const struct conn *c)
+{
+    return c->tls;
 }

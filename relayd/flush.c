@@ -195,9 +195,8 @@ static void flush_record(struct flush_run *run, struct flush_item *it, const cha
             break;
         }
         char text[SMTPC_TEXT_MAX + 32];
-        if (res->code)
-            snprintf(text, sizeof(text), "%d%s%s %s", res->code, res->enh[0] ? " " : "", res->enh,
-                     res->text);
+        if (res->code) /* the reply text keeps its enhanced code (smtp_reply.h) */
+            snprintf(text, sizeof(text), "%d %s", res->code, res->text);
         else
             snprintf(text, sizeof(text), "%s", res->text);
         for (char *p = text; *p; p++)
@@ -898,6 +897,29 @@ static int flush_etrn_scan_cb(const struct queue_domain_stats *s, void *arg)
     return 0;
 }
 
+struct flush_pending {
+    uint64_t last_id;
+    uint64_t n;
+};
+
+static int flush_pending_cb(const struct queue_rcpt *r, void *arg)
+{
+    struct flush_pending *p = arg;
+    if (r->state != QUEUE_RS_FAILED && r->id != p->last_id) {
+        p->last_id = r->id;
+        p->n++;
+    }
+    return 0;
+}
+
+/* Messages of domain with at least one recipient that may still be delivered. */
+static uint64_t flush_count_pending(struct relayd *rd, const char *domain)
+{
+    struct flush_pending p = {0, 0};
+    queue_scan_rcpts(rd->q, domain, false, flush_pending_cb, &p);
+    return p.n;
+}
+
 static void flush_etrn(struct relayd *rd, uint64_t sid, const char *client_addr, const char *arg)
 {
     struct flush *fl = rd->flush;
@@ -945,7 +967,14 @@ static void flush_etrn(struct relayd *rd, uint64_t sid, const char *client_addr,
             ds.names[i][0] = '\0';
             continue;
         }
-        ctx.messages += st.messages;
+        /* The counters include recipients that failed for good and wait for their bounce;
+         * only the others are pending. Counting them is a scan of this domain's keys. */
+        uint64_t pending = flush_count_pending(rd, ds.names[i]);
+        if (pending == 0) {
+            ds.names[i][0] = '\0';
+            continue;
+        }
+        ctx.messages += pending;
         if (st.held)
             held++;
         else if (flush_find_active(fl, ds.names[i]))

@@ -51,6 +51,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -59,8 +60,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cfg.h"
+#include "ctlclient.h"
 #include "hf_err.h"
 #include "queue.h"
 
@@ -70,6 +73,7 @@ enum ctl_exit {
     CTL_EX_USAGE = 2,
     CTL_EX_NOQUEUE = 3,
     CTL_EX_ERROR = 4,
+    CTL_EX_NORELAYD = 5,
 };
 
 #define CTL_DEFAULT_CONF "/etc/holdfast/relayd.conf"
@@ -79,8 +83,14 @@ enum ctl_exit {
 struct ctl_opts {
     const char *conf;
     const char *qdir;
+    const char *sock; /* control socket (-s, or control_socket from the configuration) */
+    const struct cfg *cfg; /* the configuration when one was loaded (policy column) */
     bool json;
     bool body;
+    bool wait;
+    bool yes;
+    bool all;
+    const char *domain; /* delete --domain */
 };
 
 /* Arguments of a command, validated before the queue is opened. */
@@ -103,6 +113,8 @@ struct ctl_cmd {
     unsigned opts; /* CTL_OPT_* the command accepts */
     int (*check)(int argc, char **argv, struct ctl_args *a);
     int (*run)(struct queue *q, const struct ctl_opts *o, const struct ctl_args *a);
+    /* Commands that act go through relayd's control socket instead of the queue. */
+    int (*act)(const struct ctl_opts *o, int argc, char **argv);
 };
 
 /* ---- output helpers ---------------------------------------------------------------- */
@@ -474,6 +486,16 @@ static int ctl_read_error(const char *what, const char *idstr, int rc)
     return CTL_EX_ERROR;
 }
 
+struct ctl_act_out {
+    bool json;
+    bool any_err;
+    size_t nstat;
+    size_t nrun;
+    char running[64][256]; /* RUNNING answers */
+};
+
+static void ctl_act_line(const char *line, void *arg);
+
 /* ---- queue ------------------------------------------------------------------------- */
 
 struct ctl_queue_out {
@@ -481,31 +503,93 @@ struct ctl_queue_out {
     bool json;
     int64_t now;
     size_t n;
+    struct queue *q;
+    const struct ctl_opts *opt;
+    struct ctl_act_out *run; /* RUNNING answers; nrun 0 when relayd did not answer */
+    bool relayd_up;
 };
+
+struct ctl_last {
+    int64_t when;
+    char error[QUEUE_ERR_MAX];
+    int state;
+};
+
+/* The most recent delivery attempt among a domain's recipients. */
+static int ctl_last_cb(const struct queue_rcpt *r, void *arg)
+{
+    struct ctl_last *l = arg;
+    if (r->last_attempt > l->when) {
+        l->when = r->last_attempt;
+        l->state = r->state;
+        snprintf(l->error, sizeof(l->error), "%s", r->last_error);
+    }
+    return 0;
+}
+
+/* How the configuration says the domain's mail leaves: "dns", "next-hop [x]:p", "+hold". */
+static const char *ctl_policy(const struct ctl_opts *opt, const char *domain, char *buf,
+                              size_t sz)
+{
+    if (!opt->cfg) {
+        snprintf(buf, sz, "?");
+        return buf;
+    }
+    const struct cfg_domain *d = cfg_find_domain(opt->cfg, domain);
+    if (!d)
+        snprintf(buf, sz, "not-configured");
+    else
+        snprintf(buf, sz, "%s%s%s%s", d->next_hop ? "next-hop " : "dns",
+                 d->next_hop ? d->next_hop : "", d->hold ? ",hold" : "",
+                 d->tls && strcmp(d->tls, "may") != 0 ? ",tls" : "");
+    return buf;
+}
 
 static int ctl_queue_domain(const struct queue_domain_stats *s, void *arg)
 {
     struct ctl_queue_out *o = arg;
     FILE *f = o->f;
+    struct ctl_last last = {0, "", 0};
+    queue_scan_rcpts(o->q, s->domain, false, ctl_last_cb, &last);
+    bool flushing = false;
+    for (size_t i = 0; o->run && i < o->run->nrun; i++)
+        if (strcmp(o->run->running[i], s->domain) == 0)
+            flushing = true;
+    char pol[300];
+    ctl_policy(o->opt, s->domain, pol, sizeof(pol));
     if (o->json) {
         fputs(o->n ? "," : "", f);
         fputs("{\"domain\":", f);
         ctl_json_str(f, s->domain);
         fprintf(f,
                 ",\"messages\":%" PRIu64 ",\"rcpts\":%" PRIu64 ",\"bytes\":%" PRIu64
-                ",\"oldest\":%" PRId64 ",\"held\":%s}",
+                ",\"oldest\":%" PRId64 ",\"held\":%s,\"policy\":",
                 s->messages, s->rcpts, s->bytes, s->oldest, s->held ? "true" : "false");
+        ctl_json_str(f, pol);
+        fprintf(f, ",\"last_attempt\":%" PRId64 ",\"last_result\":", last.when);
+        ctl_json_str(f, last.error);
+        fprintf(f, ",\"flushing\":%s}",
+                !o->relayd_up ? "null" : flushing ? "true" : "false");
     } else {
-        char b[32], age[32];
+        char b[32], age[32], la[32];
         if (o->n == 0)
-            fprintf(f, "%-32s %8s %8s %8s %7s  %s\n", "DOMAIN", "MESSAGES", "RCPTS", "SIZE",
-                    "OLDEST", "HELD");
+            fprintf(f, "%-28s %8s %6s %7s %7s  %-18s %8s  %s\n", "DOMAIN", "MESSAGES", "RCPTS",
+                    "SIZE", "OLDEST", "POLICY", "LAST", "STATE");
         /* Domains come from our own validated keys, but escape them anyway. */
         ctl_text_str(f, s->domain);
         size_t dl = strlen(s->domain);
-        fprintf(f, "%*s %8" PRIu64 " %8" PRIu64 " %8s %7s  %s\n", dl < 32 ? (int)(32 - dl) : 0, "",
-                s->messages, s->rcpts, ctl_human_bytes(s->bytes, b, sizeof(b)),
-                ctl_human_age(s->oldest, o->now, age, sizeof(age)), s->held ? "held" : "");
+        fprintf(f, "%*s %8" PRIu64 " %6" PRIu64 " %7s %7s  %-18s %8s  %s%s%s\n",
+                dl < 28 ? (int)(28 - dl) : 0, "", s->messages, s->rcpts,
+                ctl_human_bytes(s->bytes, b, sizeof(b)),
+                ctl_human_age(s->oldest, o->now, age, sizeof(age)), pol,
+                last.when ? ctl_human_age(last.when, o->now, la, sizeof(la)) : "never",
+                s->held ? "held " : "", flushing ? "flushing " : "",
+                !s->held && !flushing ? "waiting" : "");
+        if (last.error[0]) {
+            fprintf(f, "%28s last result: ", "");
+            ctl_text_str(f, last.error);
+            putc('\n', f);
+        }
     }
     o->n++;
     return 0;
@@ -514,7 +598,17 @@ static int ctl_queue_domain(const struct queue_domain_stats *s, void *arg)
 static int ctl_cmd_queue(struct queue *q, const struct ctl_opts *opt, const struct ctl_args *a)
 {
     (void)a;
-    struct ctl_queue_out o = {.f = stdout, .json = opt->json, .now = (int64_t)time(NULL)};
+    static struct ctl_act_out run;
+    memset(&run, 0, sizeof(run));
+    bool up = opt->sock && *opt->sock &&
+              ctlclient_request(opt->sock, "RUNNING", 5, ctl_act_line, &run) == 0;
+    struct ctl_queue_out o = {.f = stdout,
+                              .json = opt->json,
+                              .now = (int64_t)time(NULL),
+                              .q = q,
+                              .opt = opt,
+                              .run = &run,
+                              .relayd_up = up};
     struct queue_totals t;
     int rc = queue_totals(q, &t);
     if (rc < 0) {
@@ -532,16 +626,17 @@ static int ctl_cmd_queue(struct queue *q, const struct ctl_opts *opt, const stru
     }
     if (o.json) {
         printf("],\"totals\":{\"messages\":%" PRIu64 ",\"rcpts\":%" PRIu64 ",\"bytes\":%" PRIu64
-               ",\"map_size\":%zu,\"map_used\":%zu}}\n",
-               t.messages, t.rcpts, t.bytes, t.map_size, t.map_used);
+               ",\"map_size\":%zu,\"map_used\":%zu},\"relayd_running\":%s}\n",
+               t.messages, t.rcpts, t.bytes, t.map_size, t.map_used, up ? "true" : "false");
     } else {
         char b[32], ms[32], mu[32];
         if (o.n == 0)
             printf("queue is empty\n");
-        printf("-- total: %" PRIu64 " message%s, %" PRIu64 " recipient%s, %s (map %s of %s)\n",
+        printf("-- total: %" PRIu64 " message%s, %" PRIu64 " recipient%s, %s (map %s of %s)%s\n",
                t.messages, t.messages == 1 ? "" : "s", t.rcpts, t.rcpts == 1 ? "" : "s",
                ctl_human_bytes(t.bytes, b, sizeof(b)), ctl_human_bytes(t.map_used, mu, sizeof(mu)),
-               ctl_human_bytes(t.map_size, ms, sizeof(ms)));
+               ctl_human_bytes(t.map_size, ms, sizeof(ms)),
+               up ? "" : "; relayd not reachable: flush state unknown");
     }
     return CTL_EX_OK;
 }
@@ -823,30 +918,304 @@ static int ctl_check_domain(int argc, char **argv, struct ctl_args *a)
     return 0;
 }
 
+
+/* ---- mailq: the Sendmail/Postfix listing ----------------------------------------------- */
+
+struct ctl_mailq_rcpt {
+    const struct ctl_ref *want;
+    size_t nwant;
+};
+
+static int ctl_mailq_rcpt(const struct queue_rcpt *r, void *arg)
+{
+    struct ctl_mailq_rcpt *m = arg;
+    if (m->want) {
+        bool hit = false;
+        for (size_t i = 0; i < m->nwant && !hit; i++)
+            hit = m->want[i].idx == r->idx;
+        if (!hit)
+            return 0;
+    }
+    if (r->last_error[0]) {
+        printf("%42s(", "");
+        ctl_text_str(stdout, r->last_error);
+        printf(")\n");
+    }
+    printf("%42s", "");
+    ctl_text_str(stdout, r->addr);
+    putc('\n', stdout);
+    return 0;
+}
+
+/* Postfix's mailq layout: "-Queue ID- --Size-- ----Arrival Time---- -Sender/Recipient--",
+ * '!' after the id of a held message, the last error in parentheses above each recipient. */
+static int ctl_cmd_mailq(struct queue *q, const struct ctl_opts *opt, const struct ctl_args *a)
+{
+    (void)opt;
+    struct ctl_refs refs = {0};
+    int rc =
+        queue_scan_rcpts(q, a->has_domain ? a->domain : NULL, a->subdomains, ctl_refs_add, &refs);
+    if (rc != 0) {
+        fprintf(stderr, "relayctl: cannot scan the recipients: %s\n", hf_strerror(rc));
+        free(refs.v);
+        return CTL_EX_ERROR;
+    }
+    if (refs.n > 1)
+        qsort(refs.v, refs.n, sizeof(refs.v[0]), ctl_ref_cmp);
+    size_t nmsg = 0;
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < refs.n;) {
+        size_t j = i;
+        while (j < refs.n && refs.v[j].id == refs.v[i].id)
+            j++;
+        struct queue_env e;
+        if (queue_get_env(q, refs.v[i].id, &e) < 0) {
+            i = j;
+            continue;
+        }
+        if (nmsg == 0)
+            printf("-Queue ID-       --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
+        char idstr[QUEUE_ID_STR], t[32];
+        time_t at = (time_t)e.arrival;
+        struct tm tm;
+        localtime_r(&at, &tm);
+        strftime(t, sizeof(t), "%a %b %e %H:%M:%S", &tm);
+        printf("%-16s%c %8" PRIu64 " %-20s  ", queue_id_str(e.id, idstr),
+               (e.flags & QUEUE_F_HELD) ? '!' : ' ', e.size, t);
+        ctl_text_str(stdout, e.sender[0] ? e.sender : "MAILER-DAEMON");
+        putc('\n', stdout);
+        struct ctl_mailq_rcpt m = {a->has_domain ? &refs.v[i] : NULL, j - i};
+        queue_get_rcpts(q, e.id, ctl_mailq_rcpt, &m);
+        putc('\n', stdout);
+        nmsg++;
+        bytes += e.size;
+        i = j;
+    }
+    free(refs.v);
+    if (nmsg == 0)
+        printf("Mail queue is empty\n");
+    else
+        printf("-- %" PRIu64 " Kbytes in %zu Request%s.\n", (bytes + 1023) / 1024, nmsg,
+               nmsg == 1 ? "" : "s");
+    return CTL_EX_OK;
+}
+
+/* ---- actions through relayd's control socket ------------------------------------------ */
+
+
+static void ctl_act_line(const char *line, void *arg)
+{
+    struct ctl_act_out *o = arg;
+    if (strncmp(line, "ok ", 3) == 0) {
+        ctl_text_str(stdout, line + 3);
+        putc('\n', stdout);
+    } else if (strncmp(line, "event ", 6) == 0) {
+        ctl_text_str(stdout, line + 6);
+        putc('\n', stdout);
+    } else if (strncmp(line, "err ", 4) == 0) {
+        o->any_err = true;
+        fputs("relayctl: ", stderr);
+        ctl_text_str(stderr, line + 4);
+        putc('\n', stderr);
+    } else if (strncmp(line, "stat ", 5) == 0) {
+        const char *name = line + 5;
+        const char *sp = strchr(name, ' ');
+        if (!sp)
+            return;
+        if (o->json) {
+            fputs(o->nstat ? "," : "{", stdout);
+            ctl_json_strn(stdout, name, (size_t)(sp - name));
+            printf(":%s", sp + 1);
+        } else {
+            printf("%-24.*s %s\n", (int)(sp - name), name, sp + 1);
+        }
+        o->nstat++;
+    } else if (strncmp(line, "running ", 8) == 0) {
+        if (o->nrun < 64)
+            snprintf(o->running[o->nrun++], 256, "%s", line + 8);
+    }
+}
+
+/* Sends one request; maps "relayd is not running" and socket errors to clear messages. */
+static int ctl_act_send(const struct ctl_opts *o, const char *req, int timeout_s,
+                        struct ctl_act_out *out)
+{
+    if (!o->sock || !*o->sock) {
+        fprintf(stderr, "relayctl: no control socket: give -c FILE (control_socket) or -s PATH\n");
+        return CTL_EX_USAGE;
+    }
+    int rc = ctlclient_request(o->sock, req, timeout_s, ctl_act_line, out);
+    if (rc == -ENOENT || rc == -ECONNREFUSED) {
+        fprintf(stderr,
+                "relayctl: relayd is not running (no control socket at %s); changes need a "
+                "running relayd, read commands (queue, list, show) work without it\n",
+                o->sock);
+        return CTL_EX_NORELAYD;
+    }
+    if (rc == -EACCES || rc == -EPERM) {
+        fprintf(stderr, "relayctl: no permission to use the control socket %s (run as relayd's "
+                        "user or root)\n",
+                o->sock);
+        return CTL_EX_NORELAYD;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "relayctl: control socket %s: %s\n", o->sock, hf_strerror(rc));
+        return CTL_EX_ERROR;
+    }
+    return out->any_err ? CTL_EX_NOTFOUND : CTL_EX_OK;
+}
+
+/* Builds "VERB arg arg ..." from argv, refusing arguments with spaces or newlines. */
+static int ctl_act_join(char *buf, size_t sz, const char *verb, int argc, char **argv)
+{
+    size_t o = (size_t)snprintf(buf, sz, "%s", verb);
+    for (int i = 0; i < argc; i++) {
+        if (strpbrk(argv[i], " \t\r\n") || o + strlen(argv[i]) + 2 >= sz) {
+            fprintf(stderr, "relayctl: bad argument '");
+            ctl_text_str(stderr, argv[i]);
+            fprintf(stderr, "'\n");
+            return CTL_EX_USAGE;
+        }
+        o += (size_t)snprintf(buf + o, sz - o, " %s", argv[i]);
+    }
+    return 0;
+}
+
+static int ctl_act_flush(const struct ctl_opts *o, int argc, char **argv)
+{
+    if ((o->all && argc != 0) || (!o->all && argc != 1)) {
+        fprintf(stderr, "relayctl: usage: relayctl flush DOMAIN|@DOMAIN|--all [--wait]\n");
+        return CTL_EX_USAGE;
+    }
+    char req[1024];
+    snprintf(req, sizeof(req), "FLUSH %s%s", o->all ? "--all" : argv[0], o->wait ? " WAIT" : "");
+    if (!o->all && strpbrk(argv[0], " \t\r\n"))
+        return CTL_EX_USAGE;
+    struct ctl_act_out out = {0};
+    return ctl_act_send(o, req, o->wait ? 0 : 30, &out);
+}
+
+static int ctl_act_simple(const struct ctl_opts *o, const char *verb, int argc, char **argv)
+{
+    char req[8192];
+    int ex = ctl_act_join(req, sizeof(req), verb, argc, argv);
+    if (ex)
+        return ex;
+    struct ctl_act_out out = {0};
+    return ctl_act_send(o, req, 30, &out);
+}
+
+static int ctl_act_hold(const struct ctl_opts *o, int argc, char **argv)
+{
+    return ctl_act_simple(o, "HOLD", argc, argv);
+}
+
+static int ctl_act_release(const struct ctl_opts *o, int argc, char **argv)
+{
+    return ctl_act_simple(o, "RELEASE", argc, argv);
+}
+
+static int ctl_act_requeue(const struct ctl_opts *o, int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        struct ctl_args a;
+        int ex = ctl_check_id(1, argv + i, &a);
+        if (ex)
+            return ex;
+    }
+    return ctl_act_simple(o, "REQUEUE", argc, argv);
+}
+
+static int ctl_act_delete(const struct ctl_opts *o, int argc, char **argv)
+{
+    if ((o->domain && argc) || (!o->domain && !argc)) {
+        fprintf(stderr, "relayctl: usage: relayctl delete ID... | --domain DOMAIN [--yes]\n");
+        return CTL_EX_USAGE;
+    }
+    for (int i = 0; i < argc; i++) {
+        struct ctl_args a;
+        int ex = ctl_check_id(1, argv + i, &a);
+        if (ex)
+            return ex;
+    }
+    if (!o->yes && isatty(STDIN_FILENO)) {
+        if (o->domain)
+            fprintf(stderr, "Delete every queued recipient of %s? This cannot be undone [y/N] ",
+                    o->domain);
+        else
+            fprintf(stderr, "Delete %d message%s? This cannot be undone [y/N] ", argc,
+                    argc == 1 ? "" : "s");
+        char ans[16];
+        if (!fgets(ans, sizeof(ans), stdin) || (ans[0] != 'y' && ans[0] != 'Y')) {
+            fprintf(stderr, "relayctl: nothing deleted\n");
+            return CTL_EX_OK;
+        }
+    }
+    if (o->domain) {
+        char *d[1] = {(char *)o->domain};
+        return ctl_act_simple(o, "DELETE-DOMAIN", 1, d);
+    }
+    return ctl_act_simple(o, "DELETE", argc, argv);
+}
+
+static int ctl_act_stats(const struct ctl_opts *o, int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    struct ctl_act_out out = {.json = o->json};
+    int ex = ctl_act_send(o, "STATS", 30, &out);
+    if (o->json && out.nstat)
+        fputs("}\n", stdout);
+    return ex;
+}
+
+
 /* Commands. Those that change the queue (flush, hold, release, delete, requeue) belong
  * here too once relayd's control socket exists; they will connect to it instead of
  * opening the queue, so they get a run function of their own kind (see main()). */
 static const struct ctl_cmd ctl_cmds[] = {
     {"queue", "queue [--json]",
-     "per-domain summary: messages, recipients, size, oldest, held; and totals", 0, 0, CTL_OPT_JSON,
-     ctl_check_none, ctl_cmd_queue},
+     "per-domain summary: messages, recipients, size, oldest, policy, last attempt and its "
+     "result, running flush; and totals",
+     0, 0, CTL_OPT_JSON, ctl_check_none, ctl_cmd_queue, NULL},
+    {"mailq", "mailq [DOMAIN|@DOMAIN]",
+     "Sendmail/Postfix-compatible listing (also when run as 'mailq' through a symlink)", 0, 1, 0,
+     ctl_check_domain, ctl_cmd_mailq, NULL},
     {"list", "list [DOMAIN|@DOMAIN] [--json]",
      "every queued message with its recipients (@DOMAIN: with subdomains)", 0, 1, CTL_OPT_JSON,
-     ctl_check_domain, ctl_cmd_list},
+     ctl_check_domain, ctl_cmd_list, NULL},
     {"show", "show ID [--body] [--json]",
      "one message: envelope, recipients and headers; --body: the stored message, byte-exact", 1, 1,
-     CTL_OPT_JSON | CTL_OPT_BODY, ctl_check_id, ctl_cmd_show},
+     CTL_OPT_JSON | CTL_OPT_BODY, ctl_check_id, ctl_cmd_show, NULL},
+    {"flush", "flush DOMAIN|@DOMAIN|--all [--wait]",
+     "deliver now (the same queue run ETRN starts); --wait follows it and prints each "
+     "recipient's outcome",
+     0, 1, 0, NULL, NULL, ctl_act_flush},
+    {"hold", "hold DOMAIN|ID", "stop delivering a domain or a message until released", 1, 64, 0,
+     NULL, NULL, ctl_act_hold},
+    {"release", "release DOMAIN|ID", "undo hold", 1, 64, 0, NULL, NULL, ctl_act_release},
+    {"delete", "delete ID...|--domain DOMAIN [--yes]",
+     "remove messages (or a domain's recipients) for good; asks on a terminal unless --yes", 0,
+     256, 0, NULL, NULL, ctl_act_delete},
+    {"requeue", "requeue ID...", "make messages due now (retry schedule reset)", 1, 256, 0, NULL,
+     NULL, ctl_act_requeue},
+    {"stats", "stats [--json]",
+     "counters since relayd started: accepted, refused, delivered, deferred, failed, ETRN "
+     "replies, connections",
+     0, 0, CTL_OPT_JSON, NULL, NULL, ctl_act_stats},
 };
 
 static void ctl_usage(FILE *f)
 {
-    fprintf(f, "usage: relayctl [-c FILE | -q DIR] COMMAND [ARGS]\n"
+    fprintf(f, "usage: relayctl [-c FILE | -q DIR] [-s SOCKET] COMMAND [ARGS]\n"
                "\n"
-               "Inspects the queue of relayd (read-only; works while relayd runs or not).\n"
+               "Inspects relayd's queue (read-only, works while relayd runs or not) and acts\n"
+               "on it through relayd's control socket (flush, hold, release, delete, requeue).\n"
                "\n"
                "  -c, --config FILE  use the queue_dir of relayd's configuration FILE\n"
                "                     (default " CTL_DEFAULT_CONF ")\n"
                "  -q, --queue DIR    use the queue in DIR\n"
+               "  -s, --socket PATH  relayd's control socket (default: control_socket)\n"
                "      --json         machine-readable output (schema: see relayctl.c)\n"
                "      --body         show: write the stored message only\n"
                "  -h, --help         this text\n"
@@ -857,26 +1226,23 @@ static void ctl_usage(FILE *f)
         fprintf(f, "  %s\n      %s\n", ctl_cmds[i].usage, ctl_cmds[i].help);
     fprintf(f, "\n"
                "exit status: 0 ok, 1 no such message, 2 usage error, 3 queue or config\n"
-               "cannot be opened, 4 error while reading the queue or writing output\n");
+               "cannot be opened, 4 error while reading the queue or writing output,\n"
+               "5 relayd not running or its control socket not usable\n");
 }
 
 /* ---- configuration: queue_dir ------------------------------------------------------ */
 
 /* Loads relayd's configuration (lib/cfg.c: the same parser, defaults and relative-path
- * rules as relayd) and returns its queue_dir, owned (free), or NULL after printing every
- * error with file:line; *ex gets the exit code then. */
-static char *ctl_conf_queue_dir(const char *path, int *ex)
+ * rules as relayd) into *c. Returns true, or false after printing every error with
+ * file:line (*ex gets the exit code then; *c is freed). */
+static bool ctl_conf_load(const char *path, struct cfg *c, int *ex)
 {
-    struct cfg c;
     struct cfg_errors errs = {0};
-    char *dir = NULL;
-    int rc = cfg_load(path, &c, &errs);
+    int rc = cfg_load(path, c, &errs);
     if (rc == -ENOMEM) {
         fprintf(stderr, "relayctl: out of memory\n");
         *ex = CTL_EX_ERROR;
-        goto out;
-    }
-    if (rc < 0 || errs.n > 0) {
+    } else if (rc < 0 || errs.n > 0) {
         for (size_t i = 0; i < errs.n; i++) {
             if (errs.v[i].line > 0)
                 fprintf(stderr, "relayctl: %s:%d: %s\n", errs.v[i].file, errs.v[i].line,
@@ -887,22 +1253,13 @@ static char *ctl_conf_queue_dir(const char *path, int *ex)
         if (errs.n == 0)
             fprintf(stderr, "relayctl: cannot load configuration %s: %s\n", path, hf_strerror(rc));
         *ex = CTL_EX_NOQUEUE;
-        goto out;
+    } else {
+        cfg_errors_free(&errs);
+        return true;
     }
-    if (c.queue_dir == NULL || c.queue_dir[0] == '\0') {
-        fprintf(stderr, "relayctl: %s: no queue_dir set\n", path);
-        *ex = CTL_EX_NOQUEUE;
-        goto out;
-    }
-    dir = strdup(c.queue_dir);
-    if (dir == NULL) {
-        fprintf(stderr, "relayctl: out of memory\n");
-        *ex = CTL_EX_ERROR;
-    }
-out:
-    cfg_free(&c);
     cfg_errors_free(&errs);
-    return dir;
+    cfg_free(c);
+    return false;
 }
 
 /* ---- main -------------------------------------------------------------------------- */
@@ -937,20 +1294,45 @@ static int ctl_open_error(const char *dir, int rc)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_JSON = 256, OPT_BODY };
+    enum { OPT_JSON = 256, OPT_BODY, OPT_WAIT, OPT_YES, OPT_ALL, OPT_DOMAIN };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"queue", required_argument, NULL, 'q'},
+        {"socket", required_argument, NULL, 's'},
         {"json", no_argument, NULL, OPT_JSON},
         {"body", no_argument, NULL, OPT_BODY},
+        {"wait", no_argument, NULL, OPT_WAIT},
+        {"yes", no_argument, NULL, OPT_YES},
+        {"all", no_argument, NULL, OPT_ALL},
+        {"domain", required_argument, NULL, OPT_DOMAIN},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     struct ctl_opts opt = {0};
     int c;
-    while ((c = getopt_long(argc, argv, "c:q:hV", longopts, NULL)) != -1) {
+    /* Run as "mailq" (a symlink): the Sendmail/Postfix listing. */
+    char *argv0 = strdup(argv[0]);
+    bool as_mailq = argv0 && strcmp(basename(argv0), "mailq") == 0;
+    free(argv0);
+    while ((c = getopt_long(argc, argv, as_mailq ? "+c:q:s:hV" : "c:q:s:hV", longopts, NULL)) !=
+           -1) {
         switch (c) {
+        case 's':
+            opt.sock = optarg;
+            break;
+        case OPT_WAIT:
+            opt.wait = true;
+            break;
+        case OPT_YES:
+            opt.yes = true;
+            break;
+        case OPT_ALL:
+            opt.all = true;
+            break;
+        case OPT_DOMAIN:
+            opt.domain = optarg;
+            break;
         case 'c':
             opt.conf = optarg;
             break;
@@ -974,11 +1356,11 @@ int main(int argc, char **argv)
             return CTL_EX_USAGE;
         }
     }
-    if (optind >= argc) {
+    if (optind >= argc && !as_mailq) {
         ctl_usage(stderr);
         return CTL_EX_USAGE;
     }
-    const char *name = argv[optind++];
+    const char *name = as_mailq ? "mailq" : argv[optind++];
     const struct ctl_cmd *cmd = NULL;
     for (size_t i = 0; i < sizeof(ctl_cmds) / sizeof(ctl_cmds[0]); i++)
         if (strcmp(ctl_cmds[i].name, name) == 0)
@@ -1008,21 +1390,55 @@ int main(int argc, char **argv)
         fprintf(stderr, "relayctl: give either -c FILE or -q DIR, not both\n");
         return CTL_EX_USAGE;
     }
+    if ((opt.wait || opt.all) && cmd->act != ctl_act_flush) {
+        fprintf(stderr, "relayctl: --wait and --all go with flush\n");
+        return CTL_EX_USAGE;
+    }
+    if ((opt.yes || opt.domain) && cmd->act != ctl_act_delete) {
+        fprintf(stderr, "relayctl: --yes and --domain go with delete\n");
+        return CTL_EX_USAGE;
+    }
     struct ctl_args args = {0};
-    int ex = cmd->check(nargs, argv + optind, &args);
+    int ex = cmd->check ? cmd->check(nargs, argv + optind, &args) : 0;
     if (ex != 0)
         return ex;
 
+    /* The configuration names the queue and the control socket; -q and -s override. */
+    static struct cfg cfg;
+    bool have_cfg = false;
     char *qdir = NULL;
     if (opt.qdir) {
         qdir = strdup(opt.qdir);
+        if (opt.conf)
+            have_cfg = ctl_conf_load(opt.conf, &cfg, &ex);
     } else {
-        qdir = ctl_conf_queue_dir(opt.conf ? opt.conf : CTL_DEFAULT_CONF, &ex);
-        if (qdir == NULL)
+        have_cfg = ctl_conf_load(opt.conf ? opt.conf : CTL_DEFAULT_CONF, &cfg, &ex);
+        if (!have_cfg)
             return ex;
+        if (!cfg.queue_dir || !cfg.queue_dir[0]) {
+            fprintf(stderr, "relayctl: %s: no queue_dir set\n", cfg.path);
+            cfg_free(&cfg);
+            return CTL_EX_NOQUEUE;
+        }
+        qdir = strdup(cfg.queue_dir);
+    }
+    if (have_cfg) {
+        opt.cfg = &cfg;
+        if (!opt.sock && cfg.control_socket && cfg.control_socket[0])
+            opt.sock = cfg.control_socket;
+    }
+    if (cmd->act) {
+        ex = cmd->act(&opt, nargs, argv + optind);
+        free(qdir);
+        if (have_cfg)
+            cfg_free(&cfg);
+        fflush(stdout);
+        return ex;
     }
     if (qdir == NULL) {
         fprintf(stderr, "relayctl: out of memory\n");
+        if (have_cfg)
+            cfg_free(&cfg);
         return CTL_EX_ERROR;
     }
     struct queue *q = NULL;
@@ -1030,11 +1446,15 @@ int main(int argc, char **argv)
     if (rc < 0) {
         ex = ctl_open_error(qdir, rc);
         free(qdir);
+        if (have_cfg)
+            cfg_free(&cfg);
         return ex;
     }
     ex = cmd->run(q, &opt, &args);
     queue_close(q);
     free(qdir);
+    if (have_cfg)
+        cfg_free(&cfg);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "relayctl: cannot write the output: %s\n", strerror(errno));
         return ex == CTL_EX_OK ? CTL_EX_ERROR : ex;

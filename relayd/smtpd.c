@@ -17,8 +17,9 @@
 #include "log.h"
 #include "smtp_reply.h"
 
-static const char *const smtpd_state_names[] = {"GREET", "READY", "MAIL",  "RCPT",
-                                                "DATA",  "COMMIT", "WAIT", "CLOSED"};
+static const char *const smtpd_state_names[] = {"GREET", "READY",  "MAIL",   "RCPT",
+                                                "DATA",  "COMMIT", "WAIT",   "CLOSED",
+                                                "TLS",   "AUTH"};
 
 const char *smtpd_state_name(enum smtpd_state st)
 {
@@ -129,6 +130,10 @@ void smtpd_close(struct smtpd *s)
     free(s->helo);
     free(s->line);
     free(s->out.buf);
+    free(s->out.auth_user);
+    free(s->out.auth_pass);
+    free(s->user);
+    free(s->auth_login);
     memset(s, 0, sizeof(*s));
     s->st = SMTPD_ST_CLOSED;
 }
@@ -190,7 +195,7 @@ static void smtpd_apply_helo(struct smtpd *s, const struct smtp_cmd *c)
         smtpd_reply(s, 250, NULL, "%s", s->prm->hostname);
     } else {
         char line[300];
-        const char *ext[10];
+        const char *ext[12];
         char size[40];
         size_t n = 0;
         snprintf(size, sizeof(size), "SIZE %llu", (unsigned long long)s->prm->max_size);
@@ -202,6 +207,11 @@ static void smtpd_apply_helo(struct smtpd *s, const struct smtp_cmd *c)
         ext[n++] = "DSN";
         if (s->prm->etrn)
             ext[n++] = "ETRN";
+        if (s->prm->tls_available && !s->tls)
+            ext[n++] = "STARTTLS";
+        /* AUTH only over TLS (RFC 4954 4: no plaintext passwords on the wire). */
+        if (s->prm->auth_available && s->tls && !s->user)
+            ext[n++] = "AUTH PLAIN LOGIN";
         ext[n++] = "HELP";
         int l = smtp_reply_fmt(line, sizeof(line), 250, NULL, true, "%s Hello %.200s [%s]",
                                s->prm->hostname, s->helo ? s->helo : "", s->client_addr);
@@ -473,6 +483,56 @@ static void smtpd_apply_refused(struct smtpd *s, const struct smtp_cmd *c)
     }
 }
 
+static int smtpd_check_starttls(struct smtpd *s, const struct smtp_cmd *c)
+{
+    if (!s->prm->tls_available) {
+        smtpd_reply(s, 502, "5.5.1", "STARTTLS not available");
+        return -EPERM;
+    }
+    if (s->tls) {
+        smtpd_reply(s, 503, "5.5.1", "TLS already active");
+        return -EPROTO;
+    }
+    if (c->arg[0]) {
+        smtpd_reply(s, 501, "5.5.4", "STARTTLS takes no argument");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static void smtpd_apply_starttls(struct smtpd *s, const struct smtp_cmd *c)
+{
+    (void)c;
+    smtpd_reply(s, 220, "2.0.0", "Ready to start TLS");
+    /* Whatever the client sent after STARTTLS in the same packet is discarded by the glue
+     * (RFC 3207 5, CVE-2011-0411): smtpd stops consuming input here. */
+    free(s->line);
+    s->line = NULL;
+    s->line_len = 0;
+    s->line_overflow = false;
+    s->out.act |= SMTPD_ACT_STARTTLS;
+    smtpd_enter(s, SMTPD_ST_TLS);
+}
+
+void smtpd_tls_ready(struct smtpd *s, int status, const char *info)
+{
+    if (s->st != SMTPD_ST_TLS)
+        return;
+    if (status < 0) {
+        s->out.act |= SMTPD_ACT_CLOSE;
+        smtpd_enter(s, SMTPD_ST_CLOSED);
+        return;
+    }
+    /* RFC 3207 4.2: discard all knowledge from the client; it must say EHLO again. */
+    smtpd_reset_tx(s);
+    free(s->helo);
+    s->helo = NULL;
+    s->esmtp = false;
+    s->tls = true;
+    snprintf(s->tls_info, sizeof(s->tls_info), "%s", info ? info : "");
+    smtpd_enter(s, SMTPD_ST_GREET);
+}
+
 static int smtpd_check_etrn(struct smtpd *s, const struct smtp_cmd *c)
 {
     if (!s->prm->etrn) {
@@ -517,7 +577,7 @@ static const struct smtpd_verb smtpd_verbs[] = {
     {SMTP_V_TURN, ST_SESSION, NULL, smtpd_apply_refused},
     {SMTP_V_ATRN, ST_SESSION, NULL, smtpd_apply_refused},
     {SMTP_V_BDAT, ST_SESSION, NULL, smtpd_apply_refused},
-    {SMTP_V_STARTTLS, ST_SESSION, NULL, smtpd_apply_refused},
+    {SMTP_V_STARTTLS, ST_SESSION, smtpd_check_starttls, smtpd_apply_starttls},
     {SMTP_V_AUTH, ST_SESSION, NULL, smtpd_apply_refused},
 };
 
@@ -698,7 +758,8 @@ static void smtpd_line(struct smtpd *s, const char *line, size_t len, int err)
 
 static bool smtpd_waiting(const struct smtpd *s)
 {
-    return s->st == SMTPD_ST_COMMIT || s->st == SMTPD_ST_WAIT || s->st == SMTPD_ST_CLOSED;
+    return s->st == SMTPD_ST_COMMIT || s->st == SMTPD_ST_WAIT || s->st == SMTPD_ST_CLOSED ||
+           s->st == SMTPD_ST_TLS;
 }
 
 size_t smtpd_input(struct smtpd *s, const char *data, size_t len)

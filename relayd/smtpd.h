@@ -20,8 +20,10 @@ enum smtpd_state {
     SMTPD_ST_RCPT,      /* at least one recipient accepted */
     SMTPD_ST_DATA,      /* receiving message content */
     SMTPD_ST_COMMIT,    /* message complete, waiting for the queue's commit */
-    SMTPD_ST_WAIT,      /* waiting for an asynchronous answer (ETRN) */
+    SMTPD_ST_WAIT,      /* waiting for an asynchronous answer (ETRN, AUTH check) */
     SMTPD_ST_CLOSED,    /* QUIT or fatal error; no more input is read */
+    SMTPD_ST_TLS,       /* 220 to STARTTLS sent; waiting for the handshake */
+    SMTPD_ST_AUTH,      /* 334 sent; the next line is a SASL response */
 };
 
 /* Limits and switches the session needs; borrowed from the daemon's configuration. */
@@ -32,6 +34,9 @@ struct smtpd_params {
     unsigned max_bad;
     bool bare_normalise;
     bool etrn;
+    bool tls_available;  /* STARTTLS can be offered (a certificate is loaded) */
+    bool auth_available; /* AUTH can be offered over TLS (a credentials file is loaded) */
+    bool submission;     /* authenticated clients may relay anywhere */
 };
 
 struct smtpd_rcpt {
@@ -45,12 +50,17 @@ struct smtpd_rcpt {
 #define SMTPD_ACT_CLOSE  0x1u /* close after flushing the replies */
 #define SMTPD_ACT_COMMIT 0x2u /* a message is complete: take it with smtpd_take_message() */
 #define SMTPD_ACT_ETRN   0x4u /* run ETRN for etrn_arg, answer with smtpd_etrn_done() */
+#define SMTPD_ACT_STARTTLS 0x8u /* discard buffered input, start the TLS handshake, then call
+                                   smtpd_tls_ready() (RFC 3207 4.2, 5) */
+#define SMTPD_ACT_AUTH   0x10u /* check auth_user/auth_pass, answer with smtpd_auth_done() */
 
 struct smtpd_out {
     char *buf; /* reply bytes to send; malloc'd, kept by the session */
     size_t len, cap;
     unsigned act;
     char etrn_arg[SMTP_CMD_LINE_MAX + 1];
+    char *auth_user; /* SMTPD_ACT_AUTH: decoded credentials, malloc'd; the glue takes them */
+    char *auth_pass;
 };
 
 /* The message handed to the queue. The body has `head` octets of free room in front so the
@@ -90,6 +100,12 @@ struct smtpd {
     struct smtpd_msg *msg;
     size_t msg_cap;       /* allocated octets of msg->buf */
     uint64_t declared_size;
+    /* TLS and AUTH */
+    bool tls;            /* the session runs over TLS */
+    char tls_info[96];   /* "TLSv1.3 TLS_AES_256_GCM_SHA384" for Received: */
+    char *user;          /* authenticated user, malloc'd */
+    int auth_mech;       /* SASL exchange in progress: 1 PLAIN, 2 LOGIN */
+    char *auth_login;    /* LOGIN: the user name received, malloc'd */
     struct smtp_data dec;
     bool too_big;
     struct smtpd_out out;
@@ -117,6 +133,15 @@ void smtpd_committed(struct smtpd *s, int status, const char *queue_id);
 
 /* The ETRN answer: the full reply line(s) without CRLF handling (code and text). */
 void smtpd_etrn_done(struct smtpd *s, int code, const char *enh, const char *text);
+
+/* The TLS handshake ended: status 0 restarts the session over TLS (the client must send EHLO
+ * again; everything from before is forgotten), info names version and cipher. Otherwise the
+ * session closes. */
+void smtpd_tls_ready(struct smtpd *s, int status, const char *info);
+
+/* The credentials check ended: user (borrowed) is authenticated when ok; otherwise 535 5.7.8.
+ * temp_fail: the check could not be made (rate limit, error): 454 4.7.0. */
+void smtpd_auth_done(struct smtpd *s, bool ok, bool temp_fail, const char *user);
 
 /* Timeout: emits 421 4.4.2 and closes. */
 void smtpd_timeout(struct smtpd *s);

@@ -374,7 +374,7 @@ class Sinks:
                     sk = Sink(h, port)
                     sk.start()
                     started.append(sk)
-            except (OSError, RuntimeError) as e:
+            except Exception as e:  # noqa: BLE001 - a bind race: try another port
                 last = e
                 for sk in started:
                     sk.stop()
@@ -474,8 +474,23 @@ class Relayd:
             self.cond.notify_all()
 
     def start(self):
+        """Starts relayd on a free port; when another process took the port between the
+        probe and relayd's bind ("listen on ... failed ... EADDRINUSE"), tries another one
+        (at most 5 times)."""
         if not os.path.exists(RELAYD):
             raise unittest.SkipTest("relayd not built at %s" % RELAYD)
+        for attempt in range(5):
+            try:
+                return self._start_once()
+            except RelaydError:
+                if self.proc is None or self.proc.poll() is None or attempt == 4 or \
+                        not self.log_lines(r"listen on \S+ failed err=EADDRINUSE"):
+                    raise
+                self.stop()
+                self.problems = []
+        return self
+
+    def _start_once(self):
         self.port = free_port()
         self.conf["listen"] = "127.0.0.1:%d" % self.port
         self.write_config()

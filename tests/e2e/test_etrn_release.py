@@ -14,6 +14,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import etrnlib  # noqa: E402
 from etrnlib import a, bound, mx  # noqa: E402
 
+ASKER = "127.0.0.6"
+
 
 def swaks_send(relayd, sender, rcpt, data):
     """Sends data (bytes without a final CRLF: swaks adds CRLF . CRLF) with swaks; returns
@@ -44,7 +46,8 @@ class ReleaseToBestMX(etrnlib.ETRNTestCase):
         "mx2.branch.test": [a("127.0.0.3")],
         "relay.holdfast.test": [a("127.0.0.1")],
     }
-    UP = ("127.0.0.2", "127.0.0.3")
+    # 127.0.0.6 is the asker: it runs an SMTP server too, which must get nothing.
+    UP = ("127.0.0.2", "127.0.0.3", ASKER)
     DOMAINS = {"branch.test": {}}
 
     def test_every_message_arrives_byte_exact_at_the_best_mx(self):
@@ -69,13 +72,21 @@ class ReleaseToBestMX(etrnlib.ETRNTestCase):
             self.assertEqual([x["state"] for x in m["rcpts"]], ["pending"])
 
         # Nothing moves before ETRN.
-        self.assertEqual(self.sinks.connections(), {"127.0.0.2": 0, "127.0.0.3": 0})
+        self.assertEqual(self.sinks.connections(),
+                         {"127.0.0.2": 0, "127.0.0.3": 0, ASKER: 0})
 
         mark = r.mark()
-        reply = r.etrn("branch.test")
-        self.assertETRN(reply, 253, r"^2\.0\.0 OK, 4 pending messages for node branch\.test "
-                                    r"started$")
-        s = r.wait_flush("branch.test", after=mark)
+        c = r.smtp(source=ASKER)
+        try:
+            c.ehlo("asker.branch.test")
+            code, msg = c.docmd("ETRN", "branch.test")
+            self.assertETRN((code, msg.decode()), 253,
+                            r"^2\.0\.0 OK, 4 pending messages for node branch\.test started$")
+            s = r.wait_flush("branch.test", after=mark)
+            # The asking session is still an ordinary SMTP session: not turned around.
+            self.assertEqual(c.noop()[0], 250)
+        finally:
+            c.quit()
         self.assertEqual((s["messages"], s["sent"], s["deferred"], s["bounced"]), (4, 4, 0, 0),
                          s["line"])
 
@@ -92,6 +103,10 @@ class ReleaseToBestMX(etrnlib.ETRNTestCase):
         # not an MX, and no new message appeared in its queue).
         self.assertEqual(self.sinks["127.0.0.3"].connections, 0)
         self.assertEqual(self.sinks["127.0.0.3"].snapshot(), [])
+        self.assertEqual(self.sinks[ASKER].connections, 0)
+        self.assertEqual(r.log_lines(r"c=\d+ etrn arg=branch\.test client=\[%s\] trusted=yes "
+                                     r"reply=253 messages=4" % ASKER.replace(".", r"\.")
+                                     , after=mark)[:1].__len__(), 1)
         for qid in bodies:
             lines = r.log_lines(r"%s to=<user\d@branch\.test> relay=mx1\.branch\.test"
                                 r"\[127\.0\.0\.2\]:%d delay=\d+s status=sent \(250 "

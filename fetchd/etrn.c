@@ -1,0 +1,627 @@
+/* ETRN release step (see fetchd_etrn.h): resolve the relay host (or every MX host of each
+ * domain), then one connection per host, driven by smtpc in SMTPC_MODE_ETRN, which sends
+ * EHLO, one ETRN per domain and QUIT. Every domain gets its ETRN whatever the previous one
+ * answered (fetchmail stops at the first 251; we do not). The connection's bytes are cut
+ * into lines here; smtpc interprets them. One log line per host and domain.
+ *
+ * Lifetime: a run counts its pending DNS lookups and its open connections; when both are
+ * zero it arms a zero timer, and the timer callback calls the owner back and closes the
+ * timer, whose close callback frees the run. So the owner is never called from inside a
+ * conn or dns callback of the run, and nothing is freed under a running callback.
+ *
+ * TLS and AUTH: smtpc gets SMTPC_TLS_NEVER until lib/tls.c and conn_start_tls exist (the
+ * relay's `tls = require` is refused before a step starts: release_unsupported()). The
+ * hooks are marked "TLS HOOK" and "AUTH HOOK" below. */
+#include "fetchd_etrn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "conn.h"
+#include "dns.h"
+#include "hf_err.h"
+#include "log.h"
+#include "smtpc.h"
+
+#define ETRN_ADDRS_MAX (2 * DNS_ADDR_MAX) /* A and AAAA of one host */
+#define ETRN_LINE_MAX  1024               /* RFC 5321 4.5.3.1.5 says 512; be lenient */
+#define ETRN_TEXT_LOG  300                /* reply text kept in a log line */
+
+/* Verdict bits per domain, gathered over every host asked for it. */
+enum { ETRN_SEEN_DONE = 1, ETRN_SEEN_RETRY = 2, ETRN_SEEN_FATAL = 4 };
+
+struct etrn_target {
+    struct fetchd_etrn_run *run;
+    char host[MX_NAME_MAX + 1]; /* the relay's host or an MX host name */
+    struct sockaddr_storage addrs[ETRN_ADDRS_MAX];
+    size_t naddrs, next_addr;
+    size_t *doms; /* indexes into run->domains */
+    const char **args;
+    size_t ndoms;
+    struct conn *conn;
+    int connect_err; /* the last connection attempt's error */
+    struct smtpc sc;
+    bool sc_live;
+    bool answered; /* results recorded */
+    char line[ETRN_LINE_MAX];
+    size_t line_len;
+    char label[MX_NAME_MAX + INET6_ADDRSTRLEN + 64]; /* "NAME[addr]:port", "mx=host" */
+};
+
+struct fetchd_etrn_run {
+    uv_loop_t *loop;
+    struct dns *dns;
+    char *relay;   /* the relay's name, for logs */
+    char *host;    /* NULL: every MX host of each domain */
+    int port;
+    char *helo;
+    uint64_t connect_timeout_ms, reply_timeout_ms;
+    char **domains;
+    size_t ndomains;
+    unsigned *seen; /* ETRN_SEEN_* per domain */
+    enum release_verdict *verdict;
+    struct etrn_target **targets;
+    size_t ntargets;
+    size_t lookups; /* DNS lookups pending */
+    size_t active;  /* targets with a connection (attempt) open */
+    bool cancelled, finishing;
+    uv_timer_t done_timer;
+    release_done_cb cb;
+    void *arg;
+};
+
+struct etrn_lookup {
+    struct fetchd_etrn_run *run;
+    size_t dom; /* MX lookups: the domain asked for */
+};
+
+enum release_verdict fetchd_etrn_verdict(int code)
+{
+    if (code < 200 || code > 599)
+        return RELEASE_RETRY;
+    switch (code / 100) {
+    case 2:
+        return RELEASE_DONE;
+    case 4:
+        return code == 459 ? RELEASE_FATAL : RELEASE_RETRY;
+    case 5:
+        return RELEASE_FATAL;
+    default:
+        return RELEASE_RETRY;
+    }
+}
+
+/* Copies reply text for a log line: control characters (the "\n" between the lines of a
+ * multi-line reply) become spaces and '"' becomes '\'', so text="..." stays one field. */
+static const char *etrn_log_text(const char *s, char *buf, size_t sz)
+{
+    size_t o = 0;
+    for (; *s && o + 1 < sz; s++) {
+        unsigned char ch = (unsigned char)*s;
+        buf[o++] = ch < 0x20 || ch == 0x7f ? ' ' : ch == '"' ? '\'' : (char)ch;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+static void etrn_set_label(struct etrn_target *t, const struct sockaddr_storage *sa)
+{
+    char ip[INET6_ADDRSTRLEN];
+    int port = conn_sockaddr_str((const struct sockaddr *)sa, ip, sizeof(ip));
+    if (t->run->host)
+        snprintf(t->label, sizeof(t->label), "%s[%s]:%d", t->run->relay, ip, port);
+    else
+        snprintf(t->label, sizeof(t->label), "%s[%s]:%d mx=%s", t->run->relay, ip, port,
+                 t->host);
+}
+
+/* Records one domain's answer from one host and logs it. code 0: no reply. */
+static void etrn_record(struct etrn_target *t, size_t k, int code, const char *text)
+{
+    struct fetchd_etrn_run *run = t->run;
+    size_t d = t->doms[k];
+    enum release_verdict v = fetchd_etrn_verdict(code);
+    run->seen[d] |= v == RELEASE_DONE ? ETRN_SEEN_DONE
+                    : v == RELEASE_FATAL ? ETRN_SEEN_FATAL
+                                         : ETRN_SEEN_RETRY;
+    char buf[ETRN_TEXT_LOG];
+    etrn_log_text(text, buf, sizeof(buf));
+    if (code)
+        log_info("relay=%s domain=%s reply=%d text=\"%s\" verdict=%s", t->label,
+                 run->domains[d], code, buf, release_verdict_name(v));
+    else
+        log_info("relay=%s domain=%s reply=none text=\"%s\" verdict=%s", t->label,
+                 run->domains[d], buf, release_verdict_name(v));
+}
+
+/* The target's connection is over (or never opened): every domain gets its verdict. */
+static void etrn_target_results(struct etrn_target *t)
+{
+    if (t->answered)
+        return;
+    t->answered = true;
+    if (!t->sc_live) {
+        char why[160];
+        snprintf(why, sizeof(why), "%s: %s",
+                 t->connect_err ? "connect failed" : "no address to connect to",
+                 t->connect_err ? uv_strerror(t->connect_err) : t->host);
+        for (size_t k = 0; k < t->ndoms; k++)
+            etrn_record(t, k, 0, why);
+        return;
+    }
+    for (size_t k = 0; k < t->ndoms; k++) {
+        const struct smtpc_result *r = &t->sc.etrn_res[k];
+        if (r->outcome != SMTPC_PENDING) {
+            etrn_record(t, k, r->code, r->text);
+            continue;
+        }
+        /* No answer to this ETRN: the session ended first (a refused greeting or EHLO, 421,
+         * a lost connection). Its reason decides; without a reply code it is temporary. */
+        const struct smtpc_result *s = &t->sc.session;
+        etrn_record(t, k, s->outcome != SMTPC_PENDING ? s->code : 0,
+                    s->outcome != SMTPC_PENDING && s->text[0] ? s->text
+                                                              : "connection closed before the reply");
+    }
+}
+
+static void etrn_on_done_timer(uv_timer_t *h);
+
+/* Arms the completion when nothing is pending any more. */
+static void etrn_maybe_finish(struct fetchd_etrn_run *run)
+{
+    if (run->lookups || run->active || run->finishing)
+        return;
+    run->finishing = true;
+    uv_timer_start(&run->done_timer, etrn_on_done_timer, 0, 0);
+}
+
+static void etrn_free(uv_handle_t *h)
+{
+    struct fetchd_etrn_run *run = h->data;
+    for (size_t i = 0; i < run->ntargets; i++) {
+        struct etrn_target *t = run->targets[i];
+        if (t->sc_live)
+            smtpc_close(&t->sc);
+        free(t->doms);
+        free(t->args);
+        free(t);
+    }
+    free(run->targets);
+    for (size_t i = 0; i < run->ndomains; i++)
+        free(run->domains[i]);
+    free(run->domains);
+    free(run->seen);
+    free(run->verdict);
+    free(run->relay);
+    free(run->host);
+    free(run->helo);
+    free(run);
+}
+
+static void etrn_on_done_timer(uv_timer_t *h)
+{
+    struct fetchd_etrn_run *run = h->data;
+    for (size_t d = 0; d < run->ndomains; d++) {
+        unsigned s = run->seen[d];
+        /* One host that must be asked again outweighs another that answered. */
+        run->verdict[d] = s & ETRN_SEEN_RETRY ? RELEASE_RETRY
+                          : s & ETRN_SEEN_DONE ? RELEASE_DONE
+                          : s & ETRN_SEEN_FATAL ? RELEASE_FATAL
+                                                : RELEASE_RETRY;
+    }
+    run->cb(run->verdict, run->ndomains, run->cancelled, run->arg);
+    uv_close((uv_handle_t *)h, etrn_free);
+}
+
+/* ---- one connection ---------------------------------------------------------------------- */
+
+static void etrn_target_connect(struct etrn_target *t);
+
+static void etrn_act(struct etrn_target *t)
+{
+    for (int guard = 0; guard < 1000; guard++) {
+        unsigned act = smtpc_take_actions(&t->sc);
+        if (!act)
+            return;
+        if (act & SMTPC_ACT_WRITE) {
+            size_t len = 0;
+            char *out = smtpc_out_take(&t->sc, &len);
+            int rc = 0;
+            if (out && len && t->conn && !conn_is_closing(t->conn))
+                rc = conn_write(t->conn, out, len);
+            free(out);
+            if (rc < 0) {
+                smtpc_on_closed(&t->sc, rc);
+                continue;
+            }
+        }
+        if (act & SMTPC_ACT_STARTTLS) {
+            /* TLS HOOK: start the handshake on t->conn (conn_start_tls, with certificate
+             * checks when tls = require), discard what arrived after the 220 (RFC 3207 5),
+             * then smtpc_on_tls_ready(&t->sc). Until then smtpc never asks (TLS_NEVER). */
+            smtpc_on_closed(&t->sc, HF_ETLS);
+            continue;
+        }
+        if (act & SMTPC_ACT_CLOSE) {
+            if (t->conn && !conn_is_closing(t->conn))
+                conn_close(t->conn, false);
+        }
+    }
+}
+
+static void etrn_on_read(struct conn *c, const char *data, size_t len)
+{
+    struct etrn_target *t = conn_data(c);
+    if (!t || !t->sc_live)
+        return;
+    for (size_t i = 0; i < len; i++) {
+        if (t->sc.state == SMTPC_ST_DONE)
+            return;
+        char ch = data[i];
+        if (ch == '\n') {
+            size_t l = t->line_len;
+            if (l && t->line[l - 1] == '\r')
+                l--;
+            t->line_len = 0;
+            smtpc_on_line(&t->sc, t->line, l);
+            etrn_act(t);
+            continue;
+        }
+        if (t->line_len >= sizeof(t->line) - 1) {
+            smtpc_on_closed(&t->sc, HF_EPROTO);
+            etrn_act(t);
+            conn_close(c, true);
+            return;
+        }
+        t->line[t->line_len++] = ch;
+    }
+}
+
+static void etrn_on_eof(struct conn *c, int status)
+{
+    struct etrn_target *t = conn_data(c);
+    if (t && t->sc_live && t->sc.state != SMTPC_ST_DONE) {
+        smtpc_on_closed(&t->sc, status == UV_EOF ? -ECONNRESET : status);
+        etrn_act(t);
+    }
+    conn_close(c, true);
+}
+
+static void etrn_on_timeout(struct conn *c)
+{
+    struct etrn_target *t = conn_data(c);
+    if (t && t->sc_live && t->sc.state != SMTPC_ST_DONE) {
+        log_info("relay=%s timeout in state %s", t->label, smtpc_state_name(t->sc.state));
+        smtpc_on_closed(&t->sc, -ETIMEDOUT);
+        etrn_act(t);
+    }
+    conn_close(c, true);
+}
+
+static void etrn_on_connect(struct conn *c, int status)
+{
+    struct etrn_target *t = conn_data(c);
+    struct fetchd_etrn_run *run = t->run;
+    if (status < 0) {
+        t->connect_err = status;
+        log_info("relay=%s connect failed err=%s (%s)", t->label, hf_errname(status),
+                 uv_strerror(status));
+        return; /* conn.c closes it; etrn_on_close tries the next address */
+    }
+    /* AUTH HOOK: with auth_user set, smtpc will send AUTH after EHLO (and after STARTTLS:
+     * never in clear); the password comes from auth_password_file, read at start. */
+    struct smtpc_opts o = {
+        .mode = SMTPC_MODE_ETRN,
+        .helo = run->helo,
+        .log_id = t->label,
+        .tls = SMTPC_TLS_NEVER, /* TLS HOOK: may -> OPPORTUNISTIC, require -> REQUIRED */
+        .etrn = t->args,
+        .netrn = t->ndoms,
+    };
+    int rc = smtpc_init(&t->sc, &o);
+    if (rc < 0) {
+        log_err("relay=%s cannot start the SMTP client err=%s", t->label, hf_errname(rc));
+        t->connect_err = rc;
+        conn_close(c, true);
+        return;
+    }
+    t->sc_live = true;
+    t->line_len = 0;
+    log_debug("relay=%s connected", t->label);
+    conn_read_start(c);
+    conn_set_timeout(c, run->reply_timeout_ms);
+}
+
+static void etrn_on_close(struct conn *c)
+{
+    struct etrn_target *t = conn_data(c);
+    if (!t)
+        return;
+    struct fetchd_etrn_run *run = t->run;
+    t->conn = NULL;
+    run->active--;
+    /* Only a connection that never opened moves on to the host's next address. */
+    if (!t->sc_live && !run->cancelled && t->next_addr < t->naddrs) {
+        etrn_target_connect(t);
+    } else {
+        etrn_target_results(t);
+    }
+    etrn_maybe_finish(run);
+}
+
+static const struct conn_ops etrn_conn_ops = {
+    .on_read = etrn_on_read,
+    .on_eof = etrn_on_eof,
+    .on_timeout = etrn_on_timeout,
+    .on_connect = etrn_on_connect,
+    .on_close = etrn_on_close,
+};
+
+/* Tries the target's next addresses until a connection attempt starts; records the
+ * results when none is left. */
+static void etrn_target_connect(struct etrn_target *t)
+{
+    struct fetchd_etrn_run *run = t->run;
+    while (t->next_addr < t->naddrs) {
+        const struct sockaddr_storage *sa = &t->addrs[t->next_addr++];
+        etrn_set_label(t, sa);
+        struct conn *c;
+        int rc = conn_connect(run->loop, (const struct sockaddr *)sa, run->connect_timeout_ms,
+                              &etrn_conn_ops, t, &c);
+        if (rc == 0) {
+            t->conn = c;
+            run->active++;
+            return;
+        }
+        t->connect_err = rc;
+        log_info("relay=%s connect failed err=%s (%s)", t->label, hf_errname(rc),
+                 uv_strerror(rc));
+    }
+    etrn_target_results(t);
+}
+
+/* ---- targets from DNS -------------------------------------------------------------------- */
+
+static struct etrn_target *etrn_target_get(struct fetchd_etrn_run *run, const char *host)
+{
+    for (size_t i = 0; i < run->ntargets; i++)
+        if (strcmp(run->targets[i]->host, host) == 0)
+            return run->targets[i];
+    struct etrn_target **v = realloc(run->targets, (run->ntargets + 1) * sizeof(*v));
+    if (!v)
+        return NULL;
+    run->targets = v;
+    struct etrn_target *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->run = run;
+    snprintf(t->host, sizeof(t->host), "%s", host);
+    snprintf(t->label, sizeof(t->label), "%s[%s]:%d", run->relay, host, run->port);
+    v[run->ntargets++] = t;
+    return t;
+}
+
+static int etrn_target_add_domain(struct etrn_target *t, size_t dom)
+{
+    for (size_t k = 0; k < t->ndoms; k++)
+        if (t->doms[k] == dom)
+            return 0;
+    size_t *d = realloc(t->doms, (t->ndoms + 1) * sizeof(*d));
+    if (!d)
+        return -ENOMEM;
+    t->doms = d;
+    const char **a = realloc(t->args, (t->ndoms + 1) * sizeof(*a));
+    if (!a)
+        return -ENOMEM;
+    t->args = a;
+    d[t->ndoms] = dom;
+    a[t->ndoms] = t->run->domains[dom];
+    t->ndoms++;
+    return 0;
+}
+
+static void etrn_target_add_addrs(struct etrn_target *t, const struct sockaddr_storage *addrs,
+                                  size_t n, int port)
+{
+    for (size_t i = 0; i < n && t->naddrs < ETRN_ADDRS_MAX; i++) {
+        struct sockaddr_storage sa = addrs[i];
+        if (sa.ss_family == AF_INET)
+            ((struct sockaddr_in *)(void *)&sa)->sin_port = htons((uint16_t)port);
+        else if (sa.ss_family == AF_INET6)
+            ((struct sockaddr_in6 *)(void *)&sa)->sin6_port = htons((uint16_t)port);
+        else
+            continue;
+        t->addrs[t->naddrs++] = sa;
+    }
+}
+
+/* Every lookup is in: open one connection per host. */
+static void etrn_lookups_done(struct fetchd_etrn_run *run)
+{
+    if (run->lookups || run->cancelled)
+        return;
+    for (size_t i = 0; i < run->ntargets; i++)
+        etrn_target_connect(run->targets[i]);
+}
+
+static void etrn_on_addr(const struct dns_addr_result *res, void *arg)
+{
+    struct etrn_lookup *lk = arg;
+    struct fetchd_etrn_run *run = lk->run;
+    free(lk);
+    run->lookups--;
+    if (res->status == -ECANCELED || run->cancelled) {
+        etrn_maybe_finish(run);
+        return;
+    }
+    struct etrn_target *t = etrn_target_get(run, run->host);
+    int rc = t ? 0 : -ENOMEM;
+    for (size_t d = 0; d < run->ndomains && rc == 0; d++)
+        rc = etrn_target_add_domain(t, d);
+    if (rc < 0 || res->status < 0) {
+        int err = rc < 0 ? rc : res->status;
+        log_info("relay=%s host=%s lookup failed err=%s (%s)", run->relay, run->host,
+                 hf_errname(err), hf_strerror(err));
+        for (size_t d = 0; d < run->ndomains; d++)
+            run->seen[d] |= ETRN_SEEN_RETRY;
+        if (t)
+            t->answered = true; /* logged above; nothing to connect to */
+    } else {
+        etrn_target_add_addrs(t, res->addrs, res->naddrs, run->port);
+    }
+    etrn_lookups_done(run);
+    etrn_maybe_finish(run);
+}
+
+static void etrn_on_mx(const struct dns_mx_result *res, void *arg)
+{
+    struct etrn_lookup *lk = arg;
+    struct fetchd_etrn_run *run = lk->run;
+    size_t d = lk->dom;
+    free(lk);
+    run->lookups--;
+    if (res->status == -ECANCELED || run->cancelled) {
+        etrn_maybe_finish(run);
+        return;
+    }
+    const char *dom = run->domains[d];
+    if (res->status < 0) {
+        /* NXDOMAIN: the domain is not in DNS, asking again will not change that. */
+        bool fatal = res->status == HF_EDNS;
+        log_info("relay=%s domain=%s mx lookup failed err=%s (%s) verdict=%s", run->relay, dom,
+                 hf_errname(res->status), hf_strerror(res->status), fatal ? "fatal" : "retry");
+        run->seen[d] |= fatal ? ETRN_SEEN_FATAL : ETRN_SEEN_RETRY;
+    } else {
+        bool any = false, temp = false;
+        for (size_t i = 0; i < res->nhosts; i++) {
+            const struct mx_host *h = &res->hosts[i];
+            if (mx_host_is_null(h)) {
+                log_info("relay=%s domain=%s null MX: the domain takes no mail verdict=fatal",
+                         run->relay, dom);
+                continue;
+            }
+            if (h->err < 0 || h->naddrs == 0) {
+                temp = temp || h->err == HF_EDNSTEMP;
+                log_info("relay=%s domain=%s mx=%s has no usable address err=%s", run->relay,
+                         dom, h->name, hf_errname(h->err ? h->err : -ENOENT));
+                continue;
+            }
+            struct etrn_target *t = etrn_target_get(run, h->name);
+            if (!t || etrn_target_add_domain(t, d) < 0) {
+                temp = true;
+                continue;
+            }
+            etrn_target_add_addrs(t, h->addrs, h->naddrs, run->port);
+            any = true;
+        }
+        if (!any)
+            run->seen[d] |= temp ? ETRN_SEEN_RETRY : ETRN_SEEN_FATAL;
+    }
+    etrn_lookups_done(run);
+    etrn_maybe_finish(run);
+}
+
+/* ---- start and cancel -------------------------------------------------------------------- */
+
+int fetchd_etrn_start(const struct release_params *p, release_done_cb cb, void *arg,
+                      struct fetchd_etrn_run **out)
+{
+    if (!p->ndomains || !p->domains)
+        return -EINVAL;
+    for (size_t i = 0; i < p->ndomains; i++)
+        if (!p->domains[i] || !p->domains[i][0] || strpbrk(p->domains[i], " \t\r\n"))
+            return -EINVAL;
+    struct fetchd_etrn_run *run = calloc(1, sizeof(*run));
+    if (!run)
+        return -ENOMEM;
+    run->loop = p->loop;
+    run->dns = p->dns;
+    run->port = (int)p->relay->port;
+    run->connect_timeout_ms = p->connect_timeout_ms;
+    run->reply_timeout_ms = p->reply_timeout_ms;
+    run->cb = cb;
+    run->arg = arg;
+    run->relay = strdup(p->relay->name);
+    run->helo = strdup(p->helo);
+    if (p->relay->host && p->relay->host[0])
+        run->host = strdup(p->relay->host);
+    run->domains = calloc(p->ndomains, sizeof(*run->domains));
+    run->seen = calloc(p->ndomains, sizeof(*run->seen));
+    run->verdict = calloc(p->ndomains, sizeof(*run->verdict));
+    if (!run->relay || !run->helo || (p->relay->host && p->relay->host[0] && !run->host) ||
+        !run->domains || !run->seen || !run->verdict)
+        goto nomem;
+    for (size_t i = 0; i < p->ndomains; i++) {
+        run->domains[i] = strdup(p->domains[i]);
+        if (!run->domains[i])
+            goto nomem;
+        run->ndomains++;
+    }
+    /* Every lookup is counted before any is started: a callback never sees zero early. */
+    size_t want = run->host ? 1 : run->ndomains;
+    struct etrn_lookup **lks = calloc(want, sizeof(*lks));
+    if (!lks)
+        goto nomem;
+    for (size_t i = 0; i < want; i++) {
+        lks[i] = calloc(1, sizeof(**lks));
+        if (!lks[i]) {
+            for (size_t j = 0; j < i; j++)
+                free(lks[j]);
+            free(lks);
+            goto nomem;
+        }
+        lks[i]->run = run;
+        lks[i]->dom = i;
+    }
+    uv_timer_init(run->loop, &run->done_timer);
+    run->done_timer.data = run;
+    run->lookups = want;
+    for (size_t i = 0; i < want; i++) {
+        int rc = run->host ? dns_addr_resolve(run->dns, run->host, etrn_on_addr, lks[i])
+                           : dns_mx_resolve(run->dns, run->domains[i], etrn_on_mx, lks[i]);
+        if (rc < 0) {
+            /* Failed at once: no callback will come for this one. */
+            free(lks[i]);
+            run->lookups--;
+            log_info("relay=%s %s=%s lookup failed err=%s", run->relay,
+                     run->host ? "host" : "domain", run->host ? run->host : run->domains[i],
+                     hf_errname(rc));
+            if (run->host)
+                for (size_t d = 0; d < run->ndomains; d++)
+                    run->seen[d] |= rc == -ENOMEM ? ETRN_SEEN_RETRY : ETRN_SEEN_FATAL;
+            else
+                run->seen[i] |= rc == -ENOMEM ? ETRN_SEEN_RETRY : ETRN_SEEN_FATAL;
+        }
+    }
+    free(lks);
+    etrn_lookups_done(run);
+    etrn_maybe_finish(run); /* only arms the timer: the callback runs from the loop */
+    *out = run;
+    return 0;
+nomem:
+    for (size_t i = 0; i < run->ndomains; i++)
+        free(run->domains[i]);
+    free(run->domains);
+    free(run->seen);
+    free(run->verdict);
+    free(run->relay);
+    free(run->host);
+    free(run->helo);
+    free(run);
+    return -ENOMEM;
+}
+
+void fetchd_etrn_cancel(struct fetchd_etrn_run *r)
+{
+    if (!r || r->cancelled)
+        return;
+    r->cancelled = true;
+    for (size_t i = 0; i < r->ntargets; i++)
+        if (r->targets[i]->conn)
+            conn_close(r->targets[i]->conn, true);
+}
