@@ -116,8 +116,11 @@ static int nlmsg_one(uint16_t type, const uint8_t *p, size_t len, struct nlmsg_e
         if (nlmsg_attrs(p + NLMSG_A4(sizeof(ifa)), len - NLMSG_A4(sizeof(ifa)), nlmsg_attr_cb,
                         &x) < 0)
             return -EBADMSG;
-        /* 127.0.0.1 and ::1 have host scope: the loopback says nothing about the link. */
-        if (ifa.ifa_scope >= RT_SCOPE_HOST)
+        /* 127.0.0.1 and ::1 have host scope: the loopback says nothing about the link. A
+         * link-scope address (IPv6 fe80::, which also reappears a moment after every
+         * link-up when duplicate address detection ends) reaches no relay: a second
+         * release for one link-up would be all it brings. */
+        if (ifa.ifa_scope >= RT_SCOPE_LINK)
             return 0;
         ev->kind = NLMSG_EV_ADDR_ADD;
         ev->family = ifa.ifa_family;

@@ -17,7 +17,8 @@
 enum nlmsg_kind {
     NLMSG_EV_LINK_UP = 1,   /* RTM_NEWLINK with IFF_UP and IFF_RUNNING (carrier), not loopback */
     NLMSG_EV_LINK_DOWN,     /* RTM_NEWLINK without IFF_UP or IFF_RUNNING, or RTM_DELLINK */
-    NLMSG_EV_ADDR_ADD,      /* RTM_NEWADDR with a scope wider than host (not 127.0.0.1, ::1) */
+    NLMSG_EV_ADDR_ADD,      /* RTM_NEWADDR with a scope wider than link (not 127.0.0.1, ::1,
+                               fe80::) */
     NLMSG_EV_ROUTE_DEFAULT, /* RTM_NEWROUTE: unicast, destination length 0, not the local
                                table (a default route appeared) */
 };
@@ -40,7 +41,7 @@ const char *nlmsg_kind_name(enum nlmsg_kind kind);
 /* Walks the netlink messages in buf[0..len) (one datagram as recv() returned it; borrowed)
  * and calls cb for every message that is one of the events above; other messages
  * (NLMSG_DONE, NLMSG_NOOP, NLMSG_ERROR, deleted addresses and routes, loopback links,
- * host-scope addresses, non-default routes) give none. Events decoded before a bad
+ * host- and link-scope addresses, non-default routes) give none. Events decoded before a bad
  * message have been delivered when the error is returned.
  * Returns the number of events delivered (>= 0), or -EBADMSG: a header shorter than
  * nlmsghdr or longer than what is left, a payload shorter than its fixed part

@@ -102,8 +102,8 @@ int conn_start_tls(struct conn *c, struct tls_conn *t, conn_tls_ready_cb on_read
 /* conn_accept() and conn_start_tls() in one, for an implicit-TLS listener (RFC 8314): the
  * conn speaks TLS from its first octet. Takes t. Returns 0 and *out, or an error (then
  * nothing was allocated, t is freed and no callback will run). */
-int conn_accept_tls(uv_stream_t *server, const struct conn_ops *ops, void *data,
-                    struct tls_conn *t, conn_tls_ready_cb on_ready, struct conn **out);
+int conn_accept_tls(uv_stream_t *server, const struct conn_ops *ops, void *data, struct tls_conn *t,
+                    conn_tls_ready_cb on_ready, struct conn **out);
 
 /* The TLS engine (borrowed, valid while c lives) for version, cipher and verification
  * results, or NULL on a plaintext connection. */

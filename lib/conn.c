@@ -35,7 +35,7 @@ struct conn {
     char peer_str[INET6_ADDRSTRLEN];
     char local_str[INET6_ADDRSTRLEN];
     int peer_port;
-    struct tls_conn *tls;                        /* owned; NULL until conn_start_tls */
+    struct tls_conn *tls;        /* owned; NULL until conn_start_tls */
     conn_tls_ready_cb tls_ready; /* the handshake result, reported once */
     bool tls_reported;
 };
@@ -556,7 +556,7 @@ static void conn_tls_input(struct conn *c, const char *data, size_t len)
         else
             conn_do_close(c);
     } else if (!c->tls_reported) {
-        conn_tls_report(c, r);
+        conn_tls_report(c, HF_ETLS); /* -ENOMEM too: the handshake did not complete */
     } else if (c->ops->on_eof) {
         CONN_CALL(c, on_eof, r);
     } else {
@@ -598,8 +598,8 @@ int conn_start_tls(struct conn *c, struct tls_conn *t, conn_tls_ready_cb on_read
     return 0;
 }
 
-int conn_accept_tls(uv_stream_t *server, const struct conn_ops *ops, void *data,
-                    struct tls_conn *t, conn_tls_ready_cb on_ready, struct conn **out)
+int conn_accept_tls(uv_stream_t *server, const struct conn_ops *ops, void *data, struct tls_conn *t,
+                    conn_tls_ready_cb on_ready, struct conn **out)
 {
     struct conn *c;
     int rc = conn_accept(server, ops, data, &c);

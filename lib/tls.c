@@ -99,8 +99,7 @@ static int tls__conn_fail(struct tls_conn *t, const char *what, int sslerr)
         log_info("%s tls %s failed err=ETLS ssl_error=%d verify=\"%s\" openssl=%s", t->id, what,
                  sslerr, X509_verify_cert_error_string(SSL_get_verify_result(t->ssl)), errs);
     else
-        log_info("%s tls %s failed err=ETLS ssl_error=%d openssl=%s", t->id, what, sslerr,
-                 errs);
+        log_info("%s tls %s failed err=ETLS ssl_error=%d openssl=%s", t->id, what, sslerr, errs);
     return HF_ETLS;
 }
 
@@ -325,8 +324,8 @@ int tls_dane_add(struct tls_conn *t, uint8_t usage, uint8_t selector, uint8_t mt
     }
     char errs[512];
     tls__drain_errors(errs, sizeof(errs));
-    log_info("%s tls TLSA record refused usage=%u selector=%u mtype=%u err=ETLS openssl=%s",
-             t->id, usage, selector, mtype, errs);
+    log_info("%s tls TLSA record refused usage=%u selector=%u mtype=%u err=ETLS openssl=%s", t->id,
+             usage, selector, mtype, errs);
     /* SSL_dane_tlsa_add fails with -1 for malformed data too; a record we cannot use is
      * ignored, not a reason to give up on the connection (RFC 7672 2.2). */
     return -ENOTSUP;
@@ -376,8 +375,8 @@ int tls_read_plain(struct tls_conn *t, void *buf, size_t cap)
                 return 0;
             return tls__conn_fail(t, "handshake", e);
         }
-        log_debug("%s tls handshake done version=%s cipher=%s verify=\"%s\"", t->id,
-                  tls_version(t), tls_cipher(t), tls_verify_result_text(t));
+        log_debug("%s tls handshake done version=%s cipher=%s verify=\"%s\"", t->id, tls_version(t),
+                  tls_cipher(t), tls_verify_result_text(t));
         if (t->npending) {
             int rc = tls__write(t, t->pending, t->npending);
             free(t->pending);
@@ -492,8 +491,7 @@ bool tls_peer_verified(const struct tls_conn *t)
 {
     if (t->server || !tls_handshake_done(t))
         return false;
-    return SSL_get0_peer_certificate(t->ssl) != NULL &&
-           SSL_get_verify_result(t->ssl) == X509_V_OK;
+    return SSL_get0_peer_certificate(t->ssl) != NULL && SSL_get_verify_result(t->ssl) == X509_V_OK;
 }
 
 const char *tls_verify_result_text(const struct tls_conn *t)

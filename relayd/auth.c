@@ -28,7 +28,7 @@ enum { AUTH_LN = 15, AUTH_R = 8, AUTH_P = 1, AUTH_SALT_LEN = 16, AUTH_KEY_LEN = 
 /* What a stored hash may ask for: enough room to raise the cost, bounded so a hostile file
  * cannot make one login allocate gigabytes. */
 enum { AUTH_LN_MIN = 10, AUTH_LN_MAX = 20, AUTH_R_MAX = 32, AUTH_P_MAX = 16 };
-#define AUTH_MEM_MAX (256u * 1024 * 1024)
+#define AUTH_MEM_MAX  (256u * 1024 * 1024)
 #define AUTH_FILE_MAX (1024 * 1024)
 
 /* A parsed "$scrypt$..." string. */
@@ -72,7 +72,8 @@ static int auth_b64_enc(const unsigned char *in, size_t len, bool pad, char *out
         if (n > 2)
             v |= in[i + 2];
         char q[4] = {auth_b64_alpha[v >> 18 & 63], auth_b64_alpha[v >> 12 & 63],
-                     n > 1 ? auth_b64_alpha[v >> 6 & 63] : '=', n > 2 ? auth_b64_alpha[v & 63] : '='};
+                     n > 1 ? auth_b64_alpha[v >> 6 & 63] : '=',
+                     n > 2 ? auth_b64_alpha[v & 63] : '='};
         size_t emit = pad ? 4 : n + 1;
         if (outsz - o <= emit)
             return -ENOSPC;
@@ -96,8 +97,8 @@ int auth_b64_encode(const void *s, size_t len, char *out, size_t outsz)
  * short final group is filled with '='; otherwise no '=' at all. Either way the unused low
  * bits of the last character must be zero, so every octet string has exactly one encoding.
  * Returns 0 and *outlen, HF_ESYNTAX, HF_ETOOBIG (does not fit in outsz). */
-static int auth_b64_dec(const char *in, size_t len, bool padded, unsigned char *out,
-                        size_t outsz, size_t *outlen)
+static int auth_b64_dec(const char *in, size_t len, bool padded, unsigned char *out, size_t outsz,
+                        size_t *outlen)
 {
     size_t pad = 0;
     if (padded) {
@@ -255,9 +256,8 @@ static int auth_hash_parse(const char *s, struct auth_hash *h, const char **why)
         auth_parse_uint(&p, "r=", 9999, &h->r) < 0 || *p++ != ',' ||
         auth_parse_uint(&p, "p=", 9999, &h->p) < 0 || *p++ != '$')
         return -EINVAL;
-    if (h->ln < AUTH_LN_MIN || h->ln > AUTH_LN_MAX || h->r < 1 || h->r > AUTH_R_MAX ||
-        h->p < 1 || h->p > AUTH_P_MAX ||
-        128ull * h->r * ((1ull << h->ln) + h->p + 2) > AUTH_MEM_MAX) {
+    if (h->ln < AUTH_LN_MIN || h->ln > AUTH_LN_MAX || h->r < 1 || h->r > AUTH_R_MAX || h->p < 1 ||
+        h->p > AUTH_P_MAX || 128ull * h->r * ((1ull << h->ln) + h->p + 2) > AUTH_MEM_MAX) {
         *why = "scrypt parameters out of range (ln 10-20, r 1-32, p 1-16, at most 256 MiB)";
         return -EINVAL;
     }
@@ -266,8 +266,7 @@ static int auth_hash_parse(const char *s, struct auth_hash *h, const char **why)
         return -EINVAL;
     *why = "bad base64 in the salt or key of the hash";
     if (auth_b64_dec(p, (size_t)(dollar - p), false, h->salt, sizeof(h->salt), &h->saltlen) < 0 ||
-        auth_b64_dec(dollar + 1, strlen(dollar + 1), false, h->key, sizeof(h->key),
-                     &h->keylen) < 0)
+        auth_b64_dec(dollar + 1, strlen(dollar + 1), false, h->key, sizeof(h->key), &h->keylen) < 0)
         return -EINVAL;
     if (h->saltlen < 8 || h->keylen < 16) {
         *why = "hash salt shorter than 8 octets or key shorter than 16";
@@ -281,8 +280,8 @@ static int auth_scrypt(const char *password, const struct auth_hash *h, unsigned
 {
     uint64_t n = 1ull << h->ln;
     uint64_t maxmem = 128ull * h->r * (n + h->p + 2) + 65536;
-    if (EVP_PBE_scrypt(password, strlen(password), h->salt, h->saltlen, n, h->r, h->p, maxmem,
-                       key, keylen) != 1) {
+    if (EVP_PBE_scrypt(password, strlen(password), h->salt, h->saltlen, n, h->r, h->p, maxmem, key,
+                       keylen) != 1) {
         ERR_clear_error(); /* nothing to log here: the caller reports -EIO */
         return -EIO;
     }
@@ -335,9 +334,13 @@ int auth_verify(const struct auth_store *s, const char *user, const char *passwo
 {
     /* An unknown user is checked against this dummy, with the parameters of the first entry
      * (the same cost as a real check in a file whose hashes share parameters). */
-    static const struct auth_hash dummy = {
-        .ln = AUTH_LN, .r = AUTH_R, .p = AUTH_P, .saltlen = 16, .keylen = AUTH_KEY_LEN,
-        .salt = "holdfast-dummy!", .key = {0}};
+    static const struct auth_hash dummy = {.ln = AUTH_LN,
+                                           .r = AUTH_R,
+                                           .p = AUTH_P,
+                                           .saltlen = 16,
+                                           .keylen = AUTH_KEY_LEN,
+                                           .salt = "holdfast-dummy!",
+                                           .key = {0}};
     const struct auth_user *u = auth_user_find(s, user);
     struct auth_hash h = dummy;
     const char *why;

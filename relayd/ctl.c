@@ -673,6 +673,15 @@ int ctl_init(struct relayd *rd)
             return -EADDRINUSE;
         }
         unlink(path);
+        /* Create the socket's directory (0755) when missing, as for /run/holdfast. */
+        char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+        snprintf(dir, sizeof(dir), "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+            *slash = '\0';
+            if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                log_warn("cannot create %s for the control socket: %s", dir, strerror(errno));
+        }
         ctl->path = strdup(path);
         uv_pipe_init(rd->loop, &ctl->pipe, 0);
         ctl->pipe.data = ctl;

@@ -920,7 +920,8 @@ static uint64_t flush_count_pending(struct relayd *rd, const char *domain)
     return p.n;
 }
 
-static void flush_etrn(struct relayd *rd, uint64_t sid, const char *client_addr, const char *arg)
+static void flush_etrn(struct relayd *rd, uint64_t sid, const char *client_addr,
+                       const char *user, const char *arg)
 {
     struct flush *fl = rd->flush;
     struct etrn_req req;
@@ -936,8 +937,13 @@ static void flush_etrn(struct relayd *rd, uint64_t sid, const char *client_addr,
     struct etrn_ctx ctx;
     memset(&ctx, 0, sizeof(ctx));
     ctx.allowed = have_client && etrn_nets_match(&fl->allow, &client);
-    ctx.auth_ok = !rd->cfg->etrn_require_auth; /* AUTH comes with TLS */
+    ctx.auth_ok = !rd->cfg->etrn_require_auth || user != NULL;
     ctx.trusted = have_client && etrn_nets_match(&fl->trusted, &client);
+    /* An authenticated user allowed to release the named domain is trusted with counts. */
+    if (!ctx.trusted && user && rd->auth_loaded && req.kind != ETRN_GROUP) {
+        const struct auth_user *u = auth_user_find(&rd->auth, user);
+        ctx.trusted = u && auth_user_may_release(u, req.name);
+    }
     if (!ctx.trusted && have_client && req.kind != ETRN_GROUP) {
         const struct cfg_domain *cd = cfg_find_domain(rd->cfg, req.name);
         if (cd && cd->etrn_allow) {

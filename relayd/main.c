@@ -15,6 +15,7 @@
 
 #include <uv.h>
 
+#include "auth.h"
 #include "cfg.h"
 #include "ctl.h"
 #include "flush.h"
@@ -24,6 +25,7 @@
 #include "queue.h"
 #include "queue_wr.h"
 #include "relayd.h"
+#include "tls.h"
 
 #ifndef HF_VERSION
 #define HF_VERSION "0"
@@ -50,6 +52,8 @@ static void usage(FILE *f)
                "  -t, --test          check the configuration and exit (0 if good)\n"
                "  -d, --debug         log at debug level\n"
                "      --config-reference  print every configuration key with its default\n"
+               "      --hash-password [USER [DOMAINS]]  read a password on stdin and print\n"
+               "                      a credentials line for auth_file (scrypt)\n"
                "  -h, --help          this text\n"
                "  -V, --version       print the version\n");
 }
@@ -98,9 +102,21 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 
 static void on_hup(uv_signal_t *h, int signum)
 {
-    (void)h;
+    struct relayd_main *m = h->data;
     (void)signum;
-    log_info("signal HUP received: nothing to reload yet (configuration changes need a restart)");
+    const struct cfg *c = m->rd.cfg;
+    if (!m->rd.tls_server) {
+        log_info("signal HUP received: no TLS certificate configured, nothing to reload");
+        return;
+    }
+    /* Sessions already in TLS keep their context; new handshakes use the new pair. */
+    int rc = tls_ctx_reload(m->rd.tls_server, c->tls_cert, c->tls_key);
+    if (rc == 0)
+        log_info("signal HUP received: reloaded tls_cert=%s tls_key=%s", c->tls_cert, c->tls_key);
+    else
+        log_err("signal HUP received: reload of tls_cert=%s failed err=%s; the old certificate "
+                "stays in use",
+                c->tls_cert, hf_errname(rc));
 }
 
 /* Creates the parents of path (like mkdir -p, mode 0755) so a fresh checkout's ./var works;
@@ -137,6 +153,7 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
         {"debug", no_argument, NULL, 'd'},        {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},      {"config-reference", no_argument, NULL, 'R'},
+        {"hash-password", no_argument, NULL, 'P'},
         {NULL, 0, NULL, 0},
     };
     const char *path = "/etc/holdfast/relayd.conf";
@@ -149,6 +166,9 @@ int main(int argc, char **argv)
         case 'd': debug = true; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("relayd (holdfast) %s\n", HF_VERSION); return 0;
+        case 'P':
+            /* relayd --hash-password [USER [DOMAINS]]: a credentials line for auth_file. */
+            return auth_passwd_main(argc - optind + 1, argv + optind - 1);
         case 'R': {
             static char buf[65536];
             int n = cfg_reference_md(buf, sizeof(buf));
@@ -174,8 +194,31 @@ int main(int argc, char **argv)
     struct policy *policy = NULL;
     if (rc == 0)
         rc = policy_new(&cfg, &errs, &policy);
+    if (rc == 0 && cfg.auth_file && cfg.auth_file[0]) {
+        rc = auth_store_load(cfg.auth_file, &m.rd.auth, &errs);
+        m.rd.auth_loaded = rc == 0;
+    }
+    if (rc == 0 && ((cfg.tls_cert && cfg.tls_cert[0]) != (cfg.tls_key && cfg.tls_key[0]))) {
+        fprintf(stderr, "relayd: %s: tls_cert and tls_key go together\n", path);
+        rc = HF_ECONFIG;
+    }
+    if (rc == 0 && cfg.tls_cert && cfg.tls_cert[0]) {
+        rc = tls_ctx_server_new(cfg.tls_cert, cfg.tls_key, &m.rd.tls_server);
+        if (rc < 0)
+            fprintf(stderr, "relayd: cannot load tls_cert=%s tls_key=%s\n", cfg.tls_cert,
+                    cfg.tls_key);
+    }
+    if (rc == 0) {
+        const char *ca = cfg.tls_ca_file && cfg.tls_ca_file[0] ? cfg.tls_ca_file : NULL;
+        rc = tls_ctx_client_new(ca, &m.rd.tls_client);
+        if (rc < 0)
+            fprintf(stderr, "relayd: cannot load tls_ca_file=%s\n", ca ? ca : "(system)");
+    }
     if (rc < 0 || errs.n) {
         print_cfg_errors(&errs);
+        tls_ctx_free(m.rd.tls_server);
+        tls_ctx_free(m.rd.tls_client);
+        auth_store_free(&m.rd.auth);
         fprintf(stderr, "relayd: %s: configuration has %zu error%s\n", path, errs.n,
                 errs.n == 1 ? "" : "s");
         cfg_errors_free(&errs);
@@ -183,8 +226,12 @@ int main(int argc, char **argv)
         return 1;
     }
     if (test_only) {
-        printf("relayd: %s: configuration ok (%zu domain%s)\n", path, cfg.ndomains,
-               cfg.ndomains == 1 ? "" : "s");
+        printf("relayd: %s: configuration ok (%zu domain%s%s%s)\n", path, cfg.ndomains,
+               cfg.ndomains == 1 ? "" : "s", m.rd.tls_server ? ", TLS" : "",
+               m.rd.auth_loaded ? ", AUTH" : "");
+        tls_ctx_free(m.rd.tls_server);
+        tls_ctx_free(m.rd.tls_client);
+        auth_store_free(&m.rd.auth);
         policy_free(policy);
         cfg_free(&cfg);
         return 0;
@@ -211,6 +258,15 @@ int main(int argc, char **argv)
     rd->prm.max_bad = (unsigned)cfg.max_bad_commands;
     rd->prm.bare_normalise = strcmp(cfg.bare_lf, "normalise") == 0;
     rd->prm.etrn = cfg.etrn_enable;
+    rd->prm.tls_available = rd->tls_server != NULL;
+    rd->prm.auth_available = rd->auth_loaded && rd->tls_server != NULL;
+    rd->prm.submission = cfg.submission;
+    if (rd->auth_loaded && !rd->tls_server)
+        log_warn("auth_file is set but TLS is not: AUTH is offered only over TLS, so never");
+    if (etrn_rate_init(&rd->auth_fail, 4096) < 0) {
+        log_err("out of memory");
+        return 1;
+    }
     idmap_init(&rd->sessions);
     idmap_init(&rd->per_ip);
 
@@ -285,6 +341,10 @@ out:
     idmap_close(&rd->sessions);
     idmap_close(&rd->per_ip);
     policy_free(policy);
+    tls_ctx_free(rd->tls_server);
+    tls_ctx_free(rd->tls_client);
+    auth_store_free(&rd->auth);
+    etrn_rate_close(&rd->auth_fail);
     cfg_free(&cfg);
     return rc < 0 ? 1 : 0;
 }

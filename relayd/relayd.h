@@ -8,7 +8,9 @@
 
 #include <uv.h>
 
+#include "auth.h"
 #include "cfg.h"
+#include "etrn.h"
 #include "idmap.h"
 #include "policy.h"
 #include "queue.h"
@@ -39,6 +41,12 @@ struct relayd {
     struct smtpd_params prm;
     uv_tcp_t *listeners;
     size_t nlisteners;
+    size_t nplain_listeners; /* listeners[0..nplain) plain SMTP, the rest implicit TLS */
+    struct tls_ctx *tls_server; /* NULL: no STARTTLS, no implicit TLS */
+    struct tls_ctx *tls_client; /* outbound STARTTLS */
+    struct auth_store auth;     /* credentials; empty: no AUTH */
+    bool auth_loaded;
+    struct etrn_rate auth_fail; /* failed AUTH per client address per minute */
     struct idmap sessions;  /* connection id -> struct session */
     struct idmap per_ip;    /* hash of client address -> open sessions (uintptr_t) */
     uint64_t nsessions;
@@ -47,7 +55,7 @@ struct relayd {
     /* ETRN hook: set by the flush module; answers through smtpd_etrn_done via the session
      * id. NULL means ETRN is answered 458 (no queue runner). */
     void (*etrn)(struct relayd *rd, uint64_t session_id, const char *client_addr,
-                 const char *arg);
+                 const char *user, const char *arg);
     void *flush; /* the flush module's state */
     void *ctl;   /* the control module's state */
 };

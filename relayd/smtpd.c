@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "addr.h"
+#include "auth.h"
 #include "hf_err.h"
 #include "log.h"
 #include "smtp_reply.h"
@@ -75,7 +76,7 @@ static void smtpd_reply(struct smtpd *s, int code, const char *enh, const char *
 void smtpd_out_reset(struct smtpd *s)
 {
     s->out.len = 0;
-    s->out.act &= ~(SMTPD_ACT_COMMIT | SMTPD_ACT_ETRN);
+    s->out.act = 0; /* every action is taken once, by the glue, before this */
     if (s->out.cap > 4096) {
         free(s->out.buf);
         s->out.buf = NULL;
@@ -308,6 +309,13 @@ static int smtpd_check_rcpt(struct smtpd *s, const struct smtp_cmd *c)
         return -EINVAL;
     }
     enum policy_verdict verdict = policy_check_rcpt(s->policy, &mb, NULL);
+    /* Submission: an authenticated client may relay anywhere when the config allows it
+     * (never through %-hacks or bang paths, which stay refused). */
+    if (verdict == POLICY_RELAY_DENIED && s->user && s->prm->submission) {
+        log_info("c=%llu relay to=<%s> authenticated user=%s", (unsigned long long)s->id,
+                 c->path, s->user);
+        return 0;
+    }
     if (verdict != POLICY_OK)
         s->rej_rcpt++;
     switch (verdict) {
@@ -533,6 +541,174 @@ void smtpd_tls_ready(struct smtpd *s, int status, const char *info)
     smtpd_enter(s, SMTPD_ST_GREET);
 }
 
+/* ---- AUTH (RFC 4954), offered only over TLS ------------------------------------------- */
+
+static int smtpd_check_auth(struct smtpd *s, const struct smtp_cmd *c)
+{
+    if (!s->prm->auth_available) {
+        smtpd_reply(s, 502, "5.5.1", "AUTH not available");
+        return -EPERM;
+    }
+    if (!s->tls) {
+        /* RFC 4954 4: no mechanism that sends passwords in clear without TLS. */
+        smtpd_reply(s, 538, "5.7.11", "Encryption required for requested authentication mechanism");
+        return -EPERM;
+    }
+    if (s->st == SMTPD_ST_GREET) {
+        smtpd_reply(s, 503, "5.5.1", "Send EHLO first");
+        return -EPROTO;
+    }
+    if (s->user) {
+        smtpd_reply(s, 503, "5.5.1", "Already authenticated");
+        return -EPROTO;
+    }
+    if (s->st != SMTPD_ST_READY) {
+        smtpd_reply(s, 503, "5.5.1", "AUTH not allowed inside a mail transaction");
+        return -EPROTO;
+    }
+    char mech[32];
+    size_t ml = strcspn(c->arg, " ");
+    if (ml == 0 || ml >= sizeof(mech)) {
+        smtpd_reply(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+        return -EINVAL;
+    }
+    memcpy(mech, c->arg, ml);
+    mech[ml] = '\0';
+    if (strcasecmp(mech, "PLAIN") != 0 && strcasecmp(mech, "LOGIN") != 0) {
+        smtpd_reply(s, 504, "5.5.4", "Unrecognized authentication type (PLAIN and LOGIN offered)");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Hands decoded credentials to the glue, which checks them off the loop. */
+static void smtpd_auth_submit(struct smtpd *s, const char *user, const char *pass)
+{
+    free(s->out.auth_user);
+    free(s->out.auth_pass);
+    s->out.auth_user = strdup(user);
+    s->out.auth_pass = strdup(pass);
+    if (!s->out.auth_user || !s->out.auth_pass) {
+        smtpd_reply(s, 454, "4.7.0", "Temporary authentication failure");
+        smtpd_enter(s, SMTPD_ST_READY);
+        return;
+    }
+    s->out.act |= SMTPD_ACT_AUTH;
+    smtpd_enter(s, SMTPD_ST_WAIT);
+}
+
+static void smtpd_auth_decode_error(struct smtpd *s, int rc)
+{
+    if (rc == -ECANCELED)
+        smtpd_reply(s, 501, "5.0.0", "Authentication cancelled");
+    else if (rc == HF_ETOOBIG)
+        smtpd_reply(s, 500, "5.5.6", "Authentication exchange line is too long");
+    else
+        smtpd_reply(s, 501, "5.5.2", "Cannot decode the response (base64, RFC 4954 4)");
+    free(s->auth_login);
+    s->auth_login = NULL;
+    s->auth_mech = 0;
+    smtpd_enter(s, SMTPD_ST_READY);
+    smtpd_bad(s);
+}
+
+static void smtpd_auth_plain(struct smtpd *s, const char *b64, size_t len)
+{
+    struct auth_plain ap;
+    int rc = (len == 1 && b64[0] == '=') ? HF_ESYNTAX : auth_plain_decode(b64, len, &ap);
+    if (rc < 0) {
+        smtpd_auth_decode_error(s, rc);
+        return;
+    }
+    if (ap.authzid[0] && strcmp(ap.authzid, ap.authcid) != 0) {
+        auth_wipe(&ap, sizeof(ap));
+        smtpd_reply(s, 535, "5.7.8", "Authentication credentials invalid");
+        smtpd_enter(s, SMTPD_ST_READY);
+        return;
+    }
+    s->auth_mech = 0;
+    smtpd_auth_submit(s, ap.authcid, ap.passwd);
+    auth_wipe(&ap, sizeof(ap));
+}
+
+static void smtpd_apply_auth(struct smtpd *s, const struct smtp_cmd *c)
+{
+    const char *ir = c->arg + strcspn(c->arg, " ");
+    while (*ir == ' ')
+        ir++;
+    if (strncasecmp(c->arg, "PLAIN", 5) == 0) {
+        if (*ir) {
+            smtpd_auth_plain(s, ir, strlen(ir));
+            return;
+        }
+        s->auth_mech = 1;
+        smtpd_reply(s, 334, NULL, "%s", "");
+        /* smtpd_reply adds "334 " with an empty text: exactly what RFC 4954 wants. */
+        smtpd_enter(s, SMTPD_ST_AUTH);
+        return;
+    }
+    s->auth_mech = 2;
+    free(s->auth_login);
+    s->auth_login = NULL;
+    if (*ir) {
+        char user[AUTH_FIELD_MAX + 1];
+        int rc = auth_login_decode(ir, strlen(ir), user, sizeof(user));
+        if (rc < 0) {
+            smtpd_auth_decode_error(s, rc);
+            return;
+        }
+        s->auth_login = strdup(user);
+        smtpd_reply(s, 334, NULL, "%s", AUTH_LOGIN_PASS_PROMPT);
+    } else {
+        smtpd_reply(s, 334, NULL, "%s", AUTH_LOGIN_USER_PROMPT);
+    }
+    smtpd_enter(s, SMTPD_ST_AUTH);
+}
+
+/* A line of the SASL exchange (after 334). */
+static void smtpd_auth_line(struct smtpd *s, const char *line, size_t len)
+{
+    if (s->auth_mech == 1) {
+        smtpd_auth_plain(s, line, len);
+        return;
+    }
+    char buf[AUTH_FIELD_MAX + 1];
+    int rc = auth_login_decode(line, len, buf, sizeof(buf));
+    if (rc < 0) {
+        smtpd_auth_decode_error(s, rc);
+        return;
+    }
+    if (!s->auth_login) {
+        s->auth_login = strdup(buf);
+        smtpd_reply(s, 334, NULL, "%s", AUTH_LOGIN_PASS_PROMPT);
+        return;
+    }
+    s->auth_mech = 0;
+    char *user = s->auth_login;
+    s->auth_login = NULL;
+    smtpd_auth_submit(s, user, buf);
+    auth_wipe(buf, sizeof(buf));
+    free(user);
+}
+
+void smtpd_auth_done(struct smtpd *s, bool ok, bool temp_fail, const char *user)
+{
+    if (s->st != SMTPD_ST_WAIT)
+        return;
+    if (ok) {
+        free(s->user);
+        s->user = strdup(user);
+        smtpd_reply(s, 235, "2.7.0", "Authentication successful");
+    } else if (temp_fail) {
+        smtpd_reply(s, 454, "4.7.0", "Temporary authentication failure, try again later");
+    } else {
+        smtpd_reply(s, 535, "5.7.8", "Authentication credentials invalid");
+        smtpd_bad(s);
+    }
+    if (s->st != SMTPD_ST_CLOSED)
+        smtpd_enter(s, SMTPD_ST_READY);
+}
+
 static int smtpd_check_etrn(struct smtpd *s, const struct smtp_cmd *c)
 {
     if (!s->prm->etrn) {
@@ -578,7 +754,7 @@ static const struct smtpd_verb smtpd_verbs[] = {
     {SMTP_V_ATRN, ST_SESSION, NULL, smtpd_apply_refused},
     {SMTP_V_BDAT, ST_SESSION, NULL, smtpd_apply_refused},
     {SMTP_V_STARTTLS, ST_SESSION, smtpd_check_starttls, smtpd_apply_starttls},
-    {SMTP_V_AUTH, ST_SESSION, NULL, smtpd_apply_refused},
+    {SMTP_V_AUTH, ST_SESSION, smtpd_check_auth, smtpd_apply_auth},
 };
 
 static void smtpd_command(struct smtpd *s, const char *line, size_t len)
@@ -747,6 +923,14 @@ void smtpd_etrn_done(struct smtpd *s, int code, const char *enh, const char *tex
 /* Handles one complete line (CR LF removed) or reports a framing error. */
 static void smtpd_line(struct smtpd *s, const char *line, size_t len, int err)
 {
+    if (s->st == SMTPD_ST_AUTH) {
+        if (err) {
+            smtpd_auth_decode_error(s, err == HF_ELONGLINE ? HF_ETOOBIG : HF_ESYNTAX);
+            return;
+        }
+        smtpd_auth_line(s, line, len);
+        return;
+    }
     if (err) {
         smtpd_reply(s, 500, "5.5.2", "%s",
                     err == HF_ELONGLINE ? "Line too long" : "Bare CR or LF in command line");

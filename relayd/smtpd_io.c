@@ -12,6 +12,7 @@
 #include "conn.h"
 #include "hf_err.h"
 #include "log.h"
+#include "tls.h"
 
 struct session {
     struct relayd *rd;
@@ -21,6 +22,7 @@ struct session {
     struct smtpd sm;
     char *pending; /* input received while the session waited */
     size_t pending_len;
+    bool implicit_tls; /* accepted on a listen_tls port */
 };
 
 static uint64_t smtpd_io_ip_key(const char *addr)
@@ -64,7 +66,13 @@ static int smtpd_io_received(const struct session *se, const struct smtpd_msg *m
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-    const char *proto = m->smtputf8 ? "UTF8SMTP" : se->sm.esmtp ? "ESMTP" : "SMTP";
+    /* RFC 3848 / RFC 6531 protocol names: S for TLS, A for AUTH. */
+    char proto[16];
+    snprintf(proto, sizeof(proto), "%s%s%s", m->smtputf8 ? "UTF8SMTP" : se->sm.esmtp ? "ESMTP" : "SMTP",
+             se->sm.tls ? "S" : "", se->sm.user ? "A" : "");
+    char tlsc[128] = "";
+    if (se->sm.tls && se->sm.tls_info[0])
+        snprintf(tlsc, sizeof(tlsc), "\r\n\t(using %s)", se->sm.tls_info);
     char helo[300];
     /* The HELO name is client-supplied: keep it printable so it cannot break the header. */
     snprintf(helo, sizeof(helo), "%s", se->sm.helo ? se->sm.helo : "unknown");
@@ -74,14 +82,14 @@ static int smtpd_io_received(const struct session *se, const struct smtpd_msg *m
     int n;
     if (m->nrcpt == 1)
         n = snprintf(buf, sz,
-                     "Received: from %s ([%s])\r\n\tby %s (holdfast) with %s id %s\r\n"
+                     "Received: from %s ([%s])%s\r\n\tby %s (holdfast) with %s id %s\r\n"
                      "\tfor <%s>; %s\r\n",
-                     helo, se->sm.client_addr, se->rd->prm.hostname, proto, qid, m->rcpts[0].addr,
-                     date);
+                     helo, se->sm.client_addr, tlsc, se->rd->prm.hostname, proto, qid,
+                     m->rcpts[0].addr, date);
     else
         n = snprintf(buf, sz,
-                     "Received: from %s ([%s])\r\n\tby %s (holdfast) with %s id %s;\r\n\t%s\r\n",
-                     helo, se->sm.client_addr, se->rd->prm.hostname, proto, qid, date);
+                     "Received: from %s ([%s])%s\r\n\tby %s (holdfast) with %s id %s;\r\n\t%s\r\n",
+                     helo, se->sm.client_addr, tlsc, se->rd->prm.hostname, proto, qid, date);
     return (n < 0 || (size_t)n >= sz) ? -ENOSPC : n;
 }
 
@@ -199,10 +207,174 @@ fail:
     smtpd_io_flush_out(se);
 }
 
+/* ---- TLS and AUTH ----------------------------------------------------------------------- */
+
+static void smtpd_io_tls_ready(struct conn *c, int status)
+{
+    struct session *se = conn_data(c);
+    struct tls_conn *t = conn_tls(c);
+    char info[96] = "";
+    if (status == 0 && t)
+        snprintf(info, sizeof(info), "%s with cipher %s", tls_version(t), tls_cipher(t));
+    if (status == 0)
+        log_info("c=%llu tls established %s client=[%s]%s", (unsigned long long)se->id, info,
+                 se->sm.client_addr, se->implicit_tls ? " implicit=yes" : "");
+    else
+        log_info("c=%llu tls handshake failed client=[%s] err=%s", (unsigned long long)se->id,
+                 se->sm.client_addr, hf_errname(status));
+    if (se->implicit_tls) {
+        /* The session began in TLS: the greeting is already queued behind the handshake. */
+        if (status < 0) {
+            conn_close(c, true);
+            return;
+        }
+        snprintf(se->sm.tls_info, sizeof(se->sm.tls_info), "%s", info);
+        return;
+    }
+    smtpd_tls_ready(&se->sm, status, info);
+    smtpd_io_flush_out(se);
+    if (status < 0) {
+        conn_close(c, true);
+        return;
+    }
+    smtpd_io_resume(se);
+}
+
+static void smtpd_io_starttls(struct session *se)
+{
+    struct tls_conn *t = NULL;
+    int rc = tls_conn_new(se->rd->tls_server, true, NULL, TLS_VERIFY_NONE, &t);
+    if (rc == 0) {
+        char id[32];
+        snprintf(id, sizeof(id), "c=%llu", (unsigned long long)se->id);
+        tls_conn_set_log_id(t, id);
+        rc = conn_start_tls(se->conn, t, smtpd_io_tls_ready);
+    }
+    if (rc < 0) {
+        log_warn("c=%llu cannot start TLS err=%s", (unsigned long long)se->id, hf_errname(rc));
+        conn_close(se->conn, false);
+        return;
+    }
+    /* Keep reading: the handshake's records arrive through the same stream. */
+    conn_read_start(se->conn);
+    conn_set_timeout(se->conn, se->rd->cfg->timeout_command * 1000);
+}
+
+struct auth_job {
+    uv_work_t req;
+    struct relayd *rd;
+    uint64_t session_id;
+    char client[64];
+    char *user;
+    char *pass;
+    int rc;
+};
+
+static void smtpd_io_auth_work(uv_work_t *req)
+{
+    struct auth_job *j = req->data;
+    /* scrypt takes ~0.1 s and 32 MiB: off the loop, in libuv's thread pool. */
+    j->rc = auth_verify(&j->rd->auth, j->user, j->pass, NULL);
+    auth_wipe(j->pass, strlen(j->pass));
+}
+
+static void smtpd_io_auth_done(uv_work_t *req, int status)
+{
+    struct auth_job *j = req->data;
+    struct relayd *rd = j->rd;
+    int rc = status < 0 ? status : j->rc;
+    char u[300];
+    log_safe(j->user, u, sizeof(u));
+    if (rc == 0)
+        log_info("c=%llu auth ok user=%s client=[%s]", (unsigned long long)j->session_id, u,
+                 j->client);
+    else
+        log_warn("c=%llu auth failed user=%s client=[%s] err=%s", (unsigned long long)j->session_id,
+                 u, j->client, hf_errname(rc));
+    if (rc == -EACCES) /* count failures only; a success does not refill the bucket */
+        etrn_rate_take(&rd->auth_fail, etrn_hash(j->client), (int64_t)time(NULL),
+                       (uint32_t)rd->cfg->auth_fail_limit);
+    struct session *se = idmap_get(&rd->sessions, j->session_id);
+    if (se) {
+        smtpd_auth_done(&se->sm, rc == 0, rc != 0 && rc != -EACCES, j->user);
+        smtpd_io_flush_out(se);
+        smtpd_io_resume(se);
+    }
+    free(j->user);
+    free(j->pass);
+    free(j);
+}
+
+/* Probes the per-client failure budget without spending it. */
+static bool smtpd_io_auth_allowed(struct relayd *rd, const char *client)
+{
+    struct etrn_rate *r = &rd->auth_fail;
+    if (!r->cap)
+        return true;
+    uint64_t key = etrn_hash(client);
+    size_t i = (size_t)(key * 0x9e3779b97f4a7c15ULL >> 32) & (r->cap - 1);
+    int64_t win = (int64_t)time(NULL) / 60;
+    return !(r->keys[i] == key && r->window[i] == win && r->count[i] >= rd->cfg->auth_fail_limit);
+}
+
+static void smtpd_io_auth(struct session *se)
+{
+    struct relayd *rd = se->rd;
+    char *user = se->sm.out.auth_user, *pass = se->sm.out.auth_pass;
+    se->sm.out.auth_user = se->sm.out.auth_pass = NULL;
+    if (!smtpd_io_auth_allowed(rd, se->sm.client_addr)) {
+        log_warn("c=%llu auth refused client=[%s] reason=too_many_failures limit=%llu/min",
+                 (unsigned long long)se->id, se->sm.client_addr,
+                 (unsigned long long)rd->cfg->auth_fail_limit);
+        if (pass)
+            auth_wipe(pass, strlen(pass));
+        free(user);
+        free(pass);
+        smtpd_auth_done(&se->sm, false, true, NULL);
+        smtpd_io_flush_out(se);
+        return;
+    }
+    struct auth_job *j = calloc(1, sizeof(*j));
+    if (!j || !user || !pass) {
+        free(j);
+        free(user);
+        free(pass);
+        smtpd_auth_done(&se->sm, false, true, NULL);
+        smtpd_io_flush_out(se);
+        return;
+    }
+    j->req.data = j;
+    j->rd = rd;
+    j->session_id = se->id;
+    snprintf(j->client, sizeof(j->client), "%s", se->sm.client_addr);
+    j->user = user;
+    j->pass = pass;
+    int rc = uv_queue_work(rd->loop, &j->req, smtpd_io_auth_work, smtpd_io_auth_done);
+    if (rc < 0) {
+        auth_wipe(pass, strlen(pass));
+        free(user);
+        free(pass);
+        free(j);
+        smtpd_auth_done(&se->sm, false, true, NULL);
+        smtpd_io_flush_out(se);
+    }
+}
+
 /* Feeds data to the dialogue until it has to wait; keeps what it did not take. */
 static void smtpd_io_process(struct session *se, const char *data, size_t len)
 {
     size_t used = smtpd_input(&se->sm, data, len);
+    if (se->sm.out.act & SMTPD_ACT_STARTTLS) {
+        /* RFC 3207 5: everything after STARTTLS in this read is plaintext injection; it is
+         * dropped, never kept for after the handshake. */
+        if (used < len)
+            log_info("c=%llu discarded %zu octets sent after STARTTLS client=[%s]",
+                     (unsigned long long)se->id, len - used, se->sm.client_addr);
+        used = len;
+        free(se->pending);
+        se->pending = NULL;
+        se->pending_len = 0;
+    }
     se->rd->stats.rejected_rcpt += se->sm.rej_rcpt;
     se->rd->stats.rejected_data += se->sm.rej_data;
     se->sm.rej_rcpt = se->sm.rej_data = 0;
@@ -225,11 +397,15 @@ static void smtpd_io_process(struct session *se, const char *data, size_t len)
     if (conn_is_closing(se->conn))
         return;
     smtpd_io_arm_timer(se);
+    if (act & SMTPD_ACT_STARTTLS)
+        smtpd_io_starttls(se);
+    if (act & SMTPD_ACT_AUTH)
+        smtpd_io_auth(se);
     if (act & SMTPD_ACT_COMMIT)
         smtpd_io_commit(se);
     if (act & SMTPD_ACT_ETRN) {
         if (se->rd->etrn)
-            se->rd->etrn(se->rd, se->id, se->sm.client_addr, etrn_arg);
+            se->rd->etrn(se->rd, se->id, se->sm.client_addr, se->sm.user, etrn_arg);
         else
             smtpd_io_etrn_done(se->rd, se->id, 458, NULL, "Unable to queue messages now");
     }
@@ -310,7 +486,7 @@ static const struct conn_ops smtpd_io_ops = {
     .on_close = smtpd_io_on_close,
 };
 
-static void smtpd_io_on_connection(uv_stream_t *server, int status)
+static void smtpd_io_accept(uv_stream_t *server, int status, bool implicit_tls)
 {
     struct relayd *rd = server->data;
     if (status < 0) {
@@ -328,7 +504,16 @@ static void smtpd_io_on_connection(uv_stream_t *server, int status)
     }
     se->rd = rd;
     struct conn *c;
-    int rc = conn_accept(server, &smtpd_io_ops, se, &c);
+    int rc;
+    if (implicit_tls) {
+        struct tls_conn *t = NULL;
+        rc = tls_conn_new(rd->tls_server, true, NULL, TLS_VERIFY_NONE, &t);
+        if (rc == 0)
+            rc = conn_accept_tls(server, &smtpd_io_ops, se, t, smtpd_io_tls_ready, &c);
+        se->implicit_tls = true;
+    } else {
+        rc = conn_accept(server, &smtpd_io_ops, se, &c);
+    }
     if (rc < 0) {
         log_warn("accept failed err=%s", hf_errname(rc));
         free(se);
@@ -340,6 +525,7 @@ static void smtpd_io_on_connection(uv_stream_t *server, int status)
     rd->nsessions++;
     idmap_put(&rd->sessions, se->id, se);
     smtpd_init(&se->sm, &rd->prm, rd->policy, se->id, conn_peer_addr(c));
+    se->sm.tls = implicit_tls; /* RFC 8314: TLS from the first octet */
     log_debug("c=%llu connect client=[%s]:%d", (unsigned long long)se->id, conn_peer_addr(c),
               conn_peer_port(c));
     uint64_t key = smtpd_io_ip_key(conn_peer_addr(c));
@@ -372,15 +558,37 @@ static void smtpd_io_on_connection(uv_stream_t *server, int status)
     }
 }
 
+static void smtpd_io_on_connection(uv_stream_t *server, int status)
+{
+    smtpd_io_accept(server, status, false);
+}
+
+static void smtpd_io_on_tls_connection(uv_stream_t *server, int status)
+{
+    smtpd_io_accept(server, status, true);
+}
+
+static size_t smtpd_io_count_words(const char *s)
+{
+    size_t n = 0;
+    for (const char *p = s; p && *p; p++)
+        if (*p != ' ' && (p == s || p[-1] == ' '))
+            n++;
+    return n;
+}
+
 int smtpd_io_listen(struct relayd *rd)
 {
-    char buf[1024];
-    snprintf(buf, sizeof(buf), "%s", rd->cfg->listen ? rd->cfg->listen : "");
-    size_t n = 0;
-    for (char *p = buf; *p; p++)
-        if (*p != ' ' && (p == buf || p[-1] == ' '))
-            n++;
-    if (n == 0) {
+    char buf[2048];
+    const char *tls_list = rd->cfg->listen_tls ? rd->cfg->listen_tls : "";
+    if (*tls_list && !rd->tls_server) {
+        log_err("listen_tls needs tls_cert and tls_key");
+        return HF_ECONFIG;
+    }
+    snprintf(buf, sizeof(buf), "%s %s", rd->cfg->listen ? rd->cfg->listen : "", tls_list);
+    size_t n = smtpd_io_count_words(buf);
+    rd->nplain_listeners = smtpd_io_count_words(rd->cfg->listen);
+    if (rd->nplain_listeners == 0) {
         log_err("no listen address configured");
         return HF_ECONFIG;
     }
@@ -389,6 +597,7 @@ int smtpd_io_listen(struct relayd *rd)
         return -ENOMEM;
     char *save = NULL;
     for (char *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+        bool implicit = rd->nlisteners >= rd->nplain_listeners;
         struct sockaddr_storage ss;
         if (conn_parse_hostport(w, 25, &ss) < 0) {
             log_err("listen: '%s' is not an address:port", w);
@@ -400,12 +609,13 @@ int smtpd_io_listen(struct relayd *rd)
         rd->nlisteners++;
         int rc = uv_tcp_bind(t, (struct sockaddr *)&ss, 0);
         if (rc == 0)
-            rc = uv_listen((uv_stream_t *)t, 511, smtpd_io_on_connection);
+            rc = uv_listen((uv_stream_t *)t, 511,
+                           implicit ? smtpd_io_on_tls_connection : smtpd_io_on_connection);
         if (rc < 0) {
             log_err("listen on %s failed err=%s (%s)", w, hf_errname(rc), uv_strerror(rc));
             return rc;
         }
-        log_info("listening on %s", w);
+        log_info("listening on %s%s", w, implicit ? " (implicit TLS)" : "");
     }
     return 0;
 }

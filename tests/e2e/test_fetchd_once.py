@@ -76,7 +76,7 @@ class OnceTest(FetchdCase):
         rc, text = f.run("--once")
         self.assertEqual(rc, 0, text)
         self.assertRegex(text, REPLY_RE % (r.port, "fetch\\.test", "253") +
-                         r'text="OK, 1 pending message for node fetch\.test started" verdict=done')
+                         r'text="2.0.0 OK, 1 pending message for node fetch\.test started" verdict=done')
         msgs = self.sink.wait_messages(1)
         self.assertEqual(msgs[0][1], ["bob@fetch.test"])
         self.assertIn(b"Subject: held", msgs[0][2])
@@ -238,8 +238,8 @@ class DaemonTest(FetchdCase):
         pid_file = os.path.join(f.dir, "fetchd.pid")
         f.globals["pid_file"] = pid_file
         f.write_config()
-        rc, _ = f.run(seconds=20)  # daemonizes: the parent exits 0 at once
-        self.assertEqual(rc, 0)
+        f.start("-d")  # no -f: daemonizes, and the parent exits 0 at once
+        self.assertEqual(f.wait_exit(20), 0, f.log_text())
         wait_until(lambda: os.path.exists(pid_file) and open(pid_file).read().strip(), 20,
                    "the pid file")
         pid = int(open(pid_file).read())
@@ -250,9 +250,11 @@ class DaemonTest(FetchdCase):
             g.log_path = os.path.join(f.dir, "second.log")
             g.conf_path = os.path.join(f.dir, "second.conf")
             g.write_config()
-            g.run(seconds=20)
-            wait_until(lambda: "already running" in g.log_text() or
-                       "already running" in f.log_text(), 20, "the second daemon's refusal")
+            g.start("-d")
+            self.assertEqual(g.wait_exit(20), 0, g.log_text())
+            g.stop()
+            wait_until(lambda: "already running" in g.log_text(), 20,
+                       "the second daemon's refusal")
             os.kill(pid, signal.SIGUSR1)
             wait_until(lambda: len(re.findall("etrn arg=fetch.test", r.log_text())) >= 2, 20,
                        "the ETRN after SIGUSR1")

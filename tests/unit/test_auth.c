@@ -33,25 +33,25 @@ static int parse(const char *text, struct auth_store *s, struct cfg_errors *e)
 static void test_file_good_and_bad(void **state)
 {
     (void)state;
-    static const char text[] = "# users of the relay\n"                      /* 1 */
-                               "\n"                                          /* 2 */
-                               "alice:" KAT ":branch.test, Backup.TEST\n"    /* 3 */
-                               "bob:" KAT "\n"                               /* 4 */
-                               "ops:" KAT ":*\n"                             /* 5 */
-                               "   carol:" KAT ":   \n"                      /* 6 */
-                               "nohash\n"                                    /* 7 */
-                               ":" KAT "\n"                                  /* 8 */
-                               "dave:$2y$10$abcdefghijklmnopqrstuv\n"        /* 9 */
+    static const char text[] = "# users of the relay\n"                   /* 1 */
+                               "\n"                                       /* 2 */
+                               "alice:" KAT ":branch.test, Backup.TEST\n" /* 3 */
+                               "bob:" KAT "\n"                            /* 4 */
+                               "ops:" KAT ":*\n"                          /* 5 */
+                               "   carol:" KAT ":   \n"                   /* 6 */
+                               "nohash\n"                                 /* 7 */
+                               ":" KAT "\n"                               /* 8 */
+                               "dave:$2y$10$abcdefghijklmnopqrstuv\n"     /* 9 */
                                "erin:$scrypt$ln=30,r=8,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA\n"
-                               "frank:" KAT ":bad..domain\n"                 /* 11 */
-                               "alice:" KAT "\n"                             /* 12 */
-                               "gina:" KAT ":a.test:b\n"                     /* 13 */
-                               "hank:" KAT ":*,a.test\n"                     /* 14 */
+                               "frank:" KAT ":bad..domain\n" /* 11 */
+                               "alice:" KAT "\n"             /* 12 */
+                               "gina:" KAT ":a.test:b\n"     /* 13 */
+                               "hank:" KAT ":*,a.test\n"     /* 14 */
                                "ivan:$scrypt$ln=14,r=8,p=1$U29k!XVtQ2hsb3JpZGU$cCO9yzr9c0hG\n"
-                               "jo e:" KAT "\n"                              /* 16 */
-                               "kim:" KAT ":a.test,,b.test\r\n"              /* 17 */
+                               "jo e:" KAT "\n"                 /* 16 */
+                               "kim:" KAT ":a.test,,b.test\r\n" /* 17 */
                                "lou:$scrypt$ln=14,r=8,p=1$U29kaXVtQ2hsb3JpZGV$" KAT_KEY "\n"
-                               "last:" KAT "";                               /* 19 */
+                               "last:" KAT ""; /* 19 */
     static const struct {
         int line;
         const char *msg;
@@ -170,7 +170,7 @@ static void test_hash_and_verify(void **state)
     assert_int_equal(auth_hash_password("correct horse", h2, sizeof(h2)), 0);
     assert_int_equal(strncmp(h1, "$scrypt$ln=15,r=8,p=1$", 22), 0);
     assert_int_equal(strlen(h1), 22 + 22 + 1 + 43); /* 16-octet salt, 32-octet key */
-    assert_string_not_equal(h1, h2);                 /* fresh salt each time */
+    assert_string_not_equal(h1, h2);                /* fresh salt each time */
 
     char text[512];
     snprintf(text, sizeof(text), "bob:%s:branch.test\nann:%s\n", h1, h2);
@@ -285,16 +285,13 @@ static void test_login_decode(void **state)
         int rc;
         const char *out;
     } cases[] = {
-        {"YWxpY2U=", 0, "alice"},
-        {"VXNlcm5hbWU6", 0, "Username:"},
-        {"*", -ECANCELED, NULL},
-        {"", HF_ESYNTAX, NULL},
-        {"=", HF_ESYNTAX, NULL},
-        {"YWxpY2U", HF_ESYNTAX, NULL},     /* padding missing */
-        {"YWxp Y2U=", HF_ESYNTAX, NULL},   /* space */
-        {"YWwAaWNl", HF_ESYNTAX, NULL},    /* "al\0ice" */
-        {"AGFsaWNl", HF_ESYNTAX, NULL},    /* "\0alice" */
-        {"YWxpY2V=", HF_ESYNTAX, NULL},    /* stray bits */
+        {"YWxpY2U=", 0, "alice"},        {"VXNlcm5hbWU6", 0, "Username:"},
+        {"*", -ECANCELED, NULL},         {"", HF_ESYNTAX, NULL},
+        {"=", HF_ESYNTAX, NULL},         {"YWxpY2U", HF_ESYNTAX, NULL}, /* padding missing */
+        {"YWxp Y2U=", HF_ESYNTAX, NULL},                                /* space */
+        {"YWwAaWNl", HF_ESYNTAX, NULL},                                 /* "al\0ice" */
+        {"AGFsaWNl", HF_ESYNTAX, NULL},                                 /* "\0alice" */
+        {"YWxpY2V=", HF_ESYNTAX, NULL},                                 /* stray bits */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char out[AUTH_FIELD_MAX + 1];

@@ -49,11 +49,11 @@ static int teardown(void **state)
 }
 
 enum mode {
-    MODE_STARTTLS,        /* plain greeting, STARTTLS, then EHLO over TLS */
-    MODE_INJECT_SAME,     /* STARTTLS and a pipelined EHLO in one write */
-    MODE_INJECT_LATE,     /* plaintext EHLO sent after the server switched to TLS */
-    MODE_IMPLICIT,        /* TLS from the first octet */
-    MODE_WRONG_HOST,      /* the client verifies another name: the handshake fails */
+    MODE_STARTTLS,          /* plain greeting, STARTTLS, then EHLO over TLS */
+    MODE_INJECT_SAME,       /* STARTTLS and a pipelined EHLO in one write */
+    MODE_INJECT_LATE,       /* plaintext EHLO sent after the server switched to TLS */
+    MODE_IMPLICIT,          /* TLS from the first octet */
+    MODE_WRONG_HOST,        /* the client verifies another name: the handshake fails */
     MODE_PLAIN_TO_IMPLICIT, /* a plaintext client talks to the TLS listener */
 };
 
@@ -327,8 +327,9 @@ static void test_starttls(void **state)
     assert_int_equal(T.srv.lines, NLINES);
     assert_string_equal(T.srv.log, "STARTTLS|T:EHLO client.test|T:COUNT|T:QUIT|");
     char want[128];
-    snprintf(want, sizeof(want), "220 hello|220 go ahead|T:250 hello client.test|T:250 count %d|"
-                                 "T:221 bye|",
+    snprintf(want, sizeof(want),
+             "220 hello|220 go ahead|T:250 hello client.test|T:250 count %d|"
+             "T:221 bye|",
              NLINES);
     assert_string_equal(T.cli.log, want);
     assert_int_equal(T.cli.eof, UV_EOF); /* the server's close_notify, then TCP EOF */
@@ -391,9 +392,9 @@ static void test_plain_to_implicit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_starttls),         cmocka_unit_test(test_injection_same_read),
-        cmocka_unit_test(test_injection_late),  cmocka_unit_test(test_implicit),
-        cmocka_unit_test(test_wrong_host),       cmocka_unit_test(test_plain_to_implicit),
+        cmocka_unit_test(test_starttls),       cmocka_unit_test(test_injection_same_read),
+        cmocka_unit_test(test_injection_late), cmocka_unit_test(test_implicit),
+        cmocka_unit_test(test_wrong_host),     cmocka_unit_test(test_plain_to_implicit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

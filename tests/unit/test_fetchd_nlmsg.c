@@ -166,6 +166,7 @@ static void test_loopback_ignored(void **state)
     newlink(&d, RTM_NEWLINK, 1, IFF_UP | IFF_RUNNING | IFF_LOOPBACK, "lo");
     newaddr(&d, AF_INET, 1, RT_SCOPE_HOST, "lo");  /* 127.0.0.1/8 */
     newaddr(&d, AF_INET6, 1, RT_SCOPE_HOST, NULL); /* ::1 */
+    newaddr(&d, AF_INET6, 1, RT_SCOPE_NOWHERE, NULL);
     newlink(&d, RTM_DELLINK, 1, IFF_LOOPBACK, "lo");
     assert_int_equal(decode(&d, &g), 0);
     assert_int_equal(g.n, 0);
@@ -177,7 +178,8 @@ static void test_addresses(void **state)
     struct dgram d = {0};
     struct got g;
     newaddr(&d, AF_INET, 4, RT_SCOPE_UNIVERSE, "ppp0");
-    newaddr(&d, AF_INET6, 4, RT_SCOPE_LINK, NULL); /* fe80:: after the link came up */
+    newaddr(&d, AF_INET6, 4, RT_SCOPE_LINK, NULL); /* fe80:: after DAD: reaches no relay */
+    newaddr(&d, AF_INET6, 4, RT_SCOPE_UNIVERSE, NULL);
     assert_int_equal(decode(&d, &g), 2);
     assert_int_equal(g.ev[0].kind, NLMSG_EV_ADDR_ADD);
     assert_int_equal(g.ev[0].family, AF_INET);
@@ -240,7 +242,8 @@ static void test_many_in_one_datagram(void **state)
     newlink(&d, RTM_NEWLINK, 6, IFF_UP | IFF_RUNNING | IFF_LOWER_UP, "veth1");
     newroute(&d, RTM_NEWROUTE, AF_INET, 24, RT_TABLE_MAIN, RTN_UNICAST, 6);
     newroute(&d, RTM_NEWROUTE, AF_INET, 0, RT_TABLE_MAIN, RTN_UNICAST, 6);
-    newaddr(&d, AF_INET6, 6, RT_SCOPE_LINK, NULL);
+    newaddr(&d, AF_INET6, 6, RT_SCOPE_LINK, NULL); /* ignored */
+    newaddr(&d, AF_INET, 6, RT_SCOPE_UNIVERSE, "veth1");
     struct nlmsghdr done = {.nlmsg_len = sizeof(done), .nlmsg_type = NLMSG_DONE};
     memcpy(d.b + d.len, &done, sizeof(done));
     d.len += sizeof(done);

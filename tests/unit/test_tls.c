@@ -513,11 +513,16 @@ static void test_dane(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_handshake_and_data), cmocka_unit_test(test_large_transfer),
-        cmocka_unit_test(test_wrong_host),         cmocka_unit_test(test_untrusted_ca),
-        cmocka_unit_test(test_expired),            cmocka_unit_test(test_verify_none),
-        cmocka_unit_test(test_old_client_refused), cmocka_unit_test(test_garbage),
-        cmocka_unit_test(test_reload),             cmocka_unit_test(test_bad_server_files),
+        cmocka_unit_test(test_handshake_and_data),
+        cmocka_unit_test(test_large_transfer),
+        cmocka_unit_test(test_wrong_host),
+        cmocka_unit_test(test_untrusted_ca),
+        cmocka_unit_test(test_expired),
+        cmocka_unit_test(test_verify_none),
+        cmocka_unit_test(test_old_client_refused),
+        cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_bad_server_files),
         cmocka_unit_test(test_dane),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
