@@ -21,6 +21,7 @@
 #include "mx.h"
 #include "retry.h"
 #include "smtpc.h"
+#include "tls.h"
 
 #define FLUSH_ATTEMPTS_MAX 32
 #define FLUSH_WORKERS_MAX  16
@@ -51,7 +52,9 @@ struct flush_worker {
     char line[FLUSH_LINE_MAX];
     size_t line_len;
     bool done;
+    bool tls_switch;              /* STARTTLS accepted: drop the rest of this read */
     char relay[MX_NAME_MAX + 64]; /* host[addr]:port of the current attempt, for logs */
+    char relay_log[MX_NAME_MAX + 200]; /* relay plus how TLS went, for delivery lines */
 };
 
 struct flush_run {
@@ -91,6 +94,8 @@ struct flush {
 };
 
 static void flush_worker_next(struct flush_worker *w);
+static void flush_worker_act(struct flush_worker *w);
+static int flush_worker_starttls(struct flush_worker *w);
 static void flush_run_maybe_finish(struct flush_run *run);
 static void flush_worker_start(struct flush_worker *w);
 
@@ -409,6 +414,79 @@ static void flush_worker_next(struct flush_worker *w)
     }
 }
 
+/* The domain's outbound TLS policy: none, may (default), encrypt, verify, dane. */
+static const char *flush_tls_policy(const struct flush_run *run)
+{
+    const struct cfg_domain *cd = cfg_find_domain(run->fl->rd->cfg, run->domain);
+    return cd && cd->tls ? cd->tls : "may";
+}
+
+static void flush_tls_ready(struct conn *c, int status)
+{
+    struct flush_worker *w = conn_data(c);
+    if (!w || !w->sc_live)
+        return;
+    struct tls_conn *t = conn_tls(c);
+    const char *policy = flush_tls_policy(w->run);
+    if (status == 0 && t) {
+        bool verified = tls_peer_verified(t);
+        snprintf(w->relay_log, sizeof(w->relay_log), "%s tls=%s,%s,%s", w->relay, tls_version(t),
+                 tls_cipher(t), verified ? "verified" : "unverified");
+        log_info("flush domain=%s relay=%s tls established %s %s verify=%s policy=%s",
+                 w->run->domain, w->relay, tls_version(t), tls_cipher(t),
+                 tls_verify_result_text(t), policy);
+        if ((strcmp(policy, "verify") == 0 || strcmp(policy, "dane") == 0) && !verified) {
+            snprintf(w->run->sum.error, sizeof(w->run->sum.error),
+                     "%s: certificate not verified (%s), policy %s", w->relay,
+                     tls_verify_result_text(t), policy);
+            smtpc_on_closed(&w->sc, HF_ETLS);
+            flush_worker_act(w);
+            conn_close(c, true);
+            return;
+        }
+        smtpc_on_tls_ready(&w->sc);
+    } else {
+        const char *why = t ? tls_verify_result_text(t) : "";
+        log_info("flush domain=%s relay=%s tls handshake failed policy=%s%s%s", w->run->domain,
+                 w->relay, policy, why[0] ? " verify=" : "", why);
+        snprintf(w->run->sum.error, sizeof(w->run->sum.error), "%s: TLS handshake failed%s%s",
+                 w->relay, why[0] ? ": " : "", why);
+        smtpc_on_closed(&w->sc, HF_ETLS);
+    }
+    flush_worker_act(w);
+}
+
+/* smtpc saw "220" to STARTTLS: switch the connection to TLS with the domain's checks. */
+static int flush_worker_starttls(struct flush_worker *w)
+{
+    struct flush_run *run = w->run;
+    struct relayd *rd = run->fl->rd;
+    const char *policy = flush_tls_policy(run);
+    const struct mx_attempt *a = &run->attempts[w->attempt];
+    bool check = strcmp(policy, "verify") == 0 || strcmp(policy, "dane") == 0;
+    /* The reference identity is the MX host name from DNS (RFC 7672 3.2.2 / RFC 6125); a
+     * static next hop has none to check. */
+    const char *host = run->static_hop ? NULL : a->host;
+    if (check && !host) {
+        log_warn("flush domain=%s tls=%s cannot be checked on a static next hop (no MX host "
+                 "name to verify); delivery deferred",
+                 run->domain, policy);
+        snprintf(run->sum.error, sizeof(run->sum.error),
+                 "tls = %s needs an MX host name to verify; a static next_hop has none", policy);
+        return HF_ETLS;
+    }
+    struct tls_conn *t = NULL;
+    int rc = tls_conn_new(rd->tls_client, false, host,
+                          check ? TLS_VERIFY_CHAIN_AND_HOST : TLS_VERIFY_NONE, &t);
+    if (rc < 0)
+        return rc;
+    tls_conn_set_log_id(t, run->domain);
+    rc = conn_start_tls(w->conn, t, flush_tls_ready);
+    if (rc == 0)
+        w->tls_switch = true;
+    return rc;
+}
+
 /* Acts on the machine's actions until none is left. */
 static void flush_worker_act(struct flush_worker *w)
 {
@@ -429,14 +507,16 @@ static void flush_worker_act(struct flush_worker *w)
             }
         }
         if (act & SMTPC_ACT_STARTTLS) {
-            /* Outbound TLS comes with its own work; smtpc asks only when told to. */
-            smtpc_on_closed(&w->sc, HF_ETLS);
-            continue;
+            int rc = flush_worker_starttls(w);
+            if (rc < 0) {
+                smtpc_on_closed(&w->sc, rc);
+                continue;
+            }
         }
         if ((act & SMTPC_ACT_BODY) && w->cur)
             flush_worker_body(w);
         if ((act & SMTPC_ACT_MSG_DONE) && w->cur) {
-            flush_record(w->run, w->cur, w->relay, w->sc.rcpt_res, NULL);
+            flush_record(w->run, w->cur, w->relay_log, w->sc.rcpt_res, NULL);
             w->cur = NULL;
         }
         if (act & SMTPC_ACT_NEXT)
@@ -464,6 +544,13 @@ static void flush_on_read(struct conn *c, const char *data, size_t len)
             flush_worker_act(w);
             if (w->sc.state == SMTPC_ST_DONE || !conn_data(c))
                 return;
+            if (w->tls_switch) {
+                /* RFC 3207 5: nothing the server sent after its 220 counts; the TLS layer
+                 * takes over the stream from the next read. */
+                w->tls_switch = false;
+                w->line_len = 0;
+                return;
+            }
             continue;
         }
         if (w->line_len >= sizeof(w->line) - 1) {
@@ -563,12 +650,17 @@ static void flush_on_connect(struct conn *c, int status)
         }
         return;
     }
+    const char *policy = flush_tls_policy(run);
     struct smtpc_opts o = {
         .mode = SMTPC_MODE_DELIVER,
         .helo = run->fl->rd->prm.hostname,
         .log_id = run->domain,
-        .tls = SMTPC_TLS_NEVER,
+        .tls = strcmp(policy, "none") == 0  ? SMTPC_TLS_NEVER
+               : strcmp(policy, "may") == 0 ? SMTPC_TLS_OPPORTUNISTIC
+                                            : SMTPC_TLS_REQUIRED,
     };
+    snprintf(w->relay_log, sizeof(w->relay_log), "%s tls=none", w->relay);
+    w->tls_switch = false;
     if (smtpc_init(&w->sc, &o) < 0) {
         conn_close(c, true);
         return;
