@@ -56,8 +56,8 @@ struct etrn_target {
 struct fetchd_etrn_run {
     uv_loop_t *loop;
     struct dns *dns;
-    char *relay;   /* the relay's name, for logs */
-    char *host;    /* NULL: every MX host of each domain */
+    char *relay; /* the relay's name, for logs */
+    char *host;  /* NULL: every MX host of each domain */
     int port;
     char *helo;
     uint64_t connect_timeout_ms, reply_timeout_ms;
@@ -116,8 +116,7 @@ static void etrn_set_label(struct etrn_target *t, const struct sockaddr_storage 
     if (t->run->host)
         snprintf(t->label, sizeof(t->label), "%s[%s]:%d", t->run->relay, ip, port);
     else
-        snprintf(t->label, sizeof(t->label), "%s[%s]:%d mx=%s", t->run->relay, ip, port,
-                 t->host);
+        snprintf(t->label, sizeof(t->label), "%s[%s]:%d mx=%s", t->run->relay, ip, port, t->host);
 }
 
 /* Records one domain's answer from one host and logs it. code 0: no reply. */
@@ -126,17 +125,17 @@ static void etrn_record(struct etrn_target *t, size_t k, int code, const char *t
     struct fetchd_etrn_run *run = t->run;
     size_t d = t->doms[k];
     enum release_verdict v = fetchd_etrn_verdict(code);
-    run->seen[d] |= v == RELEASE_DONE ? ETRN_SEEN_DONE
+    run->seen[d] |= v == RELEASE_DONE    ? ETRN_SEEN_DONE
                     : v == RELEASE_FATAL ? ETRN_SEEN_FATAL
                                          : ETRN_SEEN_RETRY;
     char buf[ETRN_TEXT_LOG];
     etrn_log_text(text, buf, sizeof(buf));
     if (code)
-        log_info("relay=%s domain=%s reply=%d text=\"%s\" verdict=%s", t->label,
-                 run->domains[d], code, buf, release_verdict_name(v));
+        log_info("relay=%s domain=%s reply=%d text=\"%s\" verdict=%s", t->label, run->domains[d],
+                 code, buf, release_verdict_name(v));
     else
-        log_info("relay=%s domain=%s reply=none text=\"%s\" verdict=%s", t->label,
-                 run->domains[d], buf, release_verdict_name(v));
+        log_info("relay=%s domain=%s reply=none text=\"%s\" verdict=%s", t->label, run->domains[d],
+                 buf, release_verdict_name(v));
 }
 
 /* The target's connection is over (or never opened): every domain gets its verdict. */
@@ -145,6 +144,11 @@ static void etrn_target_results(struct etrn_target *t)
     if (t->answered)
         return;
     t->answered = true;
+    if (t->run->cancelled) { /* shutting down: nobody reads these verdicts */
+        for (size_t k = 0; k < t->ndoms; k++)
+            t->run->seen[t->doms[k]] |= ETRN_SEEN_RETRY;
+        return;
+    }
     if (!t->sc_live) {
         char why[160];
         snprintf(why, sizeof(why), "%s: %s",
@@ -164,8 +168,9 @@ static void etrn_target_results(struct etrn_target *t)
          * a lost connection). Its reason decides; without a reply code it is temporary. */
         const struct smtpc_result *s = &t->sc.session;
         etrn_record(t, k, s->outcome != SMTPC_PENDING ? s->code : 0,
-                    s->outcome != SMTPC_PENDING && s->text[0] ? s->text
-                                                              : "connection closed before the reply");
+                    s->outcome != SMTPC_PENDING && s->text[0]
+                        ? s->text
+                        : "connection closed before the reply");
     }
 }
 
@@ -209,8 +214,8 @@ static void etrn_on_done_timer(uv_timer_t *h)
     for (size_t d = 0; d < run->ndomains; d++) {
         unsigned s = run->seen[d];
         /* One host that must be asked again outweighs another that answered. */
-        run->verdict[d] = s & ETRN_SEEN_RETRY ? RELEASE_RETRY
-                          : s & ETRN_SEEN_DONE ? RELEASE_DONE
+        run->verdict[d] = s & ETRN_SEEN_RETRY   ? RELEASE_RETRY
+                          : s & ETRN_SEEN_DONE  ? RELEASE_DONE
                           : s & ETRN_SEEN_FATAL ? RELEASE_FATAL
                                                 : RELEASE_RETRY;
     }
@@ -379,8 +384,7 @@ static void etrn_target_connect(struct etrn_target *t)
             return;
         }
         t->connect_err = rc;
-        log_info("relay=%s connect failed err=%s (%s)", t->label, hf_errname(rc),
-                 uv_strerror(rc));
+        log_info("relay=%s connect failed err=%s (%s)", t->label, hf_errname(rc), uv_strerror(rc));
     }
     etrn_target_results(t);
 }
@@ -507,8 +511,8 @@ static void etrn_on_mx(const struct dns_mx_result *res, void *arg)
             }
             if (h->err < 0 || h->naddrs == 0) {
                 temp = temp || h->err == HF_EDNSTEMP;
-                log_info("relay=%s domain=%s mx=%s has no usable address err=%s", run->relay,
-                         dom, h->name, hf_errname(h->err ? h->err : -ENOENT));
+                log_info("relay=%s domain=%s mx=%s has no usable address err=%s", run->relay, dom,
+                         h->name, hf_errname(h->err ? h->err : -ENOENT));
                 continue;
             }
             struct etrn_target *t = etrn_target_get(run, h->name);

@@ -24,7 +24,7 @@ struct link_watch {
     uv_timer_t timer;
     int open_handles;
     uint64_t debounce_ms;
-    bool up_seen;   /* an up event since the last callback */
+    bool up_seen; /* an up event since the last callback */
     bool closing;
     unsigned events; /* link events in the current window, for the log */
     char why[96];
@@ -84,8 +84,7 @@ static void link_on_poll(uv_poll_t *p, int status, int events)
     for (int i = 0; i < 64; i++) {
         struct sockaddr_nl from;
         socklen_t fl = sizeof(from);
-        ssize_t n = recvfrom(w->fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from,
-                             &fl);
+        ssize_t n = recvfrom(w->fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;

@@ -53,27 +53,26 @@ struct fetchd {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: fetchd [-c FILE] [-f] [-d]\n"
-            "       fetchd [-c FILE] --once [-d]\n"
-            "       fetchd [-c FILE] -t\n"
-            "       fetchd --help | --version\n"
-            "\n"
-            "holdfast fetchd: asks the relays that hold this site's mail to send it (ETRN,\n"
-            "RFC 1985) the moment the link comes up, every `interval`, and on SIGUSR1.\n"
-            "\n"
-            "  -c, --config FILE   configuration file (default " FETCHD_DEFAULT_CONFIG ")\n"
-            "  -t, --test          check the configuration, print every error, exit 0 or 1\n"
-            "      --once          release once, wait for the answers and retries, exit:\n"
-            "                        0 every relay started (250-253) for every domain,\n"
-            "                        1 some domain failed (459, 5xx, retries exhausted),\n"
-            "                        2 configuration or usage error\n"
-            "  -f, --foreground    do not become a daemon (logs stay on stderr)\n"
-            "  -d, --debug         log at debug level\n"
-            "  -h, --help          this text\n"
-            "  -V, --version       print the version\n"
-            "\n"
-            "Signals: SIGUSR1 releases now; SIGTERM and SIGINT stop.\n");
+    fprintf(f, "usage: fetchd [-c FILE] [-f] [-d]\n"
+               "       fetchd [-c FILE] --once [-d]\n"
+               "       fetchd [-c FILE] -t\n"
+               "       fetchd --help | --version\n"
+               "\n"
+               "holdfast fetchd: asks the relays that hold this site's mail to send it (ETRN,\n"
+               "RFC 1985) the moment the link comes up, every `interval`, and on SIGUSR1.\n"
+               "\n"
+               "  -c, --config FILE   configuration file (default " FETCHD_DEFAULT_CONFIG ")\n"
+               "  -t, --test          check the configuration, print every error, exit 0 or 1\n"
+               "      --once          release once, wait for the answers and retries, exit:\n"
+               "                        0 every relay started (250-253) for every domain,\n"
+               "                        1 some domain failed (459, 5xx, retries exhausted),\n"
+               "                        2 configuration or usage error\n"
+               "  -f, --foreground    do not become a daemon (logs stay on stderr)\n"
+               "  -d, --debug         log at debug level\n"
+               "  -h, --help          this text\n"
+               "  -V, --version       print the version\n"
+               "\n"
+               "Signals: SIGUSR1 releases now; SIGTERM and SIGINT stop.\n");
 }
 
 static void print_cfg_errors(const struct cfg_errors *e)
@@ -290,8 +289,7 @@ static int fetchd_run(struct fetchd *f, bool foreground)
             uv_timer_start(&f->interval, on_interval, c->interval * 1000, c->interval * 1000);
         log_info("fetchd %s started relays=%zu link=%s debounce=%llus interval=%llus pid=%ld",
                  HF_VERSION, c->nrelays, f->link ? "netlink" : "off",
-                 (unsigned long long)c->debounce, (unsigned long long)c->interval,
-                 (long)getpid());
+                 (unsigned long long)c->debounce, (unsigned long long)c->interval, (long)getpid());
         runner_trigger(f->runner, "startup");
     }
     uv_run(&f->loop, UV_RUN_DEFAULT);

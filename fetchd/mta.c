@@ -29,7 +29,7 @@ struct mta_wait {
     unsigned attempts;
     uv_timer_t timer;
     struct conn *conn; /* the connection attempt in flight, or NULL */
-    int refs; /* the timer handle, a pending lookup, a live connection */
+    int refs;          /* the timer handle, a pending lookup, a live connection */
     bool done;
     mta_wait_cb cb;
     void *arg;
@@ -113,14 +113,14 @@ static void mta_again(struct mta_wait *w, int err)
     w->last_err = err;
     uint64_t now = uv_now(w->loop);
     if (now + w->pause_ms >= w->deadline) {
-        log_warn("local_mta=%s:%d not accepting connections after %u attempts err=%s (%s)",
-                 w->host, w->port, w->attempts, hf_errname(err), hf_strerror(err));
+        log_warn("local_mta=%s:%d not accepting connections after %u attempts err=%s (%s)", w->host,
+                 w->port, w->attempts, hf_errname(err), hf_strerror(err));
         mta_finish(w, -ETIMEDOUT);
         return;
     }
     if (w->attempts == 1)
-        log_info("local_mta=%s:%d not accepting connections yet err=%s; waiting", w->host,
-                 w->port, hf_errname(err));
+        log_info("local_mta=%s:%d not accepting connections yet err=%s; waiting", w->host, w->port,
+                 hf_errname(err));
     uv_timer_start(&w->timer, mta_on_timer, w->pause_ms, 0);
     w->pause_ms = w->pause_ms * 2 > MTA_PAUSE_MAX_MS ? MTA_PAUSE_MAX_MS : w->pause_ms * 2;
 }
@@ -178,14 +178,13 @@ static void mta_on_addr(const struct dns_addr_result *res, void *arg)
     uint64_t left = w->deadline > now ? w->deadline - now : 1;
     struct conn *c;
     w->last_err = 0;
-    int rc = conn_connect(w->loop, (const struct sockaddr *)&sa,
-                          left < MTA_CONNECT_MAX_MS ? left : MTA_CONNECT_MAX_MS, &mta_conn_ops,
-                          w, &c);
+    int rc =
+        conn_connect(w->loop, (const struct sockaddr *)&sa,
+                     left < MTA_CONNECT_MAX_MS ? left : MTA_CONNECT_MAX_MS, &mta_conn_ops, w, &c);
     if (rc == 0) {
         w->conn = c;
         w->refs++; /* the connection's reference, dropped in mta_on_close */
-    }
-    else
+    } else
         mta_again(w, rc);
     mta_unref(w); /* the lookup's */
 }

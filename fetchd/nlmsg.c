@@ -59,11 +59,11 @@ static int nlmsg_attrs(const uint8_t *p, size_t len, nlmsg_attr_fn fn, void *arg
 
 struct nlmsg_attr_ctx {
     struct nlmsg_event *ev;
-    unsigned name_type;  /* IFLA_IFNAME or IFA_LABEL */
+    unsigned name_type; /* IFLA_IFNAME or IFA_LABEL */
     bool has_table;
-    uint32_t table;      /* RTA_TABLE */
+    uint32_t table; /* RTA_TABLE */
     bool has_oif;
-    uint32_t oif;        /* RTA_OIF */
+    uint32_t oif; /* RTA_OIF */
 };
 
 static void nlmsg_attr_cb(unsigned type, const uint8_t *data, size_t len, void *arg)
@@ -97,8 +97,8 @@ static int nlmsg_one(uint16_t type, const uint8_t *p, size_t len, struct nlmsg_e
             return -EBADMSG;
         memcpy(&ifi, p, sizeof(ifi));
         x.name_type = IFLA_IFNAME;
-        if (nlmsg_attrs(p + NLMSG_A4(sizeof(ifi)), len - NLMSG_A4(sizeof(ifi)), nlmsg_attr_cb,
-                        &x) < 0)
+        if (nlmsg_attrs(p + NLMSG_A4(sizeof(ifi)), len - NLMSG_A4(sizeof(ifi)), nlmsg_attr_cb, &x) <
+            0)
             return -EBADMSG;
         if (ifi.ifi_flags & IFF_LOOPBACK)
             return 0;
@@ -113,8 +113,8 @@ static int nlmsg_one(uint16_t type, const uint8_t *p, size_t len, struct nlmsg_e
             return -EBADMSG;
         memcpy(&ifa, p, sizeof(ifa));
         x.name_type = IFA_LABEL;
-        if (nlmsg_attrs(p + NLMSG_A4(sizeof(ifa)), len - NLMSG_A4(sizeof(ifa)), nlmsg_attr_cb,
-                        &x) < 0)
+        if (nlmsg_attrs(p + NLMSG_A4(sizeof(ifa)), len - NLMSG_A4(sizeof(ifa)), nlmsg_attr_cb, &x) <
+            0)
             return -EBADMSG;
         /* 127.0.0.1 and ::1 have host scope: the loopback says nothing about the link. A
          * link-scope address (IPv6 fe80::, which also reappears a moment after every
@@ -132,8 +132,8 @@ static int nlmsg_one(uint16_t type, const uint8_t *p, size_t len, struct nlmsg_e
         if (len < sizeof(rt))
             return -EBADMSG;
         memcpy(&rt, p, sizeof(rt));
-        if (nlmsg_attrs(p + NLMSG_A4(sizeof(rt)), len - NLMSG_A4(sizeof(rt)), nlmsg_attr_cb,
-                        &x) < 0)
+        if (nlmsg_attrs(p + NLMSG_A4(sizeof(rt)), len - NLMSG_A4(sizeof(rt)), nlmsg_attr_cb, &x) <
+            0)
             return -EBADMSG;
         uint32_t table = x.has_table ? x.table : rt.rtm_table;
         if (rt.rtm_dst_len != 0 || rt.rtm_type != RTN_UNICAST || table == RT_TABLE_LOCAL)

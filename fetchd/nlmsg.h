@@ -25,9 +25,9 @@ enum nlmsg_kind {
 
 struct nlmsg_event {
     enum nlmsg_kind kind;
-    int family;                     /* AF_INET / AF_INET6 (addresses, routes), else 0 */
-    int ifindex;                    /* interface index; 0 when the message names none */
-    char ifname[NLMSG_IFNAME_MAX];  /* IFLA_IFNAME or IFA_LABEL when present, else "" */
+    int family;                    /* AF_INET / AF_INET6 (addresses, routes), else 0 */
+    int ifindex;                   /* interface index; 0 when the message names none */
+    char ifname[NLMSG_IFNAME_MAX]; /* IFLA_IFNAME or IFA_LABEL when present, else "" */
 };
 
 typedef void (*nlmsg_event_cb)(const struct nlmsg_event *ev, void *arg);

@@ -38,11 +38,11 @@ typedef void (*release_done_cb)(const enum release_verdict *results, size_t n, b
 
 struct release_params {
     uv_loop_t *loop;
-    struct dns *dns;                  /* borrowed: must outlive the step */
-    const struct cfg_relay *relay;    /* borrowed for the step's life: name, host, port, mode */
-    const char *const *domains;       /* the domains this step asks for (copied) */
-    size_t ndomains;                  /* >= 1 */
-    const char *helo;                 /* our name for EHLO (copied) */
+    struct dns *dns;               /* borrowed: must outlive the step */
+    const struct cfg_relay *relay; /* borrowed for the step's life: name, host, port, mode */
+    const char *const *domains;    /* the domains this step asks for (copied) */
+    size_t ndomains;               /* >= 1 */
+    const char *helo;              /* our name for EHLO (copied) */
     uint64_t connect_timeout_ms;
     uint64_t reply_timeout_ms;
 };

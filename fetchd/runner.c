@@ -34,11 +34,11 @@ struct runner_relay {
     size_t ndomains;
     bool usable;
     enum runner_rstate state;
-    bool wanted;        /* triggered; starts when idle and the MTA is ready */
-    unsigned attempt;   /* retries done in the current series */
-    bool *todo;         /* domains still to ask in the current series */
-    size_t *step_map;   /* the running step's domain i is domains[step_map[i]] */
-    const char **step_doms; /* the running step's domain list (borrowed from domains) */
+    bool wanted;                /* triggered; starts when idle and the MTA is ready */
+    unsigned attempt;           /* retries done in the current series */
+    bool *todo;                 /* domains still to ask in the current series */
+    size_t *step_map;           /* the running step's domain i is domains[step_map[i]] */
+    const char **step_doms;     /* the running step's domain list (borrowed from domains) */
     enum release_verdict *last; /* the current series' verdict per domain */
     struct release_step *step;
     uv_timer_t retry_timer;
@@ -60,7 +60,7 @@ struct runner {
     bool failed;  /* some domain was not DONE since the last on_idle */
     bool skipped; /* some relay cannot run */
     bool closing;
-    int refs;     /* open retry timers + running steps */
+    int refs; /* open retry timers + running steps */
 };
 
 static void runner_kick(struct runner *r);
@@ -192,8 +192,8 @@ static void runner_series_end(struct runner_relay *rr)
     if (fatal || retry)
         rr->r->failed = true;
     log_info("relay=%s %s domains=%zu done=%zu fatal=%zu retry_exhausted=%zu retries=%u",
-             rr->cfg->name, fatal || retry ? "release incomplete" : "released", rr->ndomains,
-             done, fatal, retry, rr->attempt);
+             rr->cfg->name, fatal || retry ? "release incomplete" : "released", rr->ndomains, done,
+             fatal, retry, rr->attempt);
     rr->state = RUNNER_R_IDLE;
     if (rr->wanted)
         runner_kick(rr->r);
@@ -247,8 +247,8 @@ static void runner_on_step(const enum release_verdict *res, size_t n, bool cance
         uv_timer_start(&rr->retry_timer, runner_on_retry_timer, ms, 0);
     } else {
         if (left)
-            log_warn("relay=%s giving up after %u retries domains=%s", rr->cfg->name,
-                     rr->attempt, list);
+            log_warn("relay=%s giving up after %u retries domains=%s", rr->cfg->name, rr->attempt,
+                     list);
         runner_series_end(rr);
     }
     runner_unref(r);
@@ -353,8 +353,8 @@ static void runner_kick(struct runner *r)
         runner_start_wanted(r);
         return;
     }
-    int rc = mta_wait_start(r->loop, r->dns, mta, r->cfg->local_mta_wait * 1000, runner_on_mta,
-                            r, &r->mta);
+    int rc = mta_wait_start(r->loop, r->dns, mta, r->cfg->local_mta_wait * 1000, runner_on_mta, r,
+                            &r->mta);
     if (rc < 0) {
         log_err("local_mta=%s cannot be checked err=%s; releasing anyway", mta, hf_errname(rc));
         r->mta = NULL;

@@ -31,12 +31,12 @@ struct runner;
 typedef void (*runner_idle_cb)(bool ok, void *arg);
 
 struct runner_opts {
-    const struct cfg *cfg; /* borrowed until the runner is closed */
-    struct dns *dns;       /* borrowed until the runner is closed */
-    const char *helo;      /* our name for EHLO (copied) */
+    const struct cfg *cfg;  /* borrowed until the runner is closed */
+    struct dns *dns;        /* borrowed until the runner is closed */
+    const char *helo;       /* our name for EHLO (copied) */
     runner_idle_cb on_idle; /* called each time the runner becomes idle after work; or NULL */
     void *arg;
-    uint32_t seed;          /* seeds the retry jitter */
+    uint32_t seed; /* seeds the retry jitter */
 };
 
 /* Checks what fetchd needs beyond cfg.c's rules and appends one error per problem to errs

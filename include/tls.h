@@ -61,7 +61,8 @@ void tls_ctx_free(struct tls_ctx *ctx);
  * host (borrowed, copied): for a client the name sent as SNI (unless it is an IP literal) and
  * the reference identifier checked against the certificate; required for
  * TLS_VERIFY_CHAIN_AND_HOST and TLS_VERIFY_DANE; ignored by a server. With TLS_VERIFY_NONE a
- * given host is still checked, only for tls_peer_verified() and the logs.
+ * given host is still checked (without one, only the chain), but only for
+ * tls_peer_verified() and the logs: a failure does not stop the handshake.
  * A server ignores verify (SMTP servers do not ask for client certificates).
  * Returns 0 and *out (owned: tls_conn_free), -EINVAL (missing host, wrong kind of ctx),
  * HF_ETLS, -ENOMEM. Call tls_read_plain() once to start: a client then has its ClientHello

@@ -14,6 +14,7 @@ comes after the flapping) is an observation with a deadline, not a synchronisati
 
 import os
 import re
+import shutil
 import sys
 import unittest
 
@@ -33,7 +34,8 @@ class LinkUpTest(HFTestCase):
         self.addCleanup(self.ns.cleanup)
         self.ns.create()  # raises SkipTest with the reason when this machine cannot
         self.relayd = NetnsRelayd(self.ns.inner, domains={"fetch.test": {"hold": "yes"}})
-        self._daemons.append(self.relayd)  # stopped (and its log shown) by HFTestCase
+        self._daemons.append(self.relayd)  # checked (and its log shown) by HFTestCase
+        self.addCleanup(self.relayd.stop)  # before the namespaces go (cleanups run LIFO)
         self.relayd.start()
         self.fetchd = Fetchd({"debounce": "1", "interval": "0",
                               "local_mta": "127.0.0.1:%d" % self.relayd.port,
@@ -49,6 +51,19 @@ class LinkUpTest(HFTestCase):
         if self.fetchd.problems:
             sys.stderr.write(self.fetchd.log_text())
             self.fail("; ".join(self.fetchd.problems))
+        shutil.rmtree(self.fetchd.dir, ignore_errors=True)
+
+    def run(self, result=None):
+        if result is None:
+            result = self.defaultTestResult()
+        before = len(result.failures) + len(result.errors)
+        try:
+            return super().run(result)
+        finally:
+            f = getattr(self, "fetchd", None)
+            if f is not None and len(result.failures) + len(result.errors) > before:
+                sys.stderr.write("\n---- fetchd log (%s) ----\n%s---- end ----\n"
+                                 % (f.dir, f.log_text()))
 
     def etrns(self):
         return len(re.findall(r"etrn arg=fetch\.test ", self.relayd.log_text()))

@@ -13,6 +13,7 @@ Every wait is bounded; only 127.0.0.0/8.
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ class FetchdCase(HFTestCase):
         self.sink = Sink("127.0.0.2").start()
         self.addCleanup(self.sink.stop)
         self.fetchds = []
+        self._failed = False
         self.addCleanup(self._stop_fetchds)
 
     def _stop_fetchds(self):
@@ -39,14 +41,28 @@ class FetchdCase(HFTestCase):
         for f in self.fetchds:
             f.stop()
             problems += f.problems
-        failed = any(e for _, e in (self._outcome.errors if hasattr(self._outcome, "errors")
-                                    else []) if e)
-        if problems or failed:
-            for f in self.fetchds:
-                sys.stderr.write("\n---- fetchd log (%s) ----\n%s---- end ----\n"
-                                 % (f.dir, f.log_text()))
         if problems:
+            self._print_fetchd_logs()
             self.fail("; ".join(problems))
+        for f in self.fetchds:
+            if not self._failed:
+                shutil.rmtree(f.dir, ignore_errors=True)
+
+    def _print_fetchd_logs(self):
+        self._failed = True
+        for f in getattr(self, "fetchds", []):
+            sys.stderr.write("\n---- fetchd log (%s) ----\n%s---- end ----\n"
+                             % (f.dir, f.log_text()))
+
+    def run(self, result=None):
+        if result is None:
+            result = self.defaultTestResult()
+        before = len(result.failures) + len(result.errors)
+        try:
+            return super().run(result)
+        finally:
+            if len(result.failures) + len(result.errors) > before:
+                self._print_fetchd_logs()
 
     def relayd_for(self, conf=None, **kw):
         domains = {
@@ -188,6 +204,14 @@ class CommandLineTest(FetchdCase):
         rc, text = f.run("--once")
         self.assertEqual(rc, 2, text)
 
+    def test_shipped_config_is_valid(self):
+        conf = os.path.join(hfharness.SOURCE_DIR, "conf", "fetchd.conf")
+        f = self.fetchd({})
+        f.conf_path = conf
+        rc, text = f.run("-t")
+        self.assertEqual(rc, 0, text)
+        self.assertIn("configuration ok (1 relay)", text)
+
     def test_tls_require_refused_clearly(self):
         f = self.fetchd({"hq": {"host": "127.0.0.1", "port": "2525", "domains": "fetch.test",
                                 "tls": "require"}})
@@ -206,13 +230,14 @@ class CommandLineTest(FetchdCase):
         self.assertIn("no [relay NAME] section", text)
 
     def test_help_version_usage(self):
-        rc, text = Fetchd().run("--version")
+        f = self.fetchd({})
+        rc, text = f.run("--version")
         self.assertEqual(rc, 0)
         self.assertEqual(text.strip(), "fetchd (holdfast) %s" % hfharness.project_version())
-        rc, text = Fetchd().run("--help")
+        rc, text = f.run("--help")
         self.assertEqual(rc, 0)
         self.assertIn("--once", text)
-        rc, text = Fetchd().run("--no-such-option")
+        rc, text = f.run("--no-such-option")
         self.assertEqual(rc, 2)
 
 

@@ -21,9 +21,9 @@ static void test_schedule_without_jitter(void **state)
         uint64_t ms;
     } cases[] = {
         /* { attempt, delay with rnd = 0 } */
-        {0, 30000},      {1, 30000},      {2, 60000},       {3, 120000},
-        {4, 240000},     {5, 480000},     {6, 900000}, /* 960000 capped */
-        {7, 900000},     {64, 900000},    {65, 900000},     {UINT_MAX, 900000},
+        {0, 30000},  {1, 30000},   {2, 60000},   {3, 120000},
+        {4, 240000}, {5, 480000},  {6, 900000}, /* 960000 capped */
+        {7, 900000}, {64, 900000}, {65, 900000}, {UINT_MAX, 900000},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         assert_int_equal(backoff_delay_ms(&sched, cases[i].attempt, 0), cases[i].ms);

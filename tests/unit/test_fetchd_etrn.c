@@ -22,34 +22,27 @@ static void test_verdicts(void **state)
     static const struct {
         int code;
         enum release_verdict v;
-    } cases[] = {
-        /* RFC 1985 5.1-5.3: started, nothing waiting, pending started, n pending started */
-        {250, RELEASE_DONE},
-        {251, RELEASE_DONE},
-        {252, RELEASE_DONE},
-        {253, RELEASE_DONE},
-        {254, RELEASE_DONE}, /* an unknown 2xx is still success */
-        {458, RELEASE_RETRY}, /* unable to queue messages now */
-        {421, RELEASE_RETRY}, /* service closing */
-        {450, RELEASE_RETRY},
-        {451, RELEASE_RETRY},
-        {452, RELEASE_RETRY},
-        {454, RELEASE_RETRY},
-        {459, RELEASE_FATAL}, /* node not allowed: asking again will not help */
-        {500, RELEASE_FATAL}, /* ETRN unknown */
-        {501, RELEASE_FATAL}, /* syntax */
-        {502, RELEASE_FATAL}, /* not implemented */
-        {504, RELEASE_FATAL},
-        {530, RELEASE_FATAL}, /* authentication required */
-        {550, RELEASE_FATAL},
-        {554, RELEASE_FATAL},
-        {0, RELEASE_RETRY}, /* no reply: unreachable, lost connection, timeout */
-        {354, RELEASE_RETRY}, /* a 3xx where none belongs: protocol trouble, temporary */
-        {199, RELEASE_RETRY},
-        {600, RELEASE_RETRY},
-        {-1, RELEASE_RETRY},
-        {99999, RELEASE_RETRY},
-    };
+    } cases[] =
+        {
+            /* RFC 1985 5.1-5.3: started, nothing waiting, pending started, n pending started */
+            {250, RELEASE_DONE},  {251, RELEASE_DONE},
+            {252, RELEASE_DONE},  {253, RELEASE_DONE},
+            {254, RELEASE_DONE},  /* an unknown 2xx is still success */
+            {458, RELEASE_RETRY}, /* unable to queue messages now */
+            {421, RELEASE_RETRY}, /* service closing */
+            {450, RELEASE_RETRY}, {451, RELEASE_RETRY},
+            {452, RELEASE_RETRY}, {454, RELEASE_RETRY},
+            {459, RELEASE_FATAL}, /* node not allowed: asking again will not help */
+            {500, RELEASE_FATAL}, /* ETRN unknown */
+            {501, RELEASE_FATAL}, /* syntax */
+            {502, RELEASE_FATAL}, /* not implemented */
+            {504, RELEASE_FATAL}, {530, RELEASE_FATAL}, /* authentication required */
+            {550, RELEASE_FATAL}, {554, RELEASE_FATAL},
+            {0, RELEASE_RETRY},   /* no reply: unreachable, lost connection, timeout */
+            {354, RELEASE_RETRY}, /* a 3xx where none belongs: protocol trouble, temporary */
+            {199, RELEASE_RETRY}, {600, RELEASE_RETRY},
+            {-1, RELEASE_RETRY},  {99999, RELEASE_RETRY},
+        };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         enum release_verdict v = fetchd_etrn_verdict(cases[i].code);
         if (v != cases[i].v)

@@ -206,11 +206,11 @@ static void test_routes(void **state)
         int want; /* events */
     } cases[] = {
         /* { type, family, dst_len, table, rtype, events } */
-        {RTM_NEWROUTE, AF_INET, 0, RT_TABLE_MAIN, RTN_UNICAST, 1},   /* default via ... */
-        {RTM_NEWROUTE, AF_INET6, 0, RT_TABLE_MAIN, RTN_UNICAST, 1},  /* ::/0 */
-        {RTM_NEWROUTE, AF_INET, 24, RT_TABLE_MAIN, RTN_UNICAST, 0},  /* 192.0.2.0/24 */
-        {RTM_NEWROUTE, AF_INET, 32, RT_TABLE_LOCAL, RTN_LOCAL, 0},   /* local address */
-        {RTM_NEWROUTE, AF_INET, 0, RT_TABLE_LOCAL, RTN_UNICAST, 0},  /* local table */
+        {RTM_NEWROUTE, AF_INET, 0, RT_TABLE_MAIN, RTN_UNICAST, 1},  /* default via ... */
+        {RTM_NEWROUTE, AF_INET6, 0, RT_TABLE_MAIN, RTN_UNICAST, 1}, /* ::/0 */
+        {RTM_NEWROUTE, AF_INET, 24, RT_TABLE_MAIN, RTN_UNICAST, 0}, /* 192.0.2.0/24 */
+        {RTM_NEWROUTE, AF_INET, 32, RT_TABLE_LOCAL, RTN_LOCAL, 0},  /* local address */
+        {RTM_NEWROUTE, AF_INET, 0, RT_TABLE_LOCAL, RTN_UNICAST, 0}, /* local table */
         {RTM_NEWROUTE, AF_INET, 0, RT_TABLE_MAIN, RTN_UNREACHABLE, 0},
         {RTM_NEWROUTE, AF_INET, 0, 100, RTN_UNICAST, 1},             /* policy table */
         {RTM_DELROUTE, AF_INET, 0, RT_TABLE_MAIN, RTN_UNICAST, 0},   /* default removed */
@@ -364,9 +364,12 @@ static void test_garbage(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_link_up_and_down),  cmocka_unit_test(test_loopback_ignored),
-        cmocka_unit_test(test_addresses),         cmocka_unit_test(test_routes),
-        cmocka_unit_test(test_many_in_one_datagram), cmocka_unit_test(test_long_name_is_cut),
+        cmocka_unit_test(test_link_up_and_down),
+        cmocka_unit_test(test_loopback_ignored),
+        cmocka_unit_test(test_addresses),
+        cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_many_in_one_datagram),
+        cmocka_unit_test(test_long_name_is_cut),
         cmocka_unit_test(test_garbage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
