@@ -137,7 +137,8 @@ const struct cfg_key cfg_keys[] = {
     {CFG_SEC_GROUP, "domains", CFG_T_STR, GR(domains), 0, 0, NULL, NULL,
      "domains released together by ETRN #NAME"},
     /* [relay NAME] (fetchd) */
-    {CFG_SEC_RELAY, "host", CFG_T_STR, R(host), 0, 0, NULL, NULL, "relay host name or address"},
+    {CFG_SEC_RELAY, "host", CFG_T_STR, R(host), 0, 0, NULL, NULL,
+     "relay host name or address (empty or absent: every MX host of each domain)"},
     {CFG_SEC_RELAY, "port", CFG_T_U64, R(port), 1, 65535, NULL, "25", "relay SMTP port"},
     {CFG_SEC_RELAY, "domains", CFG_T_STR, R(domains), 0, 0, NULL, NULL,
      "domains to release from this relay"},
@@ -475,11 +476,8 @@ static int cfg_check(struct cfg *c, const char *file, struct cfg_errors *errs)
         rc = cfg_check_domain_list(c, c->groups[i].domains, "group", file, c->groups[i].line,
                                    errs);
     for (size_t i = 0; i < c->nrelays && rc == 0; i++) {
-        if (!c->relays[i].host)
-            rc = cfg_err(errs, file, c->relays[i].line, "relay %s: 'host' is required",
-                         c->relays[i].name);
-        if (rc == 0)
-            rc = cfg_check_domain_list(c, c->relays[i].domains, "relay", file,
+        /* No host: fetchd asks every MX host of each domain instead. */
+        rc = cfg_check_domain_list(c, c->relays[i].domains, "relay", file,
                                        c->relays[i].line, errs);
     }
     if (rc == 0 && c->max_map_size < c->map_size)

@@ -54,7 +54,7 @@ struct flush_worker {
     bool done;
     bool tls_switch;              /* STARTTLS accepted: drop the rest of this read */
     char relay[MX_NAME_MAX + 64]; /* host[addr]:port of the current attempt, for logs */
-    char relay_log[MX_NAME_MAX + 200]; /* relay plus how TLS went, for delivery lines */
+    char tls_desc[160]; /* how TLS went on this connection, for delivery lines */
 };
 
 struct flush_run {
@@ -165,7 +165,8 @@ static void flush_committed(int status, uint64_t token, struct queue_update *ups
 /* Records the outcome of every recipient of item (results r[i], or one shared result when
  * r is NULL) through the writer thread, and logs one line per recipient. */
 static void flush_record(struct flush_run *run, struct flush_item *it, const char *relay,
-                         const struct smtpc_result *r, const struct smtpc_result *shared)
+                         const char *tls, const struct smtpc_result *r,
+                         const struct smtpc_result *shared)
 {
     struct flush *fl = run->fl;
     struct relayd *rd = fl->rd;
@@ -210,9 +211,10 @@ static void flush_record(struct flush_run *run, struct flush_item *it, const cha
         if (op != QUEUE_OP_DELIVERED)
             snprintf(run->sum.error, sizeof(run->sum.error), "%s", text);
         char to[300];
-        log_info("%s to=<%s> relay=%s delay=%llds status=%s (%s)", qid,
+        log_info("%s to=<%s> relay=%s delay=%llds%s%s status=%s (%s)", qid,
                  log_safe(qr->addr, to, sizeof(to)), relay && *relay ? relay : "none",
-                 (long long)(now - it->env.arrival), status, text);
+                 (long long)(now - it->env.arrival), tls ? " tls=" : "", tls ? tls : "", status,
+                 text);
         if (run->watched && run->watch.rcpt)
             run->watch.rcpt(run->watch.arg, run->watch.token, qid, qr->addr,
                             relay && *relay ? relay : "none", status, text);
@@ -263,7 +265,7 @@ static void flush_run_maybe_finish(struct flush_run *run)
         res.outcome = run->sum.status == HF_ENULLMX ? SMTPC_FAIL : SMTPC_DEFER;
         snprintf(res.text, sizeof(res.text), "%s",
                  run->sum.error[0] ? run->sum.error : "no exchanger could be reached");
-        flush_record(run, &run->items[i], NULL, NULL, &res);
+        flush_record(run, &run->items[i], NULL, NULL, NULL, &res);
     }
     if (any_left && run->pending_commits > 0)
         return; /* finish when those commits are in */
@@ -305,7 +307,7 @@ static void flush_worker_end(struct flush_worker *w)
         memset(&res, 0, sizeof(res));
         res.outcome = SMTPC_DEFER;
         snprintf(res.text, sizeof(res.text), "connection to %s lost", w->relay);
-        flush_record(run, w->cur, w->relay, NULL, &res);
+        flush_record(run, w->cur, w->relay, NULL, NULL, &res);
     }
     w->cur = NULL;
     w->done = true;
@@ -406,7 +408,7 @@ static void flush_worker_next(struct flush_worker *w)
             memset(&res, 0, sizeof(res));
             res.outcome = SMTPC_DEFER;
             snprintf(res.text, sizeof(res.text), "internal error err=%s", hf_errname(rc));
-            flush_record(run, it, w->relay, NULL, &res);
+            flush_record(run, it, w->relay, NULL, NULL, &res);
             w->cur = NULL;
             continue;
         }
@@ -430,7 +432,7 @@ static void flush_tls_ready(struct conn *c, int status)
     const char *policy = flush_tls_policy(w->run);
     if (status == 0 && t) {
         bool verified = tls_peer_verified(t);
-        snprintf(w->relay_log, sizeof(w->relay_log), "%s tls=%s,%s,%s", w->relay, tls_version(t),
+        snprintf(w->tls_desc, sizeof(w->tls_desc), "%s,%s,%s", tls_version(t),
                  tls_cipher(t), verified ? "verified" : "unverified");
         log_info("flush domain=%s relay=%s tls established %s %s verify=%s policy=%s",
                  w->run->domain, w->relay, tls_version(t), tls_cipher(t),
@@ -516,7 +518,7 @@ static void flush_worker_act(struct flush_worker *w)
         if ((act & SMTPC_ACT_BODY) && w->cur)
             flush_worker_body(w);
         if ((act & SMTPC_ACT_MSG_DONE) && w->cur) {
-            flush_record(w->run, w->cur, w->relay_log, w->sc.rcpt_res, NULL);
+            flush_record(w->run, w->cur, w->relay, w->tls_desc, w->sc.rcpt_res, NULL);
             w->cur = NULL;
         }
         if (act & SMTPC_ACT_NEXT)
@@ -613,7 +615,7 @@ static void flush_on_close(struct conn *c)
         memset(&res, 0, sizeof(res));
         res.outcome = SMTPC_DEFER;
         snprintf(res.text, sizeof(res.text), "connection to %s lost", w->relay);
-        flush_record(w->run, w->cur, w->relay, NULL, &res);
+        flush_record(w->run, w->cur, w->relay, NULL, NULL, &res);
         w->cur = NULL;
     }
     if (w->sc_live) {
@@ -659,7 +661,7 @@ static void flush_on_connect(struct conn *c, int status)
                : strcmp(policy, "may") == 0 ? SMTPC_TLS_OPPORTUNISTIC
                                             : SMTPC_TLS_REQUIRED,
     };
-    snprintf(w->relay_log, sizeof(w->relay_log), "%s tls=none", w->relay);
+    snprintf(w->tls_desc, sizeof(w->tls_desc), "none");
     w->tls_switch = false;
     if (smtpc_init(&w->sc, &o) < 0) {
         conn_close(c, true);

@@ -1,18 +1,21 @@
-/* dnsprobe: a test driver for dns.c and mx.c, run by tests/e2e/test_dns.py against a
- * loopback DNS server. It resolves each name given (in parallel, on one uv loop) and
- * prints, per name, the lookup result and the delivery plan mx_plan() + mx_attempts()
- * make of it, one "key value" line each, so the test can compare lines exactly:
+/* dnsprobe: a test driver for dns.c and mx.c, run by tests/e2e/test_dns.py and
+ * tests/e2e/test_dns_tlsa.py against a loopback DNS server. It resolves each name given (in
+ * parallel, on one uv loop) and prints, per name, the lookup result and the delivery plan mx_plan()
+ * + mx_attempts() make of it, one "key value" line each, so the test can compare lines exactly:
  *
  *   mx NAME status CODE implicit 0|1
  *   host NAME PREF ERR ADDR,ADDR...     (the published exchangers)
  *   plan NAME CODE
  *   attempt NAME HOST PREF ADDR          (the ordered attempts)
  *   addr NAME status CODE ADDR,ADDR...   (with -a: dns_addr_resolve)
+ *   tlsa NAME QNAME status CODE secure 0|1 nrrs N   (with -T PORT: dns_tlsa_resolve)
+ *   rr NAME USAGE SELECTOR MTYPE HEXDATA|-     (each TLSA record, in the published order)
  *
  * Options: -s SERVERS (c-ares csv), -t TIMEOUT_MS, -r TRIES, -n SELFNAME, -i SELFADDR (both
- * repeatable), -a (address lookups instead of MX), -c (dns_free right after submitting:
- * every callback must report ECANCELED), -f (dns_free from the first callback). Ties are
- * not shuffled (no random function), so the output is deterministic. A watchdog timer
+ * repeatable), -a (address lookups instead of MX), -T PORT (TLSA lookups of each name as an
+ * SMTP server host on PORT; "-T 0" passes port 0 through to test its refusal), -c (dns_free right
+ * after submitting: every callback must report ECANCELED), -f (dns_free from the first callback).
+ * Ties are not shuffled (no random function), so the output is deterministic. A watchdog timer
  * bounds the run. Exit status 0 when every callback ran exactly once, 2 otherwise. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -109,6 +112,23 @@ static void probe_addr_cb(const struct dns_addr_result *res, void *arg)
     probe_finish(p);
 }
 
+static void probe_tlsa_cb(const struct dns_tlsa_result *res, void *arg)
+{
+    struct probe *p = arg;
+    printf("tlsa %s %s status %s secure %d nrrs %zu\n", p->name, res->name, hf_errname(res->status),
+           (int)res->secure, res->nrrs);
+    for (size_t i = 0; i < res->nrrs; i++) {
+        const struct dns_tlsa_rr *rr = &res->rrs[i];
+        printf("rr %s %u %u %u ", p->name, rr->usage, rr->selector, rr->mtype);
+        if (rr->len == 0)
+            printf("-");
+        for (size_t k = 0; k < rr->len; k++)
+            printf("%02x", rr->data[k]);
+        printf("\n");
+    }
+    probe_finish(p);
+}
+
 static void probe_watchdog(uv_timer_t *t)
 {
     (void)t;
@@ -134,11 +154,12 @@ int main(int argc, char **argv)
 {
     const char *servers = NULL;
     unsigned timeout_ms = 500, tries = 2;
-    bool addr_mode = false, cancel = false;
+    bool addr_mode = false, tlsa_mode = false, cancel = false;
+    unsigned long tlsa_port = 0;
     int opt;
 
     log_init("dnsprobe", false, getenv("HF_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_WARN);
-    while ((opt = getopt(argc, argv, "s:t:r:n:i:acf")) != -1) {
+    while ((opt = getopt(argc, argv, "s:t:r:n:i:aT:cf")) != -1) {
         switch (opt) {
         case 's':
             servers = optarg;
@@ -161,6 +182,10 @@ int main(int argc, char **argv)
         case 'a':
             addr_mode = true;
             break;
+        case 'T':
+            tlsa_mode = true;
+            tlsa_port = strtoul(optarg, NULL, 10);
+            break;
         case 'c':
             cancel = true;
             break;
@@ -169,7 +194,7 @@ int main(int argc, char **argv)
             break;
         default:
             fprintf(stderr, "usage: dnsprobe [-s servers] [-t ms] [-r tries] [-n self] "
-                            "[-i selfaddr] [-a] [-c] [-f] name...\n");
+                            "[-i selfaddr] [-a | -T port] [-c] [-f] name...\n");
             return 1;
         }
     }
@@ -187,8 +212,12 @@ int main(int argc, char **argv)
     for (int i = optind; i < argc; i++) {
         struct probe *p = &g_probes[g_nprobes++];
         p->name = argv[i];
-        rc = addr_mode ? dns_addr_resolve(g_dns, p->name, probe_addr_cb, p)
-                       : dns_mx_resolve(g_dns, p->name, probe_mx_cb, p);
+        if (tlsa_mode)
+            rc = dns_tlsa_resolve(g_dns, p->name, (unsigned)tlsa_port, probe_tlsa_cb, p);
+        else if (addr_mode)
+            rc = dns_addr_resolve(g_dns, p->name, probe_addr_cb, p);
+        else
+            rc = dns_mx_resolve(g_dns, p->name, probe_mx_cb, p);
         if (rc < 0) {
             /* Refused at once: the callback must never run for it. */
             printf("submit %s %s\n", p->name, hf_errname(rc));

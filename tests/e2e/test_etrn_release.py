@@ -109,7 +109,7 @@ class ReleaseToBestMX(etrnlib.ETRNTestCase):
         self.assertEqual(len(asked), 1, "relayd's log of the ETRN from the asker")
         for qid in bodies:
             lines = r.log_lines(r"%s to=<user\d@branch\.test> relay=mx1\.branch\.test"
-                                r"\[127\.0\.0\.2\]:%d delay=\d+s status=sent \(250 "
+                                r"\[127\.0\.0\.2\]:%d delay=\d+s tls=none status=sent \(250 "
                                 % (qid, self.sinks.port), after=mark)
             self.assertEqual(len(lines), 1, "log line for %s" % qid)
         self.assertQueueEmpty()

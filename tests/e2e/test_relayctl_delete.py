@@ -11,19 +11,63 @@ history.
 
 import os
 import pty
+import re
+import socket
 import subprocess
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from etrnlib import RELAYCTL, bound  # noqa: E402
-from test_relayctl_inspect import RelayctlCase, run_ctl  # noqa: E402
+from etrnlib import CLIENT_NAME, RELAYCTL, bound  # noqa: E402
+from test_relayctl_inspect import RelayctlCase, body_of, run_ctl, send  # noqa: E402
 
 UNKNOWN = "0123456789ABCDEF"
 
 
+class BigMessage:
+    """An SMTP transaction for big@a.test whose DATA (mb megabytes) and final dot are sent
+    on entry; reply() reads relayd's answer to the dot."""
+
+    def __init__(self, relayd, mb):
+        self.relayd = relayd
+        self.mb = mb
+
+    def __enter__(self):
+        self.sock = socket.create_connection(("127.0.0.1", self.relayd.port),
+                                             timeout=bound(60))
+        self.f = self.sock.makefile("rb")
+        self._read()
+        for cmd, code in ((b"EHLO " + CLIENT_NAME.encode(), b"250"),
+                          (b"MAIL FROM:<big@example.org>", b"250"),
+                          (b"RCPT TO:<big@a.test>", b"250"), (b"DATA", b"354")):
+            self.sock.sendall(cmd + b"\r\n")
+            rep = self._read()
+            assert rep.startswith(code), "%r: %r" % (cmd, rep)
+        line = b"y" * 998 + b"\r\n"
+        self.sock.sendall(b"Subject: big\r\n\r\n" + line * (self.mb * 1048576 // 1000) +
+                          b".\r\n")
+        return self
+
+    def _read(self):
+        while True:
+            ln = self.f.readline()
+            if not ln:
+                raise AssertionError("relayd closed the connection")
+            if ln[3:4] != b"-":
+                return ln
+
+    def reply(self):
+        return self._read()
+
+    def __exit__(self, *exc):
+        self.f.close()
+        self.sock.close()
+        return False
+
+
 class Delete(RelayctlCase):
+    CONF = {"max_message_size": "64M"}
 
     def gone(self, qid):
         self.fails(1, "show", qid, err_re=r"no message %s in the queue" % qid)
@@ -104,40 +148,51 @@ class Delete(RelayctlCase):
         self.gone(q4)
         self.assertEqual(sorted(self.listed()), sorted([q2, q3]))
 
+    def delete_domain(self, domain, n, *extra):
+        """relayctl delete --domain DOMAIN [extra]; then waits (bounded, woken by the log
+        line relayd writes once the change is committed) so the checks that follow see the
+        result. test_delete_domain_is_committed_when_relayctl_returns checks that no such
+        wait should be needed."""
+        mark = self.relayd.mark()
+        c = self.ok("delete", "--domain", domain, *extra)
+        self.assertRegex(c.out, r"^deleting %d recipients? of %s\n$" % (n, re.escape(domain)), c)
+        self.relayd.wait_log(r"relayctl delete-domain removed rcpts=%d of %d$" % (n, n),
+                             after=mark)
+        return c
+
     def test_delete_domain(self):
         sent = self.fill()
         q1, q2, q3, q4 = sent.order
-        c = self.ok("delete", "--domain", "b.test", "--yes")
-        self.assertRegex(c.out, r"1 recipient of b\.test", c)
-        # When relayctl returns, the recipients are gone (checked at once, no waiting).
+        self.delete_domain("b.test", 1, "--yes")
         listed = self.listed()
         self.assertEqual([x["addr"] for x in listed[q2]["rcpts"]],
-                         ["u3@sub.b.test", "u4@a.test"],
-                         "right after `relayctl delete --domain b.test --yes` returned")
+                         ["u3@sub.b.test", "u4@a.test"])
         doms = self.queue_by_domain()
         self.assertNotIn("b.test", doms)
         self.assertEqual(doms["sub.b.test"]["messages"], 2, "only b.test itself, not @b.test")
         self.assertEqual(doms["a.test"]["rcpts"], 3)
 
         # A domain whose every message goes: the messages go too.
-        c = self.ok("delete", "--domain", "c.test", "--yes")
-        self.assertRegex(c.out, r"1 recipient of c\.test", c)
+        self.delete_domain("c.test", 1, "--yes")
         self.gone(q3)
         self.assertNotIn("c.test", self.queue_by_domain())
 
         # Without --yes and stdin not a terminal: proceeds.
-        c = self.ok("delete", "--domain", "sub.b.test")
-        self.assertRegex(c.out, r"2 recipients of sub\.b\.test", c)
+        self.delete_domain("sub.b.test", 2)
         self.gone(q4)
         self.assertEqual(sorted(self.listed()), sorted([q1, q2]))
         self.assertEqual([x["addr"] for x in self.listed()[q2]["rcpts"]], ["u4@a.test"])
         # The stored message of a survivor is untouched.
         self.assertEqual(self.stored(q2), sent.msgs[q2]["stored"])
+        t = self.json("queue")["totals"]
+        self.assertEqual((t["messages"], t["rcpts"]), (2, 3), t)
 
         # On a terminal: asked, "n" keeps everything.
         c = self.on_terminal(b"n\n", "delete", "--domain", "a.test")
         self.assertEqual(c.rc, 0, c)
-        self.assertIn("Delete every queued recipient of a.test?", c.err, c)
+        self.assertIn("Delete every queued recipient of a.test? This cannot be undone [y/N]",
+                      c.err, c)
+        self.assertIn("nothing deleted", c.err, c)
         self.assertEqual(self.queue_by_domain()["a.test"]["rcpts"], 3)
 
         self.fails(1, "delete", "--domain", "nothing.test", "--yes",
@@ -145,18 +200,33 @@ class Delete(RelayctlCase):
         self.fails(1, "delete", "--domain", "c.test", "--yes", err_re=r"no such domain")
 
     def test_delete_domain_is_committed_when_relayctl_returns(self):
-        """Many recipients in one domain: when `delete --domain` has returned, a read
-        command must not see any of them any more (like delete ID, which waits for the
-        commit)."""
-        from test_relayctl_inspect import body_of, send
-        ids = [send(self.relayd, "x@example.org", ["d%d@c.test" % i, "k%d@a.test" % i],
-                    body_of("bulk %d" % i, "bulk\r\n", "d@c.test")) for i in range(20)]
-        c = self.ok("delete", "--domain", "c.test", "--yes")
-        self.assertRegex(c.out, r"20 recipients of c\.test", c)
-        left = self.listed("c.test")
-        self.assertEqual(left, {}, "%d message(s) with c.test recipients still listed right "
-                         "after `delete --domain c.test --yes` returned" % len(left))
-        self.assertEqual(sorted(self.listed()), sorted(ids))
+        """When `relayctl delete --domain D --yes` has returned, a read command must not see
+        D's recipients any more, as after `delete ID` (whose answer waits for the commit).
+        To make the window wide enough to see, the queue's writer is kept busy meanwhile
+        with the commit of a 30 MB message (its final dot is sent, its reply not read yet,
+        when relayctl runs)."""
+        r = self.relayd
+        rounds = 3
+        for rnd in range(rounds):
+            ids = [send(r, "x@example.org", ["d%d@c.test" % i, "k%d@a.test" % i],
+                        body_of("bulk %d" % i, "bulk\r\n", "d@c.test")) for i in range(3)]
+            # The same conditions for delete ID, which waits for its commit: gone at once.
+            with BigMessage(r, 30) as big:
+                self.ok("delete", ids[0], "--yes")
+                self.assertNotIn(ids[0], self.listed())
+                self.assertEqual(big.reply()[:3], b"250")
+            mark = r.mark()
+            with BigMessage(r, 30) as big:
+                c = self.ok("delete", "--domain", "c.test", "--yes")
+                left = self.listed("c.test")
+                self.assertEqual(big.reply()[:3], b"250")
+            self.assertRegex(c.out, r"2 recipients of c\.test", c)
+            self.assertEqual(sorted(left), [], "round %d of %d: message(s) with c.test "
+                             "recipients still listed right after `relayctl delete --domain "
+                             "c.test --yes` returned (%s)" % (rnd + 1, rounds, c.out.strip()))
+            r.wait_log(r"relayctl delete-domain removed rcpts=2 of 2$", after=mark)
+            self.assertEqual(self.listed("c.test"), {})
+            self.assertTrue(set(ids[1:]) <= set(self.listed()))
 
     def test_requeue(self):
         sent = self.fill()

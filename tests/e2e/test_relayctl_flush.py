@@ -245,8 +245,8 @@ class Flush(RelayctlCase):
         # Errors.
         self.fails(1, "release", "nothing.test", err_re=r"nothing\.test: no such domain")
         self.fails(1, "hold", "0123456789ABCDEF", err_re=r"0123456789ABCDEF: no such message")
-        self.fails(1, "hold", "bad..domain", err_re=r"neither a queue id nor a domain")
         self.fails(2, "hold")
+        self.fails(2, "release")
 
     def test_hold_and_release_one_message(self):
         sent = self.fill()
@@ -290,6 +290,26 @@ class Flush(RelayctlCase):
         self.assertEqual(self.listed()[q3]["flags"], ["8BITMIME", "HELD"])
         self.ok("release", q3)
         self.assertEqual(self.listed()[q3]["flags"], ["8BITMIME"])
+
+    def test_bad_domain_syntax_is_a_usage_error(self):
+        """relayctl's exit codes (relayctl --help, relayctl.c): 2 for "bad queue id or domain
+        syntax", as `list` does for these arguments; flush, hold and release take the same
+        DOMAIN|@DOMAIN, so the same syntax errors must give 2 there too, before relayd is
+        asked."""
+        sent = self.fill()
+        for bad in ("bad..domain", ".a.test", "[127.0.0.1]", "@", "user@a.test"):
+            self.fails(2, "list", bad, err_re=r"bad domain")
+        problems = []
+        for args in (("flush", "bad..domain"), ("flush", "@"), ("flush", "[127.0.0.1]"),
+                     ("flush", ""), ("hold", "bad..domain"), ("release", "bad..domain"),
+                     ("hold", ".a.test")):
+            c = self.ctl(*args)
+            if c.rc != 2:
+                problems.append("relayctl %s: exit %d (%s%s), expected 2"
+                                % (" ".join(repr(a) if not a else a for a in args), c.rc,
+                                   c.out.strip(), c.err.strip()))
+        self.assertEqual(problems, [], "\n".join(problems))
+        self.assertEqual(sorted(self.listed()), sorted(sent.order))
 
 
 if __name__ == "__main__":

@@ -438,6 +438,40 @@ class Inspect(RelayctlCase):
         self.fails(2, "show", sent.order[0], "--body", "--json")
         self.fails(2, "nosuchcommand", err_re=r"unknown command")
 
+    def test_queue_human_columns_are_aligned(self):
+        """Issue 6: human output "aligned". Every row of `relayctl queue` has its values
+        under its header's columns: numbers right-aligned to the end of their header word,
+        DOMAIN, POLICY and STATE starting where their header word starts. The policy of a
+        domain with a next hop ("next-hop [127.0.0.2]:PORT", 26 octets) is longer than the
+        POLICY column's width."""
+        self.fill()
+        out = self.ok("queue").out.splitlines()
+        head = out[0]
+        col = {w: (head.index(w), head.index(w) + len(w))
+               for w in ("DOMAIN", "MESSAGES", "RCPTS", "SIZE", "OLDEST", "POLICY", "LAST",
+                         "STATE")}
+        rows = [ln for ln in out[1:] if re.match(r"^[a-z]", ln)]
+        self.assertEqual(len(rows), 4, out)
+        bad = []
+        for ln in rows:
+            dom = ln.split()[0]
+            pol = self.policy(dom)
+            nums = re.match(r"^(\S+\s+)(\d+)(\s+)(\d+)(\s+)(\S+)(\s+)(\S+)", ln)
+            ends = {"MESSAGES": nums.end(2), "RCPTS": nums.end(4), "SIZE": nums.end(6),
+                    "OLDEST": nums.end(8)}
+            p = ln.index(pol)
+            last = re.match(r"\s+(\S+)\s+(\S+)", ln[p + len(pol):])
+            ends["LAST"] = p + len(pol) + last.end(1)
+            starts = {"DOMAIN": 0, "POLICY": p, "STATE": p + len(pol) + last.start(2)}
+            for w, e in ends.items():
+                if e != col[w][1]:
+                    bad.append("%s: %s ends at column %d, header at %d" % (dom, w, e, col[w][1]))
+            for w, s in starts.items():
+                if s != col[w][0]:
+                    bad.append("%s: %s starts at column %d, header at %d"
+                               % (dom, w, s, col[w][0]))
+        self.assertEqual(bad, [], "\n".join(out))
+
     def test_mailq_symlink_and_subcommand(self):
         sent = self.fill()
         # One message held and one recipient deferred, as mailq shows them.

@@ -1,0 +1,282 @@
+"""AUTH PLAIN and LOGIN over TLS (issue 5, RFC 4954), with Python's smtplib.
+
+relayd's auth_file is made with `relayd --hash-password USER DOMAINS` (password on stdin).
+After STARTTLS: the right password gets 235 2.7.0 with PLAIN and LOGIN, with and without an
+initial response; a wrong password and an unknown user both get 535 5.7.8 with the very same
+text; before TLS, AUTH gets 538 5.7.11 and the credentials are never checked; after
+auth_fail_limit failures from one address, the next attempt (even a right one) gets 454 4.7.0
+while other addresses still authenticate. With submission = yes an authenticated client may
+relay to any domain and the Received: header says ESMTPSA and the TLS version and cipher;
+with submission = no the same RCPT gets 550 5.7.1. With etrn_require_auth = yes, ETRN needs
+AUTH.
+"""
+
+import base64
+import os
+import re
+import smtplib
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import etrnlib  # noqa: E402
+import tlslib  # noqa: E402
+from tlslib import CLIENT_NAME, USERS  # noqa: E402
+
+ALICE_PW = USERS["alice"][0]
+BAD_RE = r"^5\.7\.8 "
+FOREIGN = "someone@elsewhere.example"
+
+
+def b64(s):
+    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
+
+
+def received_of(stored):
+    head = stored.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+    m = re.match(r"Received: (.*?)\r\n(?![ \t])", head + "\r\n", re.S)
+    assert m, "stored message does not start with Received: %r" % stored[:300]
+    return re.sub(r"\r\n[ \t]+", " ", m.group(1))
+
+
+class AuthCase(tlslib.TLSRelaydCase):
+    AUTH = True
+    DOMAINS = {"branch.test": {}}
+    CONF = {"auth_fail_limit": "3"}
+
+    def auth(self, s, mech, user, password, initial=True):
+        """smtplib's AUTH with one mechanism; returns (code, text) whatever the outcome."""
+        s.user, s.password = user, password
+        obj = {"PLAIN": s.auth_plain, "LOGIN": s.auth_login}[mech]
+        try:
+            code, msg = s.auth(mech, obj, initial_response_ok=initial)
+        except smtplib.SMTPAuthenticationError as e:
+            code, msg = e.smtp_code, e.smtp_error
+        return code, msg.decode("utf-8", "replace")
+
+    def assertAuth(self, got, code, text_re):
+        self.assertEqual(got[0], code, got)
+        self.assertRegex(got[1], text_re)
+
+
+class Auth(AuthCase):
+
+    def test_plain_and_login_success(self):
+        r = self.relayd
+        for mech in ("PLAIN", "LOGIN"):
+            for initial in (True, False):
+                with self.subTest(mech=mech, initial_response=initial):
+                    mark = r.mark()
+                    s = self.smtp_tls()
+                    try:
+                        self.assertTrue(s.has_extn("auth"))
+                        self.assertAuth(self.auth(s, mech, "alice", ALICE_PW, initial),
+                                        235, r"^2\.7\.0 ")
+                        # AUTH is not offered again, nor accepted twice.
+                        s.ehlo(CLIENT_NAME)
+                        self.assertFalse(s.has_extn("auth"), s.esmtp_features)
+                        code, msg = s.docmd("AUTH", "PLAIN " + b64("\0alice\0" + ALICE_PW))
+                        self.assertEqual(code, 503, msg)
+                    finally:
+                        self.quit(s)
+                    r.wait_log(r"c=\d+ auth ok user=alice client=\[127\.0\.0\.1\]", after=mark)
+
+    def test_wrong_password_and_unknown_user_same_reply(self):
+        r = self.relayd
+        replies = {}
+        # Two failures per source address: under auth_fail_limit (3).
+        for mech, source in (("PLAIN", "127.0.0.2"), ("LOGIN", "127.0.0.3")):
+            for user, pw in (("alice", "not the password"), ("mallory", ALICE_PW)):
+                mark = r.mark()
+                s = self.smtp_tls(source)
+                try:
+                    got = self.auth(s, mech, user, pw)
+                    replies[(mech, user)] = got
+                    self.assertAuth(got, 535, BAD_RE)
+                    # The session goes on: the right credentials still work in it.
+                    self.assertAuth(self.auth(s, mech, "alice", ALICE_PW), 235, r"^2\.7\.0 ")
+                finally:
+                    self.quit(s)
+                r.wait_log(r"c=\d+ auth failed user=%s client=\[%s\]"
+                           % (user, re.escape(source)), after=mark)
+        self.assertEqual(len(set(replies.values())), 1,
+                         "a wrong password and an unknown user must get the same reply: %r"
+                         % replies)
+
+    def test_unknown_user_costs_a_hash_too(self):
+        """No timing tells a valid user from an invalid one: an unknown user's password is
+        hashed too (scrypt, ~0.1 s), so both failures take about as long. The bound is loose
+        (a third): without the dummy hash the unknown user would answer ~100 times faster."""
+        times = {"alice": [], "mallory": []}
+        n = 0
+        for _ in range(3):
+            for user in ("alice", "mallory"):
+                n += 1
+                s = self.smtp_tls("127.0.0.%d" % (10 + n))  # one failure per address
+                try:
+                    t0 = time.monotonic()
+                    code, msg = s.docmd("AUTH", "PLAIN " + b64("\0%s\0wrong password" % user))
+                    times[user].append(time.monotonic() - t0)
+                    self.assertEqual(code, 535, msg)
+                finally:
+                    self.quit(s)
+        known, unknown = sorted(times["alice"])[1], sorted(times["mallory"])[1]
+        self.assertGreater(unknown, known / 3, times)
+
+    def test_authzid_other_than_user_refused(self):
+        s = self.smtp_tls()
+        try:
+            code, msg = s.docmd("AUTH", "PLAIN " + b64("bob\0alice\0" + ALICE_PW))
+            self.assertEqual(code, 535, msg)
+        finally:
+            self.quit(s)
+
+    def test_auth_before_tls_538(self):
+        r = self.relayd
+        mark = r.mark()
+        s = r.smtp()
+        try:
+            s.ehlo(CLIENT_NAME)
+            self.assertFalse(s.has_extn("auth"), s.esmtp_features)
+            for arg in ("PLAIN " + b64("\0alice\0" + ALICE_PW), "PLAIN", "LOGIN",
+                        "LOGIN " + b64("alice")):
+                code, msg = s.docmd("AUTH", arg)
+                self.assertEqual(code, 538, (arg, msg))
+                self.assertRegex(msg.decode(), r"^5\.7\.11 ")
+            # The session goes on and can still upgrade, then authenticate.
+            code, msg = tlslib.starttls(s, self.pki.client_context(check_hostname=True))
+            self.assertEqual(code, 220, msg)
+            s.ehlo(CLIENT_NAME)
+            self.assertAuth(self.auth(s, "PLAIN", "alice", ALICE_PW), 235, r"^2\.7\.0 ")
+        finally:
+            self.quit(s)
+        # The plaintext attempts never reached the credential check: the only check logged
+        # is the one over TLS.
+        r.wait_log(r"c=\d+ auth ok user=alice", after=mark)
+        self.assertEqual(len(r.log_lines(r"c=\d+ auth (ok|failed|refused)", after=mark)), 1,
+                         r.log_lines(r"c=\d+ auth ", after=mark))
+
+    def test_bad_exchanges(self):
+        s = self.smtp_tls()
+        try:
+            code, msg = s.docmd("AUTH", "CRAM-MD5")
+            self.assertEqual(code, 504, msg)
+            code, msg = s.docmd("AUTH", "LOGIN")
+            self.assertEqual(code, 334, msg)
+            code, msg = s.docmd("*")  # RFC 4954 4: the client cancels
+            self.assertEqual(code, 501, msg)
+            code, msg = s.docmd("AUTH", "PLAIN !!!notbase64")
+            self.assertEqual(code, 501, msg)
+            code, msg = s.noop()
+            self.assertEqual(code, 250, msg)
+            # Inside a mail transaction AUTH is refused (RFC 4954 4).
+            s.mail("sender@example.org")
+            code, msg = s.docmd("AUTH", "PLAIN " + b64("\0alice\0" + ALICE_PW))
+            self.assertEqual(code, 503, msg)
+        finally:
+            self.quit(s)
+
+    def test_rate_limit_454(self):
+        r = self.relayd
+        src = "127.0.0.4"
+        for i in range(3):  # auth_fail_limit = 3
+            s = self.smtp_tls(src)
+            try:
+                self.assertAuth(self.auth(s, "PLAIN" if i % 2 else "LOGIN", "alice",
+                                          "wrong %d" % i), 535, BAD_RE)
+            finally:
+                self.quit(s)
+        mark = r.mark()
+        for mech in ("PLAIN", "LOGIN"):
+            s = self.smtp_tls(src)
+            try:
+                # Even the right password is refused now, temporarily.
+                self.assertAuth(self.auth(s, mech, "alice", ALICE_PW), 454, r"^4\.7\.0 ")
+            finally:
+                self.quit(s)
+        r.wait_log(r"auth refused client=\[127\.0\.0\.4\] reason=too_many_failures", after=mark)
+        self.assertEqual(r.log_lines(r"auth ok", after=mark), [])
+        # Another client is not affected.
+        s = self.smtp_tls("127.0.0.5")
+        try:
+            self.assertAuth(self.auth(s, "PLAIN", "alice", ALICE_PW), 235, r"^2\.7\.0 ")
+        finally:
+            self.quit(s)
+
+    def test_submission_yes_relays_with_esmtpsa(self):
+        r = self.relayd
+        # Without AUTH, even over TLS, a foreign recipient is refused.
+        s = self.smtp_tls()
+        try:
+            s.mail("sender@example.org")
+            code, msg = s.rcpt(FOREIGN)
+            self.assertEqual(code, 550, msg)
+            self.assertRegex(msg.decode(), r"^5\.7\.1 ")
+        finally:
+            self.quit(s)
+        s = self.smtp_tls()
+        try:
+            version, cipher = s.sock.version(), s.sock.cipher()[0]
+            self.assertAuth(self.auth(s, "LOGIN", "alice", ALICE_PW), 235, r"^2\.7\.0 ")
+            code, msg = s.mail("alice@branch.test")
+            self.assertEqual(code, 250, msg)
+            code, msg = s.rcpt(FOREIGN)
+            self.assertEqual(code, 250, msg)
+            code, msg = s.data(etrnlib.make_body("submission", "relayed after AUTH\r\n"))
+            self.assertEqual(code, 250, msg)
+            qid = etrnlib.QUEUED_RE.search(msg.decode()).group(1).upper()
+        finally:
+            self.quit(s)
+        rcv = received_of(r.body(qid))
+        self.assertRegex(rcv, r"\bwith ESMTPSA id %s\b" % qid, rcv)
+        self.assertIn("(using %s with cipher %s)" % (version, cipher), rcv)
+        self.assertRegex(rcv, r"\(using TLSv1\.[23] with cipher ", rcv)
+        queued = [m for m in r.list_json() if m["id"] == qid]
+        self.assertEqual(len(queued), 1, r.list_json())
+        self.assertEqual([x["addr"] for x in queued[0]["rcpts"]], [FOREIGN])
+
+
+class SubmissionOff(AuthCase):
+    CONF = {"submission": "no"}
+
+    def test_submission_no_refuses_foreign_rcpt(self):
+        s = self.smtp_tls()
+        try:
+            self.assertAuth(self.auth(s, "PLAIN", "alice", ALICE_PW), 235, r"^2\.7\.0 ")
+            s.mail("alice@branch.test")
+            code, msg = s.rcpt(FOREIGN)
+            self.assertEqual(code, 550, msg)
+            self.assertRegex(msg.decode(), r"^5\.7\.1 ")
+            code, msg = s.rcpt("bob@branch.test")
+            self.assertEqual(code, 250, msg)
+            code, msg = s.data(etrnlib.make_body("local", "to a relay domain\r\n"))
+            self.assertEqual(code, 250, msg)
+            qid = etrnlib.QUEUED_RE.search(msg.decode()).group(1).upper()
+        finally:
+            self.quit(s)
+        rcv = received_of(self.relayd.body(qid))
+        self.assertRegex(rcv, r"\bwith ESMTPSA id %s\b" % qid, rcv)
+
+
+class EtrnNeedsAuth(AuthCase):
+    CONF = {"etrn_require_auth": "yes"}
+
+    def test_etrn_require_auth(self):
+        r = self.relayd
+        code, text = r.etrn("branch.test")
+        self.assertEqual(code, 459, text)
+        self.assertIn("AUTH", text)
+        s = self.smtp_tls()
+        try:
+            code, msg = s.docmd("ETRN", "branch.test")
+            self.assertEqual(code, 459, msg)  # TLS alone is not enough
+            self.assertAuth(self.auth(s, "PLAIN", "alice", ALICE_PW), 235, r"^2\.7\.0 ")
+            code, msg = s.docmd("ETRN", "branch.test")
+            self.assertIn(code, (250, 251, 252, 253), msg)
+        finally:
+            self.quit(s)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
