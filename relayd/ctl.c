@@ -218,8 +218,15 @@ static void ctl_updated(int status, uint64_t token, struct queue_update *ups, si
             log_info("%s relayctl op=%d done", target, (int)ups[i].op);
         if (!c)
             continue;
+        static const char *const done_word[] = {
+            [QUEUE_OP_DELIVERED] = "removed",  [QUEUE_OP_DEFERRED] = "deferred",
+            [QUEUE_OP_FAILED] = "failed",      [QUEUE_OP_DELETE_MSG] = "deleted",
+            [QUEUE_OP_HOLD_MSG] = "held",      [QUEUE_OP_RELEASE_MSG] = "released",
+            [QUEUE_OP_HOLD_DOMAIN] = "held",   [QUEUE_OP_RELEASE_DOMAIN] = "released",
+            [QUEUE_OP_REQUEUE_MSG] = "requeued",
+        };
         if (rc == 0)
-            ctl_send(c, "ok %s\n", target);
+            ctl_send(c, "ok %s %s\n", done_word[ups[i].op], target);
         else if (rc == -ENOENT)
             ctl_send(c, "err %s: no such %s in the queue\n", target,
                      ups[i].domain[0] ? "domain" : "message");
@@ -271,14 +278,22 @@ static int ctl_collect_rcpt(const struct queue_rcpt *r, void *arg)
 static void ctl_deleted_domain(int status, uint64_t token, struct queue_update *ups, size_t n,
                                void *arg)
 {
-    (void)token;
-    (void)arg;
+    struct ctl *ctl = arg;
     size_t done = 0;
     for (size_t i = 0; i < n; i++)
         if (status == 0 && ups[i].result == 0)
             done++;
     log_info("relayctl delete-domain removed rcpts=%zu of %zu%s%s", done, n,
              status < 0 ? " err=" : "", status < 0 ? hf_errname(status) : "");
+    struct ctl_client *c = idmap_get(&ctl->clients, token);
+    if (!c)
+        return;
+    if (status < 0)
+        ctl_send(c, "err delete failed: %s\n", hf_strerror(status));
+    else
+        ctl_send(c, "ok deleted %zu recipient%s\n", done, done == 1 ? "" : "s");
+    c->waiting_updates--;
+    ctl_maybe_end(c);
 }
 
 /* Handles HOLD/RELEASE/DELETE/REQUEUE with their arguments. */
@@ -307,11 +322,13 @@ static void ctl_change(struct ctl_client *c, const char *verb, char *args)
             return;
         }
         log_info("relayctl delete domain=%s rcpts=%zu", d, cc.n);
-        ctl_send(c, "ok deleting %zu recipient%s of %s\n", cc.n, cc.n == 1 ? "" : "s", d);
-        /* One answer line for the whole domain rather than one per recipient. */
+        /* One answer line for the whole domain rather than one per recipient, sent once the
+         * change is committed. */
         int rc = queue_wr_update(rd->wr, cc.ups, cc.n, ctl_deleted_domain, c->id, c->ctl);
         if (rc < 0)
             ctl_send(c, "err cannot queue the change: %s\n", hf_strerror(rc));
+        else
+            c->waiting_updates++;
         ctl_maybe_end(c);
         return;
     }

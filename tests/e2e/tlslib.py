@@ -398,12 +398,13 @@ class SClient:
             " ".join(self.cmd[2:]), self.rc, self.out[-4000:], self.err[-2000:])
 
 
-def s_client(pki, port, extra=(), commands=("EHLO " + CLIENT_NAME, "QUIT"), seconds=20):
-    """openssl s_client to 127.0.0.1:port with the test CA, sending commands (CRLF line ends,
-    -ign_eof: it waits for relayd to close after QUIT). Bounded."""
+def s_client(pki, port, extra=(), commands=("EHLO " + CLIENT_NAME, "QUIT"), seconds=20,
+             name=SERVER_CN):
+    """openssl s_client to 127.0.0.1:port with the test CA, checking the name `name`,
+    sending commands (CRLF line ends, -ign_eof: it waits for relayd to close after QUIT).
+    Bounded."""
     cmd = [OPENSSL, "s_client", "-connect", "127.0.0.1:%d" % port, "-CAfile", pki.ca_cert,
-           "-servername", SERVER_CN, "-verify_hostname", SERVER_CN, "-crlf", "-ign_eof"] + \
-        list(extra)
+           "-servername", name, "-verify_hostname", name, "-crlf", "-ign_eof"] + list(extra)
     stdin = "".join(c + "\n" for c in commands).encode()
     try:
         p = subprocess.run(cmd, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
