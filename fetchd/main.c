@@ -75,15 +75,6 @@ static void usage(FILE *f)
                "Signals: SIGUSR1 releases now; SIGTERM and SIGINT stop.\n");
 }
 
-static void print_cfg_errors(const struct cfg_errors *e)
-{
-    for (size_t i = 0; i < e->n; i++) {
-        if (e->v[i].line > 0)
-            fprintf(stderr, "%s:%d: %s\n", e->v[i].file, e->v[i].line, e->v[i].msg);
-        else
-            fprintf(stderr, "%s: %s\n", e->v[i].file, e->v[i].msg);
-    }
-}
 
 /* ---- shutdown ---------------------------------------------------------------------------- */
 
@@ -366,7 +357,7 @@ int main(int argc, char **argv)
         return FETCHD_EXIT_FAILED;
     }
     if (test) {
-        print_cfg_errors(&errs);
+        cfg_errors_print(&errs, stderr, "");
         int code = errs.n ? 1 : 0;
         if (!errs.n)
             printf("%s: configuration ok (%zu relay%s)\n", conf, f.cfg.nrelays,
@@ -376,7 +367,7 @@ int main(int argc, char **argv)
         return code;
     }
     if (rc < 0) {
-        print_cfg_errors(&errs);
+        cfg_errors_print(&errs, stderr, "");
         cfg_errors_free(&errs);
         cfg_free(&f.cfg);
         return FETCHD_EXIT_CONFIG;
@@ -394,7 +385,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < errs.n; i++)
         global_err = global_err || errs.v[i].line == 0;
     if (global_err) {
-        print_cfg_errors(&errs);
+        cfg_errors_print(&errs, stderr, "");
         cfg_errors_free(&errs);
         cfg_free(&f.cfg);
         return FETCHD_EXIT_CONFIG;

@@ -67,38 +67,13 @@ static void runner_kick(struct runner *r);
 
 /* ---- configuration checks ------------------------------------------------------------------ */
 
-static int runner_err(struct cfg_errors *e, const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int runner_err(struct cfg_errors *e, const char *file, int line, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    struct cfg_error *v = realloc(e->v, (e->n + 1) * sizeof(*v));
-    if (!v)
-        return -ENOMEM;
-    e->v = v;
-    v[e->n].file = strdup(file ? file : "-");
-    v[e->n].msg = strdup(msg);
-    v[e->n].line = line;
-    if (!v[e->n].file || !v[e->n].msg) {
-        free(v[e->n].file);
-        free(v[e->n].msg);
-        return -ENOMEM;
-    }
-    e->n++;
-    return 0;
-}
 
 int runner_check(const struct cfg *c, struct cfg_errors *errs)
 {
     int n = 0;
     const char *file = c->path;
     if (c->nrelays == 0) {
-        if (runner_err(errs, file, 0, "no [relay NAME] section: fetchd has nothing to ask") < 0)
+        if (cfg_errors_add(errs, file, 0, "no [relay NAME] section: fetchd has nothing to ask") < 0)
             return -ENOMEM;
         n++;
     }
@@ -106,7 +81,7 @@ int runner_check(const struct cfg *c, struct cfg_errors *errs)
         char host[256];
         int port;
         if (mta_parse(c->local_mta, host, sizeof(host), &port) < 0) {
-            if (runner_err(errs, file, 0,
+            if (cfg_errors_add(errs, file, 0,
                            "'local_mta = %s': must be host:port, [v6addr]:port or host",
                            c->local_mta) < 0)
                 return -ENOMEM;
@@ -114,7 +89,7 @@ int runner_check(const struct cfg *c, struct cfg_errors *errs)
         }
     }
     if (c->retry_delay_max < c->retry_delay) {
-        if (runner_err(errs, file, 0,
+        if (cfg_errors_add(errs, file, 0,
                        "retry_delay_max (%" PRIu64 ") is smaller than retry_delay (%" PRIu64 ")",
                        c->retry_delay_max, c->retry_delay) < 0)
             return -ENOMEM;
@@ -124,7 +99,7 @@ int runner_check(const struct cfg *c, struct cfg_errors *errs)
         const char *why = release_unsupported(&c->relays[i]);
         if (!why)
             continue;
-        if (runner_err(errs, file, c->relays[i].line, "relay %s: %s", c->relays[i].name, why) < 0)
+        if (cfg_errors_add(errs, file, c->relays[i].line, "relay %s: %s", c->relays[i].name, why) < 0)
             return -ENOMEM;
         n++;
     }

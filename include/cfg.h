@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 enum cfg_section { CFG_SEC_GLOBAL = 0, CFG_SEC_DOMAIN, CFG_SEC_GROUP, CFG_SEC_RELAY };
 
@@ -149,6 +150,15 @@ int cfg_parse(const char *text, size_t len, const char *file, struct cfg *c,
 /* Reads path and parses it (cfg_init + cfg_parse). A file that cannot be read is reported
  * as one error with line 0. Returns as cfg_parse. */
 int cfg_load(const char *path, struct cfg *c, struct cfg_errors *errs);
+
+/* Appends an error "file:line: message" to e (printf-style message, cut at 511 octets); line 0
+ * for the whole file. Used by every parser of a configuration-like file (credentials,
+ * recipient lists, fetchd's checks) so all report alike. Returns 0 or -ENOMEM. */
+int cfg_errors_add(struct cfg_errors *e, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Prints every error of e to f as "PREFIXfile:line: message" (prefix may be ""). */
+void cfg_errors_print(const struct cfg_errors *e, FILE *f, const char *prefix);
 
 /* Frees everything c owns (not c itself). */
 void cfg_free(struct cfg *c);

@@ -153,10 +153,7 @@ const size_t cfg_nkeys = sizeof(cfg_keys) / sizeof(cfg_keys[0]);
 
 static const char *const cfg_section_names[] = {"global", "domain", "group", "relay"};
 
-static int cfg_err(struct cfg_errors *e, const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int cfg_err(struct cfg_errors *e, const char *file, int line, const char *fmt, ...)
+int cfg_errors_add(struct cfg_errors *e, const char *file, int line, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -372,12 +369,12 @@ static void *cfg_open_section(struct cfg *c, enum cfg_section sec, char *name, i
     if (sec == CFG_SEC_DOMAIN) {
         addr_lower(name);
         if (!addr_domain_is_valid(name, strlen(name), false)) {
-            *rc = cfg_err(errs, file, line, "invalid domain name '%s'", name);
+            *rc = cfg_errors_add(errs, file, line, "invalid domain name '%s'", name);
             return NULL;
         }
         for (size_t i = 0; i < c->ndomains; i++)
             if (strcmp(c->domains[i].name, name) == 0) {
-                *rc = cfg_err(errs, file, line, "domain %s already defined at line %d", name,
+                *rc = cfg_errors_add(errs, file, line, "domain %s already defined at line %d", name,
                               c->domains[i].line);
                 return NULL;
             }
@@ -394,12 +391,12 @@ static void *cfg_open_section(struct cfg *c, enum cfg_section sec, char *name, i
         c->ndomains++;
     } else if (sec == CFG_SEC_GROUP) {
         if (!cfg_name_ok(name)) {
-            *rc = cfg_err(errs, file, line, "invalid group name '%s'", name);
+            *rc = cfg_errors_add(errs, file, line, "invalid group name '%s'", name);
             return NULL;
         }
         for (size_t i = 0; i < c->ngroups; i++)
             if (strcmp(c->groups[i].name, name) == 0) {
-                *rc = cfg_err(errs, file, line, "group %s already defined at line %d", name,
+                *rc = cfg_errors_add(errs, file, line, "group %s already defined at line %d", name,
                               c->groups[i].line);
                 return NULL;
             }
@@ -416,12 +413,12 @@ static void *cfg_open_section(struct cfg *c, enum cfg_section sec, char *name, i
         c->ngroups++;
     } else {
         if (!cfg_name_ok(name)) {
-            *rc = cfg_err(errs, file, line, "invalid relay name '%s'", name);
+            *rc = cfg_errors_add(errs, file, line, "invalid relay name '%s'", name);
             return NULL;
         }
         for (size_t i = 0; i < c->nrelays; i++)
             if (strcmp(c->relays[i].name, name) == 0) {
-                *rc = cfg_err(errs, file, line, "relay %s already defined at line %d", name,
+                *rc = cfg_errors_add(errs, file, line, "relay %s already defined at line %d", name,
                               c->relays[i].line);
                 return NULL;
             }
@@ -458,14 +455,14 @@ static int cfg_check_domain_list(const struct cfg *c, const char *list, const ch
         n++;
         addr_lower(w);
         if (!addr_domain_is_valid(w, strlen(w), false))
-            rc = cfg_err(errs, file, line, "%s: invalid domain name '%s'", what, w);
+            rc = cfg_errors_add(errs, file, line, "%s: invalid domain name '%s'", what, w);
         else if (c->ndomains && strcmp(what, "group") == 0 && !cfg_find_domain(c, w))
-            rc = cfg_err(errs, file, line, "%s: '%s' is not a configured [domain]", what, w);
+            rc = cfg_errors_add(errs, file, line, "%s: '%s' is not a configured [domain]", what, w);
         if (rc < 0)
             return rc;
     }
     if (n == 0)
-        rc = cfg_err(errs, file, line, "%s: 'domains' must name at least one domain", what);
+        rc = cfg_errors_add(errs, file, line, "%s: 'domains' must name at least one domain", what);
     return rc;
 }
 
@@ -481,7 +478,7 @@ static int cfg_check(struct cfg *c, const char *file, struct cfg_errors *errs)
                                        c->relays[i].line, errs);
     }
     if (rc == 0 && c->max_map_size < c->map_size)
-        rc = cfg_err(errs, file, 0, "max_map_size (%" PRIu64 ") is smaller than map_size (%" PRIu64 ")",
+        rc = cfg_errors_add(errs, file, 0, "max_map_size (%" PRIu64 ") is smaller than map_size (%" PRIu64 ")",
                      c->max_map_size, c->map_size);
     return rc;
 }
@@ -517,7 +514,7 @@ int cfg_parse(const char *text, size_t len, const char *file, struct cfg *c,
         if (!buf)
             return -ENOMEM;
         if (strlen(buf) != l) {
-            rc = cfg_err(errs, file, line, "NUL byte in line");
+            rc = cfg_errors_add(errs, file, line, "NUL byte in line");
             free(buf);
             continue;
         }
@@ -529,7 +526,7 @@ int cfg_parse(const char *text, size_t len, const char *file, struct cfg *c,
         if (*s == '[') {
             char *end = strchr(s, ']');
             if (!end || cfg_trim(end + 1)[0] != '\0') {
-                rc = cfg_err(errs, file, line, "section header must be [type name]");
+                rc = cfg_errors_add(errs, file, line, "section header must be [type name]");
                 base = NULL;
                 free(buf);
                 continue;
@@ -548,14 +545,14 @@ int cfg_parse(const char *text, size_t len, const char *file, struct cfg *c,
             else if (strcmp(type, "relay") == 0)
                 ns = CFG_SEC_RELAY;
             else {
-                rc = cfg_err(errs, file, line,
+                rc = cfg_errors_add(errs, file, line,
                              "unknown section type '%s' (domain, group or relay)", type);
                 base = NULL;
                 free(buf);
                 continue;
             }
             if (!*name || strchr(name, ' ') || strchr(name, '\t')) {
-                rc = cfg_err(errs, file, line, "[%s] needs exactly one name", type);
+                rc = cfg_errors_add(errs, file, line, "[%s] needs exactly one name", type);
                 base = NULL;
                 free(buf);
                 continue;
@@ -567,7 +564,7 @@ int cfg_parse(const char *text, size_t len, const char *file, struct cfg *c,
         }
         char *eq = strchr(s, '=');
         if (!eq) {
-            rc = cfg_err(errs, file, line, "expected 'key = value'");
+            rc = cfg_errors_add(errs, file, line, "expected 'key = value'");
             free(buf);
             continue;
         }
@@ -580,7 +577,7 @@ int cfg_parse(const char *text, size_t len, const char *file, struct cfg *c,
             for (int t = 0; t < 4 && !other; t++)
                 other = cfg_find_key((enum cfg_section)t, key);
             if (other)
-                rc = cfg_err(errs, file, line, "key '%s' belongs %s%s%s, not %s%s%s", key,
+                rc = cfg_errors_add(errs, file, line, "key '%s' belongs %s%s%s, not %s%s%s", key,
                              other->section == CFG_SEC_GLOBAL ? "at the top (a [global] " : "in a [",
                              other->section == CFG_SEC_GLOBAL ? "key" : cfg_section_names[other->section],
                              other->section == CFG_SEC_GLOBAL ? ")" : "] section",
@@ -588,7 +585,7 @@ int cfg_parse(const char *text, size_t len, const char *file, struct cfg *c,
                              sec == CFG_SEC_GLOBAL ? "" : cfg_section_names[sec],
                              sec == CFG_SEC_GLOBAL ? "" : "]");
             else
-                rc = cfg_err(errs, file, line, "unknown key '%s'", key);
+                rc = cfg_errors_add(errs, file, line, "unknown key '%s'", key);
             free(buf);
             continue;
         }
@@ -597,7 +594,7 @@ int cfg_parse(const char *text, size_t len, const char *file, struct cfg *c,
             continue;
         }
         if (*val == '\0' && k->type != CFG_T_STR) {
-            rc = cfg_err(errs, file, line, "'%s' needs a value", key);
+            rc = cfg_errors_add(errs, file, line, "'%s' needs a value", key);
             free(buf);
             continue;
         }
@@ -606,7 +603,7 @@ int cfg_parse(const char *text, size_t len, const char *file, struct cfg *c,
         if (r == -ENOMEM)
             rc = r;
         else if (r < 0)
-            rc = cfg_err(errs, file, line, "'%s = %s': %s", key, val, why);
+            rc = cfg_errors_add(errs, file, line, "'%s = %s': %s", key, val, why);
         free(buf);
     }
     if (rc >= 0)
@@ -624,7 +621,7 @@ int cfg_load(const char *path, struct cfg *c, struct cfg_errors *errs)
     FILE *f = fopen(path, "rb");
     if (!f) {
         int e = errno;
-        rc = cfg_err(errs, path, 0, "cannot read: %s", strerror(e));
+        rc = cfg_errors_add(errs, path, 0, "cannot read: %s", strerror(e));
         return rc < 0 ? rc : HF_ECONFIG;
     }
     char *text = NULL;
@@ -634,7 +631,7 @@ int cfg_load(const char *path, struct cfg *c, struct cfg_errors *errs)
             if (cap > 16 * MIB) {
                 fclose(f);
                 free(text);
-                rc = cfg_err(errs, path, 0, "file larger than 16 MiB");
+                rc = cfg_errors_add(errs, path, 0, "file larger than 16 MiB");
                 return rc < 0 ? rc : HF_ECONFIG;
             }
             cap = cap ? cap * 2 : 8192;
@@ -655,7 +652,7 @@ int cfg_load(const char *path, struct cfg *c, struct cfg_errors *errs)
     fclose(f);
     if (bad) {
         free(text);
-        rc = cfg_err(errs, path, 0, "read error");
+        rc = cfg_errors_add(errs, path, 0, "read error");
         return rc < 0 ? rc : HF_ECONFIG;
     }
     rc = cfg_parse(text, len, path, c, errs);
@@ -700,6 +697,16 @@ void cfg_free(struct cfg *c)
     free(c->path);
     free(c->dir);
     memset(c, 0, sizeof(*c));
+}
+
+void cfg_errors_print(const struct cfg_errors *e, FILE *f, const char *prefix)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        if (e->v[i].line > 0)
+            fprintf(f, "%s%s:%d: %s\n", prefix, e->v[i].file, e->v[i].line, e->v[i].msg);
+        else
+            fprintf(f, "%s%s: %s\n", prefix, e->v[i].file, e->v[i].msg);
+    }
 }
 
 void cfg_errors_free(struct cfg_errors *e)

@@ -369,31 +369,6 @@ int auth_verify(const struct auth_store *s, const char *user, const char *passwo
 
 /* ---- the credentials file ---- */
 
-static int auth_err(struct cfg_errors *e, const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int auth_err(struct cfg_errors *e, const char *file, int line, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    struct cfg_error *v = realloc(e->v, (e->n + 1) * sizeof(*v));
-    if (!v)
-        return -ENOMEM;
-    e->v = v;
-    v[e->n].file = strdup(file ? file : "-");
-    v[e->n].msg = strdup(msg);
-    v[e->n].line = line;
-    if (!v[e->n].file || !v[e->n].msg) {
-        free(v[e->n].file);
-        free(v[e->n].msg);
-        return -ENOMEM;
-    }
-    e->n++;
-    return 0;
-}
 
 /* Checks a user name: 1-255 octets, no ':', space or control character, valid UTF-8.
  * Returns NULL or what is wrong. */
@@ -486,17 +461,17 @@ static int auth_parse_line(const char *s, size_t len, const char *file, int line
         return 1;
     int rc;
     if (memchr(s, '\0', len)) {
-        rc = auth_err(errs, file, line, "NUL octet in line");
+        rc = cfg_errors_add(errs, file, line, "NUL octet in line");
         return rc < 0 ? rc : -EINVAL;
     }
     const char *c1 = memchr(s, ':', len);
     if (!c1) {
-        rc = auth_err(errs, file, line, "expected user:hash[:domains]");
+        rc = cfg_errors_add(errs, file, line, "expected user:hash[:domains]");
         return rc < 0 ? rc : -EINVAL;
     }
     const char *why = auth_name_problem(s, (size_t)(c1 - s));
     if (why) {
-        rc = auth_err(errs, file, line, "%s", why);
+        rc = cfg_errors_add(errs, file, line, "%s", why);
         return rc < 0 ? rc : -EINVAL;
     }
     const char *hs = c1 + 1;
@@ -504,19 +479,19 @@ static int auth_parse_line(const char *s, size_t len, const char *file, int line
     const char *c2 = memchr(hs, ':', (size_t)(end - hs));
     const char *he = c2 ? c2 : end;
     if (c2 && memchr(c2 + 1, ':', (size_t)(end - c2 - 1))) {
-        rc = auth_err(errs, file, line, "too many ':' fields (expected user:hash[:domains])");
+        rc = cfg_errors_add(errs, file, line, "too many ':' fields (expected user:hash[:domains])");
         return rc < 0 ? rc : -EINVAL;
     }
     char hash[512];
     if ((size_t)(he - hs) >= sizeof(hash)) {
-        rc = auth_err(errs, file, line, "password hash too long");
+        rc = cfg_errors_add(errs, file, line, "password hash too long");
         return rc < 0 ? rc : -EINVAL;
     }
     memcpy(hash, hs, (size_t)(he - hs));
     hash[he - hs] = '\0';
     struct auth_hash h;
     if (auth_hash_parse(hash, &h, &why) < 0) {
-        rc = auth_err(errs, file, line, "%s", why);
+        rc = cfg_errors_add(errs, file, line, "%s", why);
         return rc < 0 ? rc : -EINVAL;
     }
     memset(u, 0, sizeof(*u));
@@ -532,8 +507,8 @@ static int auth_parse_line(const char *s, size_t len, const char *file, int line
         rc = auth_parse_domains(c2 + 1, (size_t)(end - c2 - 1), u, bad, sizeof(bad), &why);
         if (rc == -EINVAL) {
             auth_user_free(u);
-            rc = bad[0] ? auth_err(errs, file, line, "%s '%s'", why, bad)
-                        : auth_err(errs, file, line, "%s", why);
+            rc = bad[0] ? cfg_errors_add(errs, file, line, "%s '%s'", why, bad)
+                        : cfg_errors_add(errs, file, line, "%s", why);
             return rc < 0 ? rc : -EINVAL;
         }
         if (rc < 0) {
@@ -570,7 +545,7 @@ int auth_store_parse(const char *text, size_t len, const char *file, struct auth
             return rc;
         const struct auth_user *dup = auth_user_find(out, u.name);
         if (dup) {
-            rc = auth_err(errs, file, line, "duplicate user '%s' (first on line %d)", u.name,
+            rc = cfg_errors_add(errs, file, line, "duplicate user '%s' (first on line %d)", u.name,
                           dup->line);
             auth_user_free(&u);
             if (rc < 0)
@@ -599,7 +574,7 @@ int auth_store_load(const char *path, struct auth_store *out, struct cfg_errors 
     FILE *f = fopen(path, "rb");
     if (!f) {
         int e = errno;
-        int rc = auth_err(errs, path, 0, "cannot read: %s", strerror(e));
+        int rc = cfg_errors_add(errs, path, 0, "cannot read: %s", strerror(e));
         return rc < 0 ? rc : HF_ECONFIG;
     }
     char *text = malloc(AUTH_FILE_MAX + 1);
@@ -612,9 +587,9 @@ int auth_store_load(const char *path, struct auth_store *out, struct cfg_errors 
     fclose(f);
     int rc;
     if (rerr)
-        rc = auth_err(errs, path, 0, "read error");
+        rc = cfg_errors_add(errs, path, 0, "read error");
     else if (len > AUTH_FILE_MAX)
-        rc = auth_err(errs, path, 0, "file larger than 1 MiB");
+        rc = cfg_errors_add(errs, path, 0, "file larger than 1 MiB");
     else
         rc = auth_store_parse(text, len, path, out, errs);
     auth_wipe(text, len);

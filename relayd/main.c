@@ -58,15 +58,6 @@ static void usage(FILE *f)
                "  -V, --version       print the version\n");
 }
 
-static void print_cfg_errors(const struct cfg_errors *e)
-{
-    for (size_t i = 0; i < e->n; i++) {
-        if (e->v[i].line > 0)
-            fprintf(stderr, "%s:%d: %s\n", e->v[i].file, e->v[i].line, e->v[i].msg);
-        else
-            fprintf(stderr, "%s: %s\n", e->v[i].file, e->v[i].msg);
-    }
-}
 
 static void on_drain(uv_timer_t *t)
 {
@@ -215,7 +206,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "relayd: cannot load tls_ca_file=%s\n", ca ? ca : "(system)");
     }
     if (rc < 0 || errs.n) {
-        print_cfg_errors(&errs);
+        cfg_errors_print(&errs, stderr, "");
         tls_ctx_free(m.rd.tls_server);
         tls_ctx_free(m.rd.tls_client);
         auth_store_free(&m.rd.auth);

@@ -92,12 +92,11 @@ static int policy_load_file(struct policy *p, size_t di, struct cfg_errors *errs
 {
     const struct cfg_domain *d = &p->cfg->domains[di];
     FILE *f = fopen(d->recipients, "r");
-    struct cfg_error *v;
-    char msg[600];
     if (!f) {
-        snprintf(msg, sizeof(msg), "domain %s: cannot read recipients file %s: %s", d->name,
-                 d->recipients, strerror(errno));
-        goto err_line0;
+        int rc = cfg_errors_add(errs, p->cfg->path ? p->cfg->path : "-", d->line,
+                                "domain %s: cannot read recipients file %s: %s", d->name,
+                                d->recipients, strerror(errno));
+        return rc < 0 ? rc : HF_ECONFIG;
     }
     char line[1024];
     int ln = 0;
@@ -113,37 +112,22 @@ static int policy_load_file(struct policy *p, size_t di, struct cfg_errors *errs
             s[--n] = '\0';
         if (!*s || *s == '#')
             continue;
-        rc = policy_add_unsorted(p, di, s);
-        if (rc == -ENOMEM)
+        int r = policy_add_unsorted(p, di, s);
+        if (r == -ENOMEM) {
+            rc = r;
             break;
-        if (rc < 0) {
-            v = realloc(errs->v, (errs->n + 1) * sizeof(*v));
-            if (!v) {
+        }
+        if (r < 0) {
+            if (cfg_errors_add(errs, d->recipients, ln, "invalid recipient entry '%.300s'", s) < 0) {
                 rc = -ENOMEM;
                 break;
             }
-            errs->v = v;
-            snprintf(msg, sizeof(msg), "invalid recipient entry '%.300s'", s);
-            v[errs->n].file = strdup(d->recipients);
-            v[errs->n].line = ln;
-            v[errs->n].msg = strdup(msg);
-            errs->n++;
             rc = HF_ECONFIG;
         }
     }
     fclose(f);
     policy_sort(&p->lists[di]);
     return rc;
-err_line0:
-    v = realloc(errs->v, (errs->n + 1) * sizeof(*v));
-    if (!v)
-        return -ENOMEM;
-    errs->v = v;
-    v[errs->n].file = strdup(p->cfg->path ? p->cfg->path : "-");
-    v[errs->n].line = d->line;
-    v[errs->n].msg = strdup(msg);
-    errs->n++;
-    return HF_ECONFIG;
 }
 
 int policy_new(const struct cfg *c, struct cfg_errors *errs, struct policy **out)

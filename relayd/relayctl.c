@@ -643,19 +643,30 @@ static int ctl_cmd_queue(struct queue *q, const struct ctl_opts *opt, const stru
 
 /* ---- list -------------------------------------------------------------------------- */
 
+/* The recipients a listing asks for (a domain, @domain or all), sorted by message id. Returns
+ * 0, or an error already printed (refs freed). */
+static int ctl_refs_load(struct queue *q, const struct ctl_args *a, struct ctl_refs *refs)
+{
+    int rc =
+        queue_scan_rcpts(q, a->has_domain ? a->domain : NULL, a->subdomains, ctl_refs_add, refs);
+    if (rc != 0) {
+        fprintf(stderr, "relayctl: cannot scan the recipients: %s\n", hf_strerror(rc));
+        free(refs->v);
+        refs->v = NULL;
+        return rc;
+    }
+    if (refs->n > 1)
+        qsort(refs->v, refs->n, sizeof(refs->v[0]), ctl_ref_cmp);
+    return 0;
+}
+
 static int ctl_cmd_list(struct queue *q, const struct ctl_opts *opt, const struct ctl_args *a)
 {
     struct ctl_refs refs = {0};
     int ex = CTL_EX_OK;
-    int rc =
-        queue_scan_rcpts(q, a->has_domain ? a->domain : NULL, a->subdomains, ctl_refs_add, &refs);
-    if (rc != 0) {
-        fprintf(stderr, "relayctl: cannot scan the recipients: %s\n", hf_strerror(rc));
-        free(refs.v);
+    int rc = ctl_refs_load(q, a, &refs);
+    if (rc != 0)
         return CTL_EX_ERROR;
-    }
-    if (refs.n > 1)
-        qsort(refs.v, refs.n, sizeof(refs.v[0]), ctl_ref_cmp);
 
     FILE *f = stdout;
     size_t nmsg = 0;
@@ -953,15 +964,8 @@ static int ctl_cmd_mailq(struct queue *q, const struct ctl_opts *opt, const stru
 {
     (void)opt;
     struct ctl_refs refs = {0};
-    int rc =
-        queue_scan_rcpts(q, a->has_domain ? a->domain : NULL, a->subdomains, ctl_refs_add, &refs);
-    if (rc != 0) {
-        fprintf(stderr, "relayctl: cannot scan the recipients: %s\n", hf_strerror(rc));
-        free(refs.v);
+    if (ctl_refs_load(q, a, &refs) != 0)
         return CTL_EX_ERROR;
-    }
-    if (refs.n > 1)
-        qsort(refs.v, refs.n, sizeof(refs.v[0]), ctl_ref_cmp);
     size_t nmsg = 0;
     uint64_t bytes = 0;
     for (size_t i = 0; i < refs.n;) {
@@ -1243,13 +1247,7 @@ static bool ctl_conf_load(const char *path, struct cfg *c, int *ex)
         fprintf(stderr, "relayctl: out of memory\n");
         *ex = CTL_EX_ERROR;
     } else if (rc < 0 || errs.n > 0) {
-        for (size_t i = 0; i < errs.n; i++) {
-            if (errs.v[i].line > 0)
-                fprintf(stderr, "relayctl: %s:%d: %s\n", errs.v[i].file, errs.v[i].line,
-                        errs.v[i].msg);
-            else
-                fprintf(stderr, "relayctl: %s: %s\n", errs.v[i].file, errs.v[i].msg);
-        }
+        cfg_errors_print(&errs, stderr, "relayctl: ");
         if (errs.n == 0)
             fprintf(stderr, "relayctl: cannot load configuration %s: %s\n", path, hf_strerror(rc));
         *ex = CTL_EX_NOQUEUE;

@@ -19,7 +19,7 @@ Every wait is bounded (subprocess timeouts, c-ares' own timeouts); no sleeps; on
 import glob
 import hashlib
 import os
-import socket
+import random
 import struct
 import subprocess
 import threading
@@ -165,6 +165,13 @@ class ZoneResolver(BaseResolver):
         if special in ("TRUNCATED_RDATA", "ANCOUNT_LIES"):
             reply.add_answer(tlsa(qname, 3, 1, 1, H256))
             return reply
+        if qname.startswith(FUZZ_PREFIX):
+            # Records of the name itself, a CNAME and others: material for _fuzz.
+            reply.add_answer(cname(qname, "_25._tcp.multi.secure.test"))
+            for rr in ANSWERS["_25._tcp.multi.secure.test"]:
+                reply.add_answer(rr)
+            reply.add_answer(tlsa(qname, 3, 1, 1, H256))
+            return reply
         if qname not in ANSWERS and qname not in NAMES and special is None:
             reply.header.rcode = RCODE.NXDOMAIN
             return reply
@@ -174,8 +181,30 @@ class ZoneResolver(BaseResolver):
         return reply
 
 
+FUZZ_PREFIX = "_25._tcp.fuzz"
+
+
+def _fuzz(qname, rdata):
+    """A seeded mutation of a packed answer (the seed is the number in the name): bytes of
+    the answer section flipped, the answer count changed, or the message cut short. The
+    header's id and the question stay intact so that c-ares hands the answer on."""
+    rng = random.Random(int(qname[len(FUZZ_PREFIX):].split(".")[0]))
+    qend = 12 + sum(len(label) + 1 for label in qname.split(".")) + 1 + 4
+    msg = bytearray(rdata)
+    for _ in range(rng.randint(1, 6)):
+        pos = rng.randrange(qend, len(msg))
+        msg[pos] = rng.randrange(256) if rng.random() < 0.7 else msg[pos] ^ 0xC0
+    if rng.random() < 0.3:
+        msg[6:8] = struct.pack("!H", rng.randrange(12))
+    if rng.random() < 0.3:
+        msg = msg[:rng.randrange(qend, len(msg) + 1)]
+    return bytes(msg)
+
+
 def _mangle(qname, rdata):
     """Breaks a packed answer the way SPECIAL[qname] asks."""
+    if qname.startswith(FUZZ_PREFIX):
+        return _fuzz(qname, rdata)
     special = SPECIAL.get(qname)
     if special == "TRUNCATED_RDATA":
         # The TLSA record is last: RDLENGTH says 35, ten octets are missing.
@@ -371,6 +400,24 @@ class DNSTLSATest(unittest.TestCase):
                  "ptrloop.insecure.test"]
         self.assertEqual(sorted(self.probe(*names)),
                          sorted(tlsa_line(n, "EDNS", 0, 0) for n in names))
+
+    def test_mutated_answers(self):
+        """Seeded mutations of a valid answer: any of the defined outcomes, never a crash
+        or a sanitizer report (probe() checks both), and every callback exactly once."""
+        seen = set()
+        for batch in range(4):
+            names = ["fuzz%d.insecure.test" % (batch * 32 + i) for i in range(32)]
+            out = self.probe(*names)
+            lines = [line for line in out if line.startswith("tlsa ")]
+            self.assertEqual(len(lines), 32, out)
+            for line in lines:
+                self.assertIn(line.split()[4], ("OK", "ENOENT", "EDNS", "EDNSTEMP"), line)
+                seen.add(line.split()[4])
+            for line in out:
+                if line.startswith("rr "):
+                    self.assertRegex(line, r"^rr \S+ \d+ \d+ \d+ ([0-9a-f]+|-)$")
+        # The mutations reach the parser: some answers still parse, some do not.
+        self.assertLessEqual({"OK", "EDNS"}, seen)
 
     def test_refused_at_once(self):
         long_host = ".".join(["a" * 50] * 5)  # 254 octets: too long with "_25._tcp."

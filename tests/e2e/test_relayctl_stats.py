@@ -9,7 +9,6 @@ matches `relayctl queue --json`; any other path is 404.
 
 import os
 import re
-import smtplib
 import socket
 import sys
 import time
@@ -17,7 +16,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from etrnlib import CLIENT_NAME, bound  # noqa: E402
-from test_relayctl_inspect import SINK, RelayctlCase, body_of, send  # noqa: E402
+from test_relayctl_inspect import SINK, RelayctlCase  # noqa: E402
 
 COUNTERS = ("connections", "connections_refused", "accepted", "accepted_bytes",
             "rejected_rcpt", "rejected_data", "queue_errors", "delivered", "deferred", "failed",
