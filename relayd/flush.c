@@ -53,8 +53,24 @@ struct flush_worker {
     size_t line_len;
     bool done;
     bool tls_switch;              /* STARTTLS accepted: drop the rest of this read */
+    bool dane_required;           /* usable DNSSEC-signed TLSA records must match */
     char relay[MX_NAME_MAX + 64]; /* host[addr]:port of the current attempt, for logs */
     char tls_desc[160]; /* how TLS went on this connection, for delivery lines */
+};
+
+/* TLSA records of one exchanger (RFC 7672), copied out of the DNS answer. */
+struct flush_tlsa_rr {
+    uint8_t usage, selector, mtype;
+    unsigned char *data;
+    size_t len;
+};
+
+struct flush_tlsa {
+    bool looked_up;
+    int status;  /* 0, -ENOENT (none), HF_EDNSTEMP / HF_EDNS (lookup failed) */
+    bool secure; /* DNSSEC-validated (AD bit) */
+    struct flush_tlsa_rr *rr;
+    size_t n;
 };
 
 struct flush_run {
@@ -68,6 +84,8 @@ struct flush_run {
     struct flush_item *items;
     size_t nitems, next_item;
     struct mx_attempt attempts[FLUSH_ATTEMPTS_MAX];
+    struct flush_tlsa tlsa[FLUSH_ATTEMPTS_MAX]; /* tls = dane: per attempt */
+    size_t tlsa_pending;
     size_t nattempts;
     bool static_hop;
     struct flush_worker *workers[FLUSH_WORKERS_MAX];
@@ -96,6 +114,7 @@ struct flush {
 static void flush_worker_next(struct flush_worker *w);
 static void flush_worker_act(struct flush_worker *w);
 static int flush_worker_starttls(struct flush_worker *w);
+static const char *flush_tls_policy(const struct flush_run *run);
 static void flush_run_maybe_finish(struct flush_run *run);
 static void flush_worker_start(struct flush_worker *w);
 
@@ -243,6 +262,11 @@ static void flush_record(struct flush_run *run, struct flush_item *it, const cha
 
 static void flush_run_free(struct flush_run *run)
 {
+    for (size_t i = 0; i < FLUSH_ATTEMPTS_MAX; i++) {
+        for (size_t j = 0; j < run->tlsa[i].n; j++)
+            free(run->tlsa[i].rr[j].data);
+        free(run->tlsa[i].rr);
+    }
     for (size_t i = 0; i < run->nitems; i++)
         free(run->items[i].rcpts);
     free(run->items);
@@ -437,7 +461,7 @@ static void flush_tls_ready(struct conn *c, int status)
         log_info("flush domain=%s relay=%s tls established %s %s verify=%s policy=%s",
                  w->run->domain, w->relay, tls_version(t), tls_cipher(t),
                  tls_verify_result_text(t), policy);
-        if ((strcmp(policy, "verify") == 0 || strcmp(policy, "dane") == 0) && !verified) {
+        if ((strcmp(policy, "verify") == 0 || w->dane_required) && !verified) {
             snprintf(w->run->sum.error, sizeof(w->run->sum.error),
                      "%s: certificate not verified (%s), policy %s", w->relay,
                      tls_verify_result_text(t), policy);
@@ -465,7 +489,9 @@ static int flush_worker_starttls(struct flush_worker *w)
     struct relayd *rd = run->fl->rd;
     const char *policy = flush_tls_policy(run);
     const struct mx_attempt *a = &run->attempts[w->attempt];
-    bool check = strcmp(policy, "verify") == 0 || strcmp(policy, "dane") == 0;
+    bool check = strcmp(policy, "verify") == 0 ||
+                 (strcmp(policy, "dane") == 0 && run->tlsa[w->attempt].secure &&
+                  run->tlsa[w->attempt].n > 0);
     /* The reference identity is the MX host name from DNS (RFC 7672 3.2.2 / RFC 6125); a
      * static next hop has none to check. */
     const char *host = run->static_hop ? NULL : a->host;
@@ -478,8 +504,35 @@ static int flush_worker_starttls(struct flush_worker *w)
         return HF_ETLS;
     }
     struct tls_conn *t = NULL;
-    int rc = tls_conn_new(rd->tls_client, false, host,
-                          check ? TLS_VERIFY_CHAIN_AND_HOST : TLS_VERIFY_NONE, &t);
+    int rc;
+    w->dane_required = false;
+    const struct flush_tlsa *ta = &run->tlsa[w->attempt];
+    if (strcmp(policy, "dane") == 0 && ta->secure && ta->n > 0) {
+        /* RFC 7672 2.2: usable, DNSSEC-validated TLSA records authenticate the server;
+         * without any usable one the session is encrypted but not authenticated. */
+        rc = tls_conn_new(rd->tls_client, false, host, TLS_VERIFY_DANE, &t);
+        if (rc < 0)
+            return rc;
+        size_t usable = 0;
+        for (size_t i = 0; i < ta->n; i++)
+            if (tls_dane_add(t, ta->rr[i].usage, ta->rr[i].selector, ta->rr[i].mtype,
+                             ta->rr[i].data, ta->rr[i].len) == 0)
+                usable++;
+        if (usable == 0) {
+            tls_conn_free(t);
+            t = NULL;
+            rc = tls_conn_new(rd->tls_client, false, host, TLS_VERIFY_NONE, &t);
+            log_info("flush domain=%s relay=%s dane: no usable TLSA record, encrypting without "
+                     "authentication (RFC 7672 2.2)",
+                     run->domain, w->relay);
+        } else {
+            w->dane_required = true;
+        }
+    } else {
+        bool chain = strcmp(policy, "verify") == 0;
+        rc = tls_conn_new(rd->tls_client, false, host,
+                          chain ? TLS_VERIFY_CHAIN_AND_HOST : TLS_VERIFY_NONE, &t);
+    }
     if (rc < 0)
         return rc;
     tls_conn_set_log_id(t, run->domain);
@@ -661,6 +714,11 @@ static void flush_on_connect(struct conn *c, int status)
                : strcmp(policy, "may") == 0 ? SMTPC_TLS_OPPORTUNISTIC
                                             : SMTPC_TLS_REQUIRED,
     };
+    /* dane: TLS is mandatory only where secure TLSA records exist (RFC 7672 2.2); an
+     * exchanger without them is treated opportunistically. */
+    if (strcmp(policy, "dane") == 0 &&
+        !(run->tlsa[w->attempt].secure && run->tlsa[w->attempt].n > 0))
+        o.tls = SMTPC_TLS_OPPORTUNISTIC;
     snprintf(w->tls_desc, sizeof(w->tls_desc), "none");
     w->tls_switch = false;
     if (smtpc_init(&w->sc, &o) < 0) {
@@ -688,6 +746,16 @@ static void flush_worker_start(struct flush_worker *w)
     struct relayd *rd = run->fl->rd;
     for (; w->attempt < run->nattempts; w->attempt++) {
         const struct mx_attempt *a = &run->attempts[w->attempt];
+        const struct flush_tlsa *ta = &run->tlsa[w->attempt];
+        if (ta->looked_up && ta->status != 0 && ta->status != -ENOENT) {
+            /* RFC 7672 2.1.1: a failed TLSA lookup is not "no TLSA": skip this host. */
+            snprintf(run->sum.error, sizeof(run->sum.error),
+                     "TLSA lookup for %s failed (%s): not delivering there without it", a->host,
+                     hf_strerror(ta->status));
+            log_info("flush domain=%s host=%s tlsa lookup failed err=%s: skipped", run->domain,
+                     a->host, hf_errname(ta->status));
+            continue;
+        }
         char ip[INET6_ADDRSTRLEN];
         int port = conn_sockaddr_str((const struct sockaddr *)&a->addr, ip, sizeof(ip));
         snprintf(w->relay, sizeof(w->relay), "%s[%s]:%d", a->host, ip, port);
@@ -772,6 +840,89 @@ static uint32_t flush_rand(void *arg)
     return v;
 }
 
+
+struct flush_tlsa_ctx {
+    struct flush *fl;
+    uint64_t run_id;
+    char host[MX_NAME_MAX + 1];
+};
+
+static void flush_on_tlsa(const struct dns_tlsa_result *res, void *arg)
+{
+    struct flush_tlsa_ctx *ctx = arg;
+    struct flush_run *run = idmap_get(&ctx->fl->runs, ctx->run_id);
+    if (!run) {
+        free(ctx);
+        return;
+    }
+    /* Every attempt at this host shares the answer. */
+    for (size_t i = 0; i < run->nattempts; i++) {
+        struct flush_tlsa *t = &run->tlsa[i];
+        if (strcmp(run->attempts[i].host, ctx->host) != 0 || t->looked_up)
+            continue;
+        t->looked_up = true;
+        t->status = res->status == HF_EDNS || res->status == -ENOENT || res->status == 0
+                        ? res->status
+                        : HF_EDNSTEMP;
+        t->secure = res->secure;
+        if (res->status == 0 && res->nrrs) {
+            t->rr = calloc(res->nrrs, sizeof(*t->rr));
+            for (size_t j = 0; t->rr && j < res->nrrs; j++) {
+                t->rr[j].usage = res->rrs[j].usage;
+                t->rr[j].selector = res->rrs[j].selector;
+                t->rr[j].mtype = res->rrs[j].mtype;
+                t->rr[j].data = malloc(res->rrs[j].len ? res->rrs[j].len : 1);
+                if (!t->rr[j].data)
+                    break;
+                memcpy(t->rr[j].data, res->rrs[j].data, res->rrs[j].len);
+                t->rr[j].len = res->rrs[j].len;
+                t->n = j + 1;
+            }
+            if (t->n < res->nrrs)
+                t->status = -ENOMEM;
+        }
+    }
+    log_info("flush domain=%s tlsa host=%s status=%s secure=%s records=%zu", run->domain,
+             ctx->host, hf_errname(res->status), res->secure ? "yes" : "no", res->nrrs);
+    free(ctx);
+    if (--run->tlsa_pending == 0)
+        flush_run_deliver(run);
+}
+
+/* tls = dane: look up TLSA for every exchanger before delivering (RFC 7672 2.2). */
+static void flush_run_tlsa(struct flush_run *run)
+{
+    struct flush *fl = run->fl;
+    run->tlsa_pending = 1; /* held until every lookup is started */
+    for (size_t i = 0; i < run->nattempts; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i; j++)
+            seen |= strcmp(run->attempts[j].host, run->attempts[i].host) == 0;
+        if (seen)
+            continue;
+        struct flush_tlsa_ctx *ctx = calloc(1, sizeof(*ctx));
+        if (!ctx)
+            continue;
+        ctx->fl = fl;
+        ctx->run_id = run->id;
+        snprintf(ctx->host, sizeof(ctx->host), "%s", run->attempts[i].host);
+        run->tlsa_pending++;
+        int rc = dns_tlsa_resolve(fl->dns, ctx->host, (unsigned)fl->rd->cfg->smtp_port,
+                                  flush_on_tlsa, ctx);
+        if (rc < 0) {
+            run->tlsa_pending--;
+            for (size_t k = 0; k < run->nattempts; k++)
+                if (strcmp(run->attempts[k].host, ctx->host) == 0) {
+                    run->tlsa[k].looked_up = true;
+                    run->tlsa[k].status = rc == HF_EADDR ? -ENOENT : HF_EDNSTEMP;
+                }
+            free(ctx);
+        }
+    }
+    if (--run->tlsa_pending == 0)
+        flush_run_deliver(run);
+}
+
 struct flush_dns_ctx {
     struct flush *fl;
     uint64_t run_id;
@@ -835,7 +986,10 @@ static void flush_on_mx_ctx(const struct dns_mx_result *res, void *arg)
                       run->attempts[i].host, run->attempts[i].pref, ip);
         }
     }
-    flush_run_deliver(run);
+    if (strcmp(flush_tls_policy(run), "dane") == 0)
+        flush_run_tlsa(run);
+    else
+        flush_run_deliver(run);
 }
 
 int flush_start(struct relayd *rd, const char *domain, const char *reason,
