@@ -112,8 +112,8 @@ struct tls_conn *conn_tls(const struct conn *c);
 /* Formats a sockaddr as "addr" and returns the port; buf is at least INET6_ADDRSTRLEN. */
 int conn_sockaddr_str(const struct sockaddr *sa, char *buf, size_t sz);
 
-/* Parses "host:port", "[v6]:port" or "v4" / "[v6]" with default_port into *out (numeric
- * addresses only). Returns 0 or -EINVAL. */
+/* Parses "v4:port", "[v6]:port", "v4", "[v6]" or a bare "v6" (no port possible) with
+ * default_port into *out (numeric addresses only). Returns 0 or -EINVAL. */
 int conn_parse_hostport(const char *s, int default_port, struct sockaddr_storage *out);
 
 #endif

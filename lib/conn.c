@@ -97,9 +97,9 @@ int conn_parse_hostport(const char *s, int default_port, struct sockaddr_storage
             return -EINVAL;
     } else {
         const char *colon = strrchr(s, ':');
-        size_t hl = colon ? (size_t)(colon - s) : strlen(s);
         if (colon && strchr(s, ':') != colon)
-            return -EINVAL; /* bare IPv6 needs brackets when a port follows */
+            colon = NULL; /* a bare IPv6 address: no port (brackets are needed for one) */
+        size_t hl = colon ? (size_t)(colon - s) : strlen(s);
         if (hl >= sizeof(host))
             return -EINVAL;
         memcpy(host, s, hl);

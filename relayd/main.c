@@ -18,6 +18,7 @@
 #include "auth.h"
 #include "cfg.h"
 #include "ctl.h"
+#include "etrn_io.h"
 #include "flush.h"
 #include "hf_err.h"
 #include "log.h"
@@ -84,6 +85,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
         return;
     log_info("signal %s received, shutting down", signum == SIGTERM ? "TERM" : "INT");
     smtpd_io_shutdown(&m->rd);
+    etrn_io_shutdown(&m->rd);
     flush_shutdown(&m->rd);
     ctl_shutdown(&m->rd);
     uv_signal_stop(&m->sighup);
@@ -288,6 +290,8 @@ int main(int argc, char **argv)
         goto out;
     }
     rc = flush_init(rd);
+    if (rc == 0)
+        rc = etrn_io_init(rd);
     if (rc < 0)
         goto out_listen;
     rc = ctl_init(rd);
@@ -318,6 +322,7 @@ int main(int argc, char **argv)
 
 out_listen:
     smtpd_io_shutdown(rd);
+    etrn_io_shutdown(rd);
     flush_shutdown(rd);
     ctl_shutdown(rd);
     queue_wr_stop(rd->wr);
@@ -325,6 +330,7 @@ out_listen:
     uv_run(rd->loop, UV_RUN_DEFAULT);
 out:
     flush_free_all(rd);
+    etrn_io_free(rd);
     ctl_free(rd);
     uv_loop_close(rd->loop);
     queue_close(rd->q);

@@ -498,6 +498,15 @@ static void ctl_act_line(const char *line, void *arg);
 
 /* ---- queue ------------------------------------------------------------------------- */
 
+/* One line of the human queue summary, kept until every domain is known so the columns can
+ * be as wide as their widest value. */
+struct ctl_qrow {
+    char domain[256];
+    uint64_t messages, rcpts;
+    char size[32], oldest[32], policy[300], last[32], state[32];
+    char error[QUEUE_ERR_MAX];
+};
+
 struct ctl_queue_out {
     FILE *f;
     bool json;
@@ -507,7 +516,37 @@ struct ctl_queue_out {
     const struct ctl_opts *opt;
     struct ctl_act_out *run; /* RUNNING answers; nrun 0 when relayd did not answer */
     bool relayd_up;
+    struct ctl_qrow *rows; /* human output */
+    size_t nrows;
 };
+
+static void ctl_queue_print_rows(const struct ctl_queue_out *o)
+{
+    int dw = 28, pw = 6;
+    for (size_t i = 0; i < o->nrows; i++) {
+        int l = (int)strlen(o->rows[i].domain);
+        if (l > dw)
+            dw = l;
+        l = (int)strlen(o->rows[i].policy);
+        if (l > pw)
+            pw = l;
+    }
+    printf("%-*s %8s %6s %7s %7s  %-*s %8s  %s\n", dw, "DOMAIN", "MESSAGES", "RCPTS", "SIZE",
+           "OLDEST", pw, "POLICY", "LAST", "STATE");
+    for (size_t i = 0; i < o->nrows; i++) {
+        const struct ctl_qrow *r = &o->rows[i];
+        /* Domains come from our own validated keys, but escape them anyway. */
+        ctl_text_str(stdout, r->domain);
+        int l = (int)strlen(r->domain);
+        printf("%*s %8" PRIu64 " %6" PRIu64 " %7s %7s  %-*s %8s  %s\n", dw - l, "", r->messages,
+               r->rcpts, r->size, r->oldest, pw, r->policy, r->last, r->state);
+        if (r->error[0]) {
+            printf("%*s last result: ", dw, "");
+            ctl_text_str(stdout, r->error);
+            putc('\n', stdout);
+        }
+    }
+}
 
 struct ctl_last {
     int64_t when;
@@ -572,24 +611,28 @@ static int ctl_queue_domain(const struct queue_domain_stats *s, void *arg)
                 !o->relayd_up ? "null" : flushing ? "true" : "false");
     } else {
         char b[32], age[32], la[32];
-        if (o->n == 0)
-            fprintf(f, "%-28s %8s %6s %7s %7s  %-18s %8s  %s\n", "DOMAIN", "MESSAGES", "RCPTS",
-                    "SIZE", "OLDEST", "POLICY", "LAST", "STATE");
-        /* Domains come from our own validated keys, but escape them anyway. */
-        ctl_text_str(f, s->domain);
-        size_t dl = strlen(s->domain);
-        fprintf(f, "%*s %8" PRIu64 " %6" PRIu64 " %7s %7s  %-18s %8s  %s%s%s\n",
-                dl < 28 ? (int)(28 - dl) : 0, "", s->messages, s->rcpts,
-                ctl_human_bytes(s->bytes, b, sizeof(b)),
-                ctl_human_age(s->oldest, o->now, age, sizeof(age)), pol,
-                last.when ? ctl_human_age(last.when, o->now, la, sizeof(la)) : "never",
-                s->held ? "held " : "", flushing ? "flushing " : "",
-                !s->held && !flushing ? "waiting" : "");
-        if (last.error[0]) {
-            fprintf(f, "%28s last result: ", "");
-            ctl_text_str(f, last.error);
-            putc('\n', f);
-        }
+        char state[32];
+        snprintf(state, sizeof(state), "%s%s%s", s->held ? "held" : "",
+                 s->held && flushing ? "," : "", flushing ? "flushing" : "");
+        struct ctl_qrow *v = realloc(o->rows, (o->nrows + 1) * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        o->rows = v;
+        struct ctl_qrow *r = &v[o->nrows++];
+        memset(r, 0, sizeof(*r));
+        snprintf(r->domain, sizeof(r->domain), "%s", s->domain);
+        r->messages = s->messages;
+        r->rcpts = s->rcpts;
+        snprintf(r->size, sizeof(r->size), "%s", ctl_human_bytes(s->bytes, b, sizeof(b)));
+        snprintf(r->oldest, sizeof(r->oldest), "%s",
+                 ctl_human_age(s->oldest, o->now, age, sizeof(age)));
+        snprintf(r->policy, sizeof(r->policy), "%s", pol);
+        snprintf(r->last, sizeof(r->last), "%s",
+                 last.when ? ctl_human_age(last.when, o->now, la, sizeof(la)) : "never");
+        snprintf(r->state, sizeof(r->state), "%s", state[0] ? state : "waiting");
+        snprintf(r->error, sizeof(r->error), "%s", last.error);
+        o->n++;
+        return 0;
     }
     o->n++;
     return 0;
@@ -618,6 +661,9 @@ static int ctl_cmd_queue(struct queue *q, const struct ctl_opts *opt, const stru
     if (o.json)
         fputs("{\"domains\":[", stdout);
     rc = queue_scan_domains(q, ctl_queue_domain, &o);
+    if (!o.json && rc == 0 && o.nrows)
+        ctl_queue_print_rows(&o);
+    free(o.rows);
     if (rc != 0) {
         if (o.json || o.n)
             putc('\n', stdout);
@@ -948,11 +994,11 @@ static int ctl_mailq_rcpt(const struct queue_rcpt *r, void *arg)
             return 0;
     }
     if (r->last_error[0]) {
-        printf("%42s(", "");
+        printf("%47s(", "");
         ctl_text_str(stdout, r->last_error);
         printf(")\n");
     }
-    printf("%42s", "");
+    printf("%47s", "");
     ctl_text_str(stdout, r->addr);
     putc('\n', stdout);
     return 0;
@@ -978,13 +1024,14 @@ static int ctl_cmd_mailq(struct queue *q, const struct ctl_opts *opt, const stru
             continue;
         }
         if (nmsg == 0)
-            printf("-Queue ID-       --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
+            printf("%-16s %8s %-20s %s\n", "-Queue ID-", "--Size--", "----Arrival Time----",
+                   "-Sender/Recipient-------");
         char idstr[QUEUE_ID_STR], t[32];
         time_t at = (time_t)e.arrival;
         struct tm tm;
         localtime_r(&at, &tm);
         strftime(t, sizeof(t), "%a %b %e %H:%M:%S", &tm);
-        printf("%-16s%c %8" PRIu64 " %-20s  ", queue_id_str(e.id, idstr),
+        printf("%-16s%c%8" PRIu64 " %-20s ", queue_id_str(e.id, idstr),
                (e.flags & QUEUE_F_HELD) ? '!' : ' ', e.size, t);
         ctl_text_str(stdout, e.sender[0] ? e.sender : "MAILER-DAEMON");
         putc('\n', stdout);
@@ -1091,6 +1138,12 @@ static int ctl_act_flush(const struct ctl_opts *o, int argc, char **argv)
         fprintf(stderr, "relayctl: usage: relayctl flush DOMAIN|@DOMAIN|--all [--wait]\n");
         return CTL_EX_USAGE;
     }
+    if (!o->all) {
+        struct ctl_args a = {0};
+        int ex = ctl_check_domain(1, argv, &a);
+        if (ex)
+            return ex;
+    }
     char req[1024];
     snprintf(req, sizeof(req), "FLUSH %s%s", o->all ? "--all" : argv[0], o->wait ? " WAIT" : "");
     if (!o->all && strpbrk(argv[0], " \t\r\n"))
@@ -1109,14 +1162,35 @@ static int ctl_act_simple(const struct ctl_opts *o, const char *verb, int argc, 
     return ctl_act_send(o, req, 30, &out);
 }
 
+/* hold/release take queue ids or plain domains (no @DOMAIN: a hold is per domain). */
+static int ctl_check_ids_or_domains(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        uint64_t id;
+        if (strlen(argv[i]) == QUEUE_ID_STR - 1 && queue_id_parse(argv[i], &id) == 0)
+            continue;
+        struct ctl_args a = {0};
+        int ex = ctl_check_domain(1, argv + i, &a);
+        if (ex)
+            return ex;
+        if (a.subdomains) {
+            fprintf(stderr, "relayctl: hold and release take DOMAIN or ID, not @DOMAIN\n");
+            return CTL_EX_USAGE;
+        }
+    }
+    return 0;
+}
+
 static int ctl_act_hold(const struct ctl_opts *o, int argc, char **argv)
 {
-    return ctl_act_simple(o, "HOLD", argc, argv);
+    int ex = ctl_check_ids_or_domains(argc, argv);
+    return ex ? ex : ctl_act_simple(o, "HOLD", argc, argv);
 }
 
 static int ctl_act_release(const struct ctl_opts *o, int argc, char **argv)
 {
-    return ctl_act_simple(o, "RELEASE", argc, argv);
+    int ex = ctl_check_ids_or_domains(argc, argv);
+    return ex ? ex : ctl_act_simple(o, "RELEASE", argc, argv);
 }
 
 static int ctl_act_requeue(const struct ctl_opts *o, int argc, char **argv)

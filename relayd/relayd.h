@@ -57,6 +57,7 @@ struct relayd {
     void (*etrn)(struct relayd *rd, uint64_t session_id, const char *client_addr,
                  const char *user, const char *arg);
     void *flush; /* the flush module's state */
+    void *etrn_state; /* etrn_io's state */
     void *ctl;   /* the control module's state */
 };
 

@@ -69,7 +69,6 @@ class BigMessage:
 
 
 class Delete(RelayctlCase):
-    CONF = {"max_message_size": "64M"}
 
     def gone(self, qid):
         self.fails(1, "show", qid, err_re=r"no message %s in the queue" % qid)
@@ -201,20 +200,20 @@ class Delete(RelayctlCase):
         """When `relayctl delete --domain D --yes` has returned, a read command must not see
         D's recipients any more, as after `delete ID` (whose answer waits for the commit).
         To make the window wide enough to see, the queue's writer is kept busy meanwhile
-        with the commit of a 30 MB message (its final dot is sent, its reply not read yet,
+        with the commit of an 8 MB message (its final dot is sent, its reply not read yet,
         when relayctl runs)."""
         r = self.relayd
-        rounds = 3
+        rounds = 2
         for rnd in range(rounds):
             ids = [send(r, "x@example.org", ["d%d@c.test" % i, "k%d@a.test" % i],
                         body_of("bulk %d" % i, "bulk\r\n", "d@c.test")) for i in range(3)]
             # The same conditions for delete ID, which waits for its commit: gone at once.
-            with BigMessage(r, 30) as big:
+            with BigMessage(r, 8) as big:
                 self.ok("delete", ids[0], "--yes")
                 self.assertNotIn(ids[0], self.listed())
                 self.ok("delete", big.queued(), "--yes")
             mark = r.mark()
-            with BigMessage(r, 30) as big:
+            with BigMessage(r, 8) as big:
                 c = self.ok("delete", "--domain", "c.test", "--yes")
                 left = self.listed("c.test")
                 self.ok("delete", big.queued(), "--yes")

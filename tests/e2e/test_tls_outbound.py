@@ -83,8 +83,11 @@ SELFSIGNED_WHY = r"(?i)self.signed certificate"
 STATIC_WHY = r"(?i)needs an MX host name|cannot be (checked|verified)"
 NO_STARTTLS_WHY = r"(?i)does not offer STARTTLS|STARTTLS not offered"
 
-DELIVERY_RE = (r"(?P<qid>[0-9A-F]{16}) to=<%s> relay=(?P<relay>\S+)(?: tls=(?P<tls>\S+))? "
-               r"delay=\S+ status=(?P<status>\w+) \((?P<text>.*)\)$")
+# "QID to=<rcpt> relay=HOST[ADDR]:PORT delay=Ns tls=TLSv1.3,CIPHER,verified status=sent (...)"
+# (fields between to= and status= in any order; tls= absent when no connection was made).
+DELIVERY_RE = (r"(?P<qid>[0-9A-F]{16}) to=<%s> (?=(?:\S+ )*?relay=(?P<relay>\S+) )"
+               r"(?=(?:\S+ )*?(?:tls=(?P<tls>\S+) )?status=)(?:\S+ )*?"
+               r"status=(?P<status>\w+) \((?P<text>.*)\)$")
 
 
 # aiosmtpd logs a traceback for every handshake relayd aborts on purpose (bad certificate).

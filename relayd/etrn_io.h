@@ -1,0 +1,15 @@
+/* ETRN's glue: answers the ETRN command for smtpd_io (through relayd.etrn) by starting queue
+ * runs (flush.h) as etrn.c decides. */
+#ifndef HF_ETRN_IO_H
+#define HF_ETRN_IO_H
+
+#include "relayd.h"
+
+/* Parses etrn_allow / etrn_trusted and installs the ETRN handler. Returns 0, HF_ECONFIG
+ * (logged), -ENOMEM. */
+int etrn_io_init(struct relayd *rd);
+/* Stops answering ETRN (later ones get 458). */
+void etrn_io_shutdown(struct relayd *rd);
+void etrn_io_free(struct relayd *rd);
+
+#endif
