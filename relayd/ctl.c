@@ -113,7 +113,8 @@ static void ctl_maybe_end(struct ctl_client *c)
 /* ---- FLUSH ------------------------------------------------------------------------------ */
 
 static void ctl_watch_rcpt(void *arg, uint64_t token, const char *qid, const char *addr,
-                           const char *relay, const char *status, const char *text)
+                           const char *relay, const char *tls, const char *status,
+                           const char *text)
 {
     struct ctl *ctl = arg;
     struct ctl_client *c = idmap_get(&ctl->clients, token);
@@ -125,7 +126,8 @@ static void ctl_watch_rcpt(void *arg, uint64_t token, const char *qid, const cha
         c->bounced++;
     else
         c->deferred++;
-    ctl_send(c, "event %s to=<%s> relay=%s status=%s (%s)\n", qid, addr, relay, status, text);
+    ctl_send(c, "event %s to=<%s> relay=%s%s%s status=%s (%s)\n", qid, addr, relay,
+             tls ? " tls=" : "", tls ? tls : "", status, text);
 }
 
 static void ctl_watch_done(void *arg, uint64_t token, const struct flush_summary *s)

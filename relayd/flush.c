@@ -53,6 +53,8 @@ struct flush_worker {
     bool done;
     bool tls_switch;              /* STARTTLS accepted: drop the rest of this read */
     bool dane_required;           /* usable DNSSEC-signed TLSA records must match */
+    char why[400];                /* why this connection failed, when we know better than
+                                     the dialogue (a TLS check) */
     char relay[MX_NAME_MAX + 64]; /* host[addr]:port of the current attempt, for logs */
     char tls_desc[160]; /* how TLS went on this connection, for delivery lines */
 };
@@ -218,7 +220,7 @@ static void flush_record(struct flush_run *run, struct flush_item *it, const cha
                  text);
         if (run->watched && run->watch.rcpt)
             run->watch.rcpt(run->watch.arg, run->watch.token, qid, qr->addr,
-                            relay && *relay ? relay : "none", status, text);
+                            relay && *relay ? relay : "none", tls, status, text);
         if (ups) {
             ups[i].op = op;
             ups[i].id = it->id;
@@ -444,9 +446,8 @@ static void flush_tls_ready(struct conn *c, int status)
                  w->run->domain, w->relay, tls_version(t), tls_cipher(t),
                  tls_verify_result_text(t), policy);
         if ((strcmp(policy, "verify") == 0 || w->dane_required) && !verified) {
-            snprintf(w->run->sum.error, sizeof(w->run->sum.error),
-                     "%s: certificate not verified (%s), policy %s", w->relay,
-                     tls_verify_result_text(t), policy);
+            snprintf(w->why, sizeof(w->why), "%s: certificate not verified (%s), policy %s",
+                     w->relay, tls_verify_result_text(t), policy);
             smtpc_on_closed(&w->sc, HF_ETLS);
             flush_worker_act(w);
             conn_close(c, true);
@@ -457,8 +458,8 @@ static void flush_tls_ready(struct conn *c, int status)
         const char *why = t ? tls_verify_result_text(t) : "";
         log_info("flush domain=%s relay=%s tls handshake failed policy=%s%s%s", w->run->domain,
                  w->relay, policy, why[0] ? " verify=" : "", why);
-        snprintf(w->run->sum.error, sizeof(w->run->sum.error), "%s: TLS handshake failed%s%s",
-                 w->relay, why[0] ? ": " : "", why);
+        snprintf(w->why, sizeof(w->why), "%s: TLS handshake failed%s%s (policy %s)", w->relay,
+                 why[0] ? ": " : "", why, policy);
         smtpc_on_closed(&w->sc, HF_ETLS);
     }
     flush_worker_act(w);
@@ -481,8 +482,9 @@ static int flush_worker_starttls(struct flush_worker *w)
         log_warn("flush domain=%s tls=%s cannot be checked on a static next hop (no MX host "
                  "name to verify); delivery deferred",
                  run->domain, policy);
-        snprintf(run->sum.error, sizeof(run->sum.error),
-                 "tls = %s needs an MX host name to verify; a static next_hop has none", policy);
+        snprintf(w->why, sizeof(w->why),
+                 "%s: tls = %s needs an MX host name to verify; a static next_hop has none",
+                 w->relay, policy);
         return HF_ETLS;
     }
     struct tls_conn *t = NULL;
@@ -638,8 +640,13 @@ static void flush_on_close(struct conn *c)
                                           w->sc.session.outcome == SMTPC_FAIL);
     if (w->sc_live && session_failed) {
         char text[SMTPC_TEXT_MAX + 32];
-        snprintf(text, sizeof(text), "%s: %d %s", w->relay, w->sc.session.code,
-                 w->sc.session.text);
+        if (w->why[0])
+            snprintf(text, sizeof(text), "%s", w->why);
+        else if (w->sc.session.code)
+            snprintf(text, sizeof(text), "%s: %d %s", w->relay, w->sc.session.code,
+                     w->sc.session.text);
+        else
+            snprintf(text, sizeof(text), "%s: %s", w->relay, w->sc.session.text);
         for (char *p = text; *p; p++)
             if (*p == '\n' || *p == '\r')
                 *p = ' ';
@@ -702,6 +709,7 @@ static void flush_on_connect(struct conn *c, int status)
         !(run->tlsa[w->attempt].secure && run->tlsa[w->attempt].n > 0))
         o.tls = SMTPC_TLS_OPPORTUNISTIC;
     snprintf(w->tls_desc, sizeof(w->tls_desc), "none");
+    w->why[0] = '\0';
     w->tls_switch = false;
     if (smtpc_init(&w->sc, &o) < 0) {
         conn_close(c, true);

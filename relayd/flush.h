@@ -29,7 +29,7 @@ struct flush_summary {
  * run (the control module's state does). */
 struct flush_watch {
     void (*rcpt)(void *arg, uint64_t token, const char *qid, const char *addr,
-                 const char *relay, const char *status, const char *text);
+                 const char *relay, const char *tls, const char *status, const char *text);
     void (*done)(void *arg, uint64_t token, const struct flush_summary *s);
     void *arg;
     uint64_t token;

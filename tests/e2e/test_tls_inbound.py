@@ -11,7 +11,6 @@ cipher ...)" in their Received: header; plaintext ones "with ESMTP".
 """
 
 import os
-import re
 import smtplib
 import ssl
 import sys
@@ -26,12 +25,7 @@ from tlslib import CLIENT_NAME, SERVER_CN  # noqa: E402
 TLS_OK = ("TLSv1.2", "TLSv1.3")
 
 
-def received_of(stored):
-    """The Received: header field relayd prepended, unfolded."""
-    head = stored.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
-    m = re.match(r"Received: (.*?)\r\n(?![ \t])", head + "\r\n", re.S)
-    assert m, "stored message does not start with Received: %r" % stored[:300]
-    return re.sub(r"\r\n[ \t]+", " ", m.group(1))
+received_of = tlslib.received_of
 
 
 class Inbound(tlslib.TLSRelaydCase):

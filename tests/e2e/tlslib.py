@@ -27,7 +27,6 @@ Only /usr/bin/python3 sees Debian's aiosmtpd and dnslib. No sleeps synchronise a
 import os
 import re
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -420,19 +419,12 @@ def s_client(pki, port, extra=(), commands=("EHLO " + CLIENT_NAME, "QUIT"), seco
 # ---- raw SMTP that can turn into TLS ------------------------------------------------------
 
 class RawTLS(hfharness.RawSMTP):
-    """hfharness.RawSMTP whose socket can be wrapped in TLS in place (after a 220 to
-    STARTTLS, with nothing unread), or that starts in TLS (implicit TLS port)."""
+    """hfharness.RawSMTP whose socket can be wrapped in TLS in place, after the 220 to
+    STARTTLS and with nothing unread."""
 
-    def __init__(self, port, greet=True, source=None, context=None, implicit=False):
+    def __init__(self, port, greet=True, source=None, context=None):
         self._ctx = context
-        if implicit:
-            # Connect, handshake, then read the greeting: RawSMTP reads it in __init__, so
-            # do it by hand here.
-            super().__init__(port, greet=False, source=source)
-            self.start_tls(context)
-            self.greeting = self.reply() if greet else None
-        else:
-            super().__init__(port, greet=greet, source=source)
+        super().__init__(port, greet=greet, source=source)
 
     def start_tls(self, context=None, server_hostname=SERVER_CN):
         if self.buf:
@@ -443,11 +435,13 @@ class RawTLS(hfharness.RawSMTP):
         self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname)
         return self.sock
 
-    def pending(self, seconds=0.3):
-        try:
-            return super().pending(seconds)
-        except ssl.SSLError:
-            return False
+
+def received_of(stored):
+    """The Received: header field relayd prepended to a stored message, unfolded."""
+    head = stored.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+    m = re.match(r"Received: (.*?)\r\n(?![ \t])", head + "\r\n", re.S)
+    assert m, "stored message does not start with Received: %r" % stored[:300]
+    return re.sub(r"\r\n[ \t]+", " ", m.group(1))
 
 
 # ---- test case base -----------------------------------------------------------------------
@@ -565,19 +559,3 @@ def starttls(s, context, name=SERVER_CN):
     uses the host given to SMTP(host) (its _host), which is empty after SMTP().connect()."""
     s._host = name
     return s.starttls(context=context)
-
-
-def close_quietly(s):
-    try:
-        s.close()
-    except OSError:
-        pass
-
-
-def can_bind(host):
-    try:
-        with socket.socket() as s:
-            s.bind((host, 0))
-        return True
-    except OSError:
-        return False
