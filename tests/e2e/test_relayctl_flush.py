@@ -18,7 +18,9 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_relayctl_inspect import DEAD, SINK, RelayctlCase, body_of, send  # noqa: E402
 
-EVENT_RE = re.compile(r"^([0-9A-F]{16}) to=<([^>]*)> relay=(\S+) status=(\w+) \((.*)\)$")
+# "tls=" says how TLS went on that connection (absent when no connection was made).
+EVENT_RE = re.compile(r"^([0-9A-F]{16}) to=<([^>]*)> relay=(\S+)(?: tls=\S+)? status=(\w+) "
+                      r"\((.*)\)$")
 DONE_RE = re.compile(r"^done domain=(\S+) messages=(\d+) sent=(\d+) deferred=(\d+) "
                      r"bounced=(\d+)(?: last_error=(.*))?$")
 
