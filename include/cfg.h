@@ -82,6 +82,7 @@ struct cfg {
     uint64_t etrn_rate_domain;
     uint64_t flush_connections;
     uint64_t timeout_connect;
+    uint64_t retry_interval;
     char *metrics_listen;
     char *listen_tls;
     char *tls_cert;

@@ -21,8 +21,17 @@
  *    EHLO again, then messages one after another (MAIL, RCPT..., DATA, body, final reply;
  *    pipelined when the server offers PIPELINING), RSET between them when a transaction
  *    was left open, QUIT at the end.
- *  - SMTPC_MODE_ETRN: greeting, EHLO, one "ETRN <arg>" per argument (its reply collected
- *    in etrn_res[]), QUIT.
+ *  - SMTPC_MODE_ETRN: greeting, EHLO, optionally STARTTLS and EHLO again, optionally AUTH,
+ *    one "ETRN <arg>" per argument (its reply collected in etrn_res[]), QUIT.
+ *
+ * AUTH (RFC 4954, either mode): with opts.auth_user set, once the EHLO after the handshake
+ * has been answered, "AUTH PLAIN <initial response>" (RFC 4616, built here: base64 of
+ * NUL user NUL password) goes out; 235 goes on, 4xx ends the session temporarily (DEFER),
+ * 5xx permanently (FAIL, the server's reply kept in c->session). Credentials are never sent
+ * in clear: without an active TLS layer (STARTTLS not offered, refused, or opts.tls NEVER)
+ * the session fails (FAIL, code 0, "refusing to send credentials without TLS"); so it does
+ * when the current EHLO does not advertise AUTH with PLAIN (what was advertised before TLS
+ * does not count, RFC 4954 4). Nothing but QUIT is sent after such a failure.
  *  - SMTPC_MODE_ATRN: reserved (RFC 2645, fetchd's "pull"): after EHLO and AUTH it will
  *    send "ATRN d1,d2", and on 250 raise an action that turns the connection around so
  *    the glue hands it to the server-side machine. smtpc_init() refuses it for now
@@ -59,6 +68,7 @@ enum smtpc_state {
     SMTPC_ST_HELO,      /* HELO sent after EHLO got 5xx */
     SMTPC_ST_STARTTLS,  /* STARTTLS sent */
     SMTPC_ST_TLS,       /* 220 to STARTTLS received; waiting for smtpc_on_tls_ready() */
+    SMTPC_ST_AUTH,      /* AUTH PLAIN sent (or "*" cancelling a 334 challenge) */
     SMTPC_ST_IDLE,      /* ready: smtpc_msg_begin() or smtpc_quit() */
     SMTPC_ST_TXN,       /* a transaction's commands sent, replies pending */
     SMTPC_ST_BODY,      /* 354 received; the glue streams the body with smtpc_body() */
@@ -92,6 +102,8 @@ enum smtpc_ext {
     SMTPC_EXT_ETRN = 1u << 6,
     SMTPC_EXT_ATRN = 1u << 7,
     SMTPC_EXT_ENHANCED = 1u << 8, /* ENHANCEDSTATUSCODES */
+    SMTPC_EXT_AUTH = 1u << 9,       /* AUTH with any mechanism */
+    SMTPC_EXT_AUTH_PLAIN = 1u << 10, /* AUTH listing PLAIN */
 };
 
 enum smtpc_outcome {
@@ -140,6 +152,9 @@ struct smtpc_opts {
     const char *const *etrn; /* ETRN mode: the arguments ("branch.test", "@branch.test",
                                 "#queue"), borrowed for c's life */
     size_t netrn;            /* ETRN mode: >= 1 */
+    const char *auth_user;   /* AUTH PLAIN authcid (1-255 octets), or NULL: no AUTH; with
+                                auth_pass borrowed for c's life */
+    const char *auth_pass;   /* its password (1-255 octets); NULL when auth_user is */
 };
 
 /* Dot-stuffing encoder state (RFC 5321 4.5.2) for a body split into chunks anywhere. */
@@ -203,11 +218,12 @@ void smtpc_stuff_init(struct smtpc_stuff *st);
 size_t smtpc_stuff(struct smtpc_stuff *st, const char *in, size_t len, bool last, char *out);
 
 /* Places a machine in c for one connection. opts is copied, its strings borrowed.
- * Returns 0, -EINVAL (no helo; ETRN mode without arguments), -ENOTSUP (ATRN mode),
+ * Returns 0, -EINVAL (no helo; ETRN mode without arguments; auth_user without auth_pass or
+ * the reverse; either empty or over 255 octets), -ENOTSUP (ATRN mode),
  * -ENOMEM. The machine starts in SMTPC_ST_GREET, waiting for the greeting. */
 int smtpc_init(struct smtpc *c, const struct smtpc_opts *opts);
 
-/* Releases what c holds (the output buffer too). */
+/* Releases what c holds (the output buffer too, wiped first: it may hold the AUTH line). */
 void smtpc_close(struct smtpc *c);
 
 /* One reply line, CRLF removed. Returns 0, or HF_EPROTO for a malformed reply or a reply

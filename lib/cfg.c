@@ -87,6 +87,8 @@ const struct cfg_key cfg_keys[] = {
      "parallel outbound connections per domain during a flush"},
     {CFG_SEC_GLOBAL, "timeout_connect", CFG_T_SECONDS, G(timeout_connect), 1, 600, NULL, "30",
      "outbound connection timeout"},
+    {CFG_SEC_GLOBAL, "retry_interval", CFG_T_SECONDS, G(retry_interval), 0, 86400, NULL, "60",
+     "how often due mail of domains without hold = yes is retried (0: only on request)"},
     {CFG_SEC_GLOBAL, "metrics_listen", CFG_T_STR, G(metrics_listen), 0, 0, NULL, "",
      "address:port of the Prometheus metrics endpoint (empty: off; keep it on loopback)"},
     {CFG_SEC_GLOBAL, "listen_tls", CFG_T_STR, G(listen_tls), 0, 0, NULL, "",

@@ -93,6 +93,8 @@ struct flush_run {
     size_t nworkers, workers_live;
     size_t pending_commits;
     bool finishing;
+    bool due_only; /* retry timer: only recipients whose next attempt has come */
+    int64_t now;
     struct flush_summary sum;
 };
 
@@ -108,6 +110,8 @@ struct flush {
     struct sockaddr_storage *self_addrs;
     size_t nself_addrs;
     bool stopping;
+    uv_timer_t retry;
+    bool retry_armed;
 };
 
 static void flush_worker_next(struct flush_worker *w);
@@ -776,6 +780,8 @@ static int flush_load_rcpt(const struct queue_rcpt *r, void *arg)
     /* Failed recipients wait for their bounce; they are not tried again. */
     if (r->state == QUEUE_RS_FAILED)
         return 0;
+    if (run->due_only && r->next_attempt > run->now)
+        return 0;
     struct flush_item *it = run->nitems ? &run->items[run->nitems - 1] : NULL;
     if (!it || it->id != r->id) {
         struct flush_item *v = realloc(run->items, (run->nitems + 1) * sizeof(*v));
@@ -982,8 +988,17 @@ static void flush_on_mx_ctx(const struct dns_mx_result *res, void *arg)
         flush_run_deliver(run);
 }
 
+static int flush_start_run(struct relayd *rd, const char *domain, const char *reason,
+                           const struct flush_watch *watch, bool due_only);
+
 int flush_start(struct relayd *rd, const char *domain, const char *reason,
                 const struct flush_watch *watch)
+{
+    return flush_start_run(rd, domain, reason, watch, false);
+}
+
+static int flush_start_run(struct relayd *rd, const char *domain, const char *reason,
+                           const struct flush_watch *watch, bool due_only)
 {
     struct flush *fl = rd->flush;
     if (!fl || fl->stopping)
@@ -1006,6 +1021,8 @@ int flush_start(struct relayd *rd, const char *domain, const char *reason,
         run->watched = true;
     }
     run->started = flush_now();
+    run->now = run->started;
+    run->due_only = due_only;
     struct flush_load ld = {run, 0};
     int rc = queue_scan_rcpts(rd->q, domain, false, flush_load_rcpt, &ld);
     if (rc == 0)
@@ -1075,6 +1092,60 @@ int flush_start(struct relayd *rd, const char *domain, const char *reason,
     return 0;
 }
 
+
+/* ---- the retry timer -------------------------------------------------------------------- */
+
+struct flush_due {
+    struct flush *fl;
+    int64_t now;
+    uint64_t last_id;
+    bool due;
+};
+
+static int flush_due_cb(const struct queue_rcpt *r, void *arg)
+{
+    struct flush_due *d = arg;
+    if (r->state == QUEUE_RS_FAILED || r->next_attempt > d->now)
+        return 0;
+    if (r->id != d->last_id) { /* a held message does not count */
+        d->last_id = r->id;
+        struct queue_env env;
+        if (queue_get_env(d->fl->rd->q, r->id, &env) == 0 && !(env.flags & QUEUE_F_HELD)) {
+            d->due = true;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int flush_retry_domain(const struct queue_domain_stats *st, void *arg)
+{
+    struct flush *fl = arg;
+    struct relayd *rd = fl->rd;
+    if (st->held || st->rcpts == 0 || flush_find_active(fl, st->domain))
+        return 0;
+    /* hold = yes: this domain's mail waits for ETRN, ATRN or relayctl, never the timer. */
+    const struct cfg_domain *cd = cfg_find_domain(rd->cfg, st->domain);
+    if (cd && cd->hold)
+        return 0;
+    struct flush_due d = {fl, flush_now(), 0, false};
+    queue_scan_rcpts(rd->q, st->domain, false, flush_due_cb, &d);
+    if (d.due) {
+        int rc = flush_start_run(rd, st->domain, "retry", NULL, true);
+        if (rc < 0 && rc != -ENOENT && rc != -EBUSY && rc != -EPERM)
+            log_warn("flush domain=%s retry not started err=%s", st->domain, hf_errname(rc));
+    }
+    return 0;
+}
+
+static void flush_on_retry_timer(uv_timer_t *t)
+{
+    struct flush *fl = t->data;
+    if (fl->stopping)
+        return;
+    queue_scan_domains(fl->rd->q, flush_retry_domain, fl);
+}
+
 /* ---- setup ------------------------------------------------------------------------------ */
 
 static int flush_self(struct flush *fl, const struct cfg *c, const char *hostname)
@@ -1141,6 +1212,13 @@ int flush_init(struct relayd *rd)
         goto fail;
     }
     rd->flush = fl;
+    if (rd->cfg->retry_interval > 0) {
+        uv_timer_init(rd->loop, &fl->retry);
+        fl->retry.data = fl;
+        fl->retry_armed = true;
+        uint64_t ms = rd->cfg->retry_interval * 1000;
+        uv_timer_start(&fl->retry, flush_on_retry_timer, ms, ms);
+    }
     return 0;
 fail:
     flush_free(fl);
@@ -1163,6 +1241,11 @@ void flush_shutdown(struct relayd *rd)
     }
     dns_free(fl->dns);
     fl->dns = NULL;
+    if (fl->retry_armed) {
+        uv_timer_stop(&fl->retry);
+        uv_close((uv_handle_t *)&fl->retry, NULL);
+        fl->retry_armed = false;
+    }
 }
 
 /* Frees the module once nothing is running; called by main after the loop ends. */
