@@ -90,6 +90,7 @@ struct cfg {
     char *tls_ca_file;
     char *auth_file;
     bool submission;
+    bool received_auth_user;
     uint64_t auth_fail_limit;
 
     /* fetchd */

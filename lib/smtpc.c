@@ -12,7 +12,11 @@
  * Results: a recipient is final when its RCPT is refused, when MAIL is refused, or with
  * the reply to DATA or to the end of data. When the dialogue breaks (a lost connection,
  * a malformed or unexpected reply, 421) every recipient that is not final is deferred:
- * a recipient is never lost, at worst it is delivered twice (RFC 5321 6.1). */
+ * a recipient is never lost, at worst it is delivered twice (RFC 5321 6.1).
+ *
+ * AUTH: only PLAIN with an initial response (RFC 4954 4, RFC 4616), only under TLS and only
+ * when the EHLO answered under TLS lists it. The line carrying the credentials is built in
+ * a local buffer that is wiped after use; the output buffer is wiped when freed here. */
 #include "smtpc.h"
 
 #include <errno.h>
@@ -21,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "hf_err.h"
 #include "log.h"
@@ -32,6 +37,7 @@ enum smtpc_kind {
     SMTPC_K_EHLO,
     SMTPC_K_HELO,
     SMTPC_K_STARTTLS,
+    SMTPC_K_AUTH,
     SMTPC_K_RSET,
     SMTPC_K_MAIL,
     SMTPC_K_RCPT,
@@ -43,7 +49,7 @@ enum smtpc_kind {
 };
 
 static const char *const smtpc_state_names[SMTPC_ST_COUNT_] = {
-    "GREET", "EHLO", "HELO", "STARTTLS", "TLS",  "IDLE",
+    "GREET", "EHLO", "HELO", "STARTTLS", "TLS",  "AUTH", "IDLE",
     "TXN",   "BODY", "DOT",  "ETRN",     "QUIT", "DONE",
 };
 
@@ -328,6 +334,97 @@ static int smtpc_ready(struct smtpc *c)
     return 0;
 }
 
+/* ---- AUTH PLAIN (RFC 4954, RFC 4616) ---- */
+
+#define SMTPC_AUTH_FIELD_MAX 255 /* RFC 4616 2: at most 255 octets per field */
+
+/* Standard base64 with padding (RFC 4648 4) of in[0..len) into out (NUL-terminated; out
+ * holds at least 4 * ((len + 2) / 3) + 1 octets). Returns the length written. */
+static size_t smtpc_b64(const unsigned char *in, size_t len, char *out)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < len)
+            v |= in[i + 2];
+        out[o++] = tab[(v >> 18) & 63];
+        out[o++] = tab[(v >> 12) & 63];
+        out[o++] = i + 1 < len ? tab[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < len ? tab[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static int smtpc_auth_refuse(struct smtpc *c, const char *what)
+{
+    struct smtpc_result why;
+    /* 5.7.11: "encryption required for requested authentication mechanism" (RFC 5248). */
+    smtpc_result_local(&why, SMTPC_FAIL, c->tls_active ? "5.7.4" : "5.7.11", "%s", what);
+    log_debug("%s smtpc auth not attempted: %s", smtpc_id(c), what);
+    return smtpc_session_fail(c, &why);
+}
+
+/* After EHLO (under TLS): AUTH PLAIN with the initial response, or a refusal to send the
+ * credentials at all. */
+static int smtpc_auth(struct smtpc *c)
+{
+    if (!c->tls_active)
+        return smtpc_auth_refuse(c, "refusing to send credentials without TLS");
+    if (!(c->ext & SMTPC_EXT_AUTH))
+        return smtpc_auth_refuse(c, "AUTH configured but the server does not offer AUTH");
+    if (!(c->ext & SMTPC_EXT_AUTH_PLAIN))
+        return smtpc_auth_refuse(c, "AUTH configured but the server does not offer AUTH PLAIN");
+    /* authzid empty: we act for ourselves only. */
+    unsigned char raw[2 * SMTPC_AUTH_FIELD_MAX + 2];
+    char line[sizeof("AUTH PLAIN ") + 4 * ((sizeof(raw) + 2) / 3) + 1];
+    size_t ul = strlen(c->o.auth_user), pl = strlen(c->o.auth_pass);
+    raw[0] = '\0';
+    memcpy(raw + 1, c->o.auth_user, ul);
+    raw[1 + ul] = '\0';
+    memcpy(raw + 2 + ul, c->o.auth_pass, pl);
+    memcpy(line, "AUTH PLAIN ", 11);
+    size_t n = 11 + smtpc_b64(raw, ul + pl + 2, line + 11);
+    smtpc_enter(c, SMTPC_ST_AUTH);
+    int rc = smtpc_send_line(c, SMTPC_K_AUTH, 0, line, n);
+    explicit_bzero(raw, sizeof(raw));
+    explicit_bzero(line, sizeof(line));
+    return rc;
+}
+
+/* TLS settled (on, or off and allowed): authenticate when configured, then the work. */
+static int smtpc_after_tls(struct smtpc *c)
+{
+    return c->o.auth_user ? smtpc_auth(c) : smtpc_ready(c);
+}
+
+static int smtpc_on_auth(struct smtpc *c, const struct smtp_reply *r, uint32_t idx)
+{
+    if (idx == 1) {
+        /* The reply to our "*": the exchange is over, without authentication. */
+        struct smtpc_result why;
+        smtpc_result_local(&why, SMTPC_FAIL, "5.7.0",
+                           "AUTH PLAIN: the server asked for more than the initial response "
+                           "(334); cancelled");
+        return smtpc_session_fail(c, &why);
+    }
+    if (r->code == 334) {
+        /* RFC 4954 4: a challenge after a complete initial response makes no sense for
+         * PLAIN; "*" cancels the exchange (the server answers 501). */
+        return smtpc_send(c, SMTPC_K_AUTH, 1, "*");
+    }
+    if (smtp_reply_class(r->code) == 2) {
+        log_debug("%s smtpc authenticated code=%d", smtpc_id(c), r->code);
+        return smtpc_ready(c);
+    }
+    /* 535 5.7.8 bad credentials, 534 mechanism too weak... : FAIL; 454 4.7.0 and other
+     * temporary trouble: DEFER. */
+    return smtpc_session_fail_reply(c, r);
+}
+
 static int smtpc_after_hello(struct smtpc *c)
 {
     if (!c->tls_active && c->o.tls != SMTPC_TLS_NEVER) {
@@ -342,7 +439,7 @@ static int smtpc_after_hello(struct smtpc *c)
             return smtpc_session_fail(c, &why);
         }
     }
-    return smtpc_ready(c);
+    return smtpc_after_tls(c);
 }
 
 static int smtpc_on_greet(struct smtpc *c, const struct smtp_reply *r, uint32_t idx)
@@ -379,6 +476,18 @@ static void smtpc_parse_ext(struct smtpc *c, const struct smtp_reply *r)
         /* RFC 1870 4: "SIZE" alone or "SIZE 0" announce no fixed limit. */
         c->ext |= SMTPC_EXT_SIZE;
         c->size_max = strtoull(param, NULL, 10);
+    }
+    if (smtp_reply_has_ext(r, "AUTH", &param)) {
+        /* RFC 4954 3: "AUTH" SP mechanism *(SP mechanism), each a word of its own. */
+        c->ext |= SMTPC_EXT_AUTH;
+        for (const char *p = param; *p && *p != '\n';) {
+            size_t n = strcspn(p, " \n");
+            if (n == 5 && strncasecmp(p, "PLAIN", 5) == 0)
+                c->ext |= SMTPC_EXT_AUTH_PLAIN;
+            p += n;
+            while (*p == ' ')
+                p++;
+        }
     }
 }
 
@@ -419,7 +528,7 @@ static int smtpc_on_starttls(struct smtpc *c, const struct smtp_reply *r, uint32
     if (c->o.tls == SMTPC_TLS_REQUIRED)
         return smtpc_session_fail_reply(c, r);
     log_info("%s smtpc starttls refused code=%d: going on without TLS", smtpc_id(c), r->code);
-    return smtpc_ready(c);
+    return smtpc_after_tls(c);
 }
 
 void smtpc_on_tls_ready(struct smtpc *c)
@@ -782,6 +891,7 @@ static const struct {
     [SMTPC_K_EHLO] = {"EHLO", smtpc_on_ehlo},
     [SMTPC_K_HELO] = {"HELO", smtpc_on_helo},
     [SMTPC_K_STARTTLS] = {"STARTTLS", smtpc_on_starttls},
+    [SMTPC_K_AUTH] = {"AUTH", smtpc_on_auth},
     [SMTPC_K_RSET] = {"RSET", smtpc_on_rset},
     [SMTPC_K_MAIL] = {"MAIL", smtpc_on_mail},
     [SMTPC_K_RCPT] = {"RCPT", smtpc_on_rcpt},
@@ -870,6 +980,12 @@ int smtpc_init(struct smtpc *c, const struct smtpc_opts *opts)
         return -EINVAL;
     if (!opts->helo || !smtpc_is_clean(opts->helo, true))
         return -EINVAL;
+    if (opts->auth_user || opts->auth_pass) {
+        if (!opts->auth_user || !opts->auth_pass || !opts->auth_user[0] || !opts->auth_pass[0] ||
+            strlen(opts->auth_user) > SMTPC_AUTH_FIELD_MAX ||
+            strlen(opts->auth_pass) > SMTPC_AUTH_FIELD_MAX)
+            return -EINVAL;
+    }
     if (opts->mode == SMTPC_MODE_ETRN) {
         if (opts->netrn == 0 || opts->netrn > UINT32_MAX || !opts->etrn)
             return -EINVAL;
@@ -891,6 +1007,8 @@ int smtpc_init(struct smtpc *c, const struct smtpc_opts *opts)
 
 void smtpc_close(struct smtpc *c)
 {
+    if (c->out)
+        explicit_bzero(c->out, c->out_len);
     free(c->out);
     free(c->pend);
     free(c->rcpt_res);

@@ -70,9 +70,18 @@ static int smtpd_io_received(const struct session *se, const struct smtpd_msg *m
     char proto[16];
     snprintf(proto, sizeof(proto), "%s%s%s", m->smtputf8 ? "UTF8SMTP" : se->sm.esmtp ? "ESMTP" : "SMTP",
              se->sm.tls ? "S" : "", se->sm.user ? "A" : "");
-    char tlsc[128] = "";
+    char tlsc[420] = "";
+    size_t tl = 0;
     if (se->sm.tls && se->sm.tls_info[0])
-        snprintf(tlsc, sizeof(tlsc), "\r\n\t(using %s)", se->sm.tls_info);
+        tl = (size_t)snprintf(tlsc, sizeof(tlsc), "\r\n\t(using %s)", se->sm.tls_info);
+    if (se->sm.user && se->rd->cfg->received_auth_user && tl < sizeof(tlsc)) {
+        char user[260];
+        snprintf(user, sizeof(user), "%s", se->sm.user);
+        for (char *p = user; *p; p++) /* client-chosen text: keep the header one header */
+            if ((unsigned char)*p < 0x21 || *p == '(' || *p == ')' || *p == '\\')
+                *p = '?';
+        snprintf(tlsc + tl, sizeof(tlsc) - tl, "\r\n\t(authenticated as %s)", user);
+    }
     char helo[300];
     /* The HELO name is client-supplied: keep it printable so it cannot break the header. */
     snprintf(helo, sizeof(helo), "%s", se->sm.helo ? se->sm.helo : "unknown");

@@ -243,6 +243,9 @@ class Auth(AuthCase):
             self.quit(s)
         rcv = received_of(r.body(qid))
         self.assertRegex(rcv, r"\bwith ESMTPSA id %s\b" % qid, rcv)
+        # The user is logged, but named in the header only with received_auth_user = yes.
+        self.assertNotIn("alice", rcv.split("by ")[0] + rcv.split(" id ")[0])
+        self.assertNotIn("authenticated as", rcv)
         self.assertIn("(using %s with cipher %s)" % (version, cipher), rcv)
         self.assertRegex(rcv, r"\(using TLSv1\.[23] with cipher ", rcv)
         queued = [m for m in r.list_json() if m["id"] == qid]
@@ -270,6 +273,25 @@ class SubmissionOff(AuthCase):
             self.quit(s)
         rcv = received_of(self.relayd.body(qid))
         self.assertRegex(rcv, r"\bwith ESMTPSA id %s\b" % qid, rcv)
+
+
+class ReceivedNamesUser(AuthCase):
+    CONF = {"received_auth_user": "yes"}
+
+    def test_received_names_the_authenticated_user(self):
+        s = self.smtp_tls()
+        try:
+            self.assertAuth(self.auth(s, "PLAIN", "alice", ALICE_PW), 235, r"^2\.7\.0 ")
+            s.mail("alice@branch.test")
+            code, msg = s.rcpt("bob@branch.test")
+            self.assertEqual(code, 250, msg)
+            code, msg = s.data(etrnlib.make_body("named", "who sent it\r\n"))
+            self.assertEqual(code, 250, msg)
+            qid = etrnlib.QUEUED_RE.search(msg.decode()).group(1).upper()
+        finally:
+            self.quit(s)
+        rcv = received_of(self.relayd.body(qid))
+        self.assertIn("(authenticated as alice)", rcv)
 
 
 class EtrnNeedsAuth(AuthCase):
