@@ -1,7 +1,8 @@
 /* Unit tests for smtpc.c: scripted server replies against the client machine, checking
  * the exact bytes it writes, the actions it raises and the per-recipient results.
  * Delivery with and without PIPELINING, HELO fallback, refusals at every step, lost
- * connections, STARTTLS, dot-stuffing across every chunk split, and ETRN mode. */
+ * connections, STARTTLS, AUTH PLAIN (only under TLS, only when offered after it), dot-stuffing
+ * across every chunk split, and ETRN mode. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -573,6 +574,206 @@ static void test_starttls(void **state)
     smtpc_close(&h.c);
 }
 
+/* ---- AUTH PLAIN ---- */
+
+#define EHLO_TLS_AUTH "250-mx.test\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME"
+#define AUTH_ALICE    "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n" /* base64("\0alice\0secret") */
+
+static const struct smtpc_opts auth_opts = {
+    .mode = SMTPC_MODE_DELIVER,
+    .helo = "relay.test",
+    .log_id = "c=1",
+    .tls = SMTPC_TLS_REQUIRED,
+    .auth_user = "alice",
+    .auth_pass = "secret",
+};
+
+/* Greeting, EHLO (pre_tls), STARTTLS, handshake, EHLO again answered with post_tls. */
+static void h_start_tls(struct h *h, const struct smtpc_opts *o, const char *pre_tls,
+                        const char *post_tls)
+{
+    h_start(h, o, pre_tls);
+    assert_string_equal(h->out, "STARTTLS\r\n");
+    h_step(h, "220 2.0.0 go ahead", "", SMTPC_ACT_STARTTLS);
+    smtpc_on_tls_ready(&h->c);
+    h_drain(h);
+    assert_string_equal(h->out, "EHLO relay.test\r\n");
+    h_feed(h, post_tls);
+}
+
+static void test_auth_plain_replies(void **state)
+{
+    (void)state;
+    struct h h;
+
+    /* 235: authenticated, then the mode's work. */
+    h_start_tls(&h, &auth_opts, EHLO_TLS_AUTH, EHLO_TLS_AUTH);
+    assert_true(h.c.ext & SMTPC_EXT_AUTH_PLAIN);
+    assert_string_equal(h.out, AUTH_ALICE);
+    assert_int_equal(h.c.state, SMTPC_ST_AUTH);
+    h_step(&h, "235 2.7.0 Authentication successful", "", SMTPC_ACT_NEXT);
+    assert_int_equal(h.c.state, SMTPC_ST_IDLE);
+    assert_int_equal(h.c.session.outcome, SMTPC_PENDING);
+    smtpc_close(&h.c);
+
+    /* 535: permanent; nothing but QUIT follows. */
+    h_start_tls(&h, &auth_opts, EHLO_TLS_AUTH, EHLO_TLS_AUTH);
+    h_step(&h, "535 5.7.8 Authentication credentials invalid", "QUIT\r\n", SMTPC_ACT_WRITE);
+    assert_res(&h.c.session, SMTPC_FAIL, 535, "credentials invalid");
+    assert_string_equal(h.c.session.enh, "5.7.8");
+    h_step(&h, "221 bye", "", SMTPC_ACT_CLOSE);
+    assert_res(&h.c.session, SMTPC_FAIL, 535, "credentials invalid"); /* kept after QUIT */
+    smtpc_close(&h.c);
+
+    /* 454: temporary. */
+    h_start_tls(&h, &auth_opts, EHLO_TLS_AUTH, EHLO_TLS_AUTH);
+    h_step(&h, "454 4.7.0 Temporary authentication failure", "QUIT\r\n", SMTPC_ACT_WRITE);
+    assert_res(&h.c.session, SMTPC_DEFER, 454, "Temporary");
+    smtpc_close(&h.c);
+
+    /* Another 5xx (534 mechanism too weak) is permanent too. */
+    h_start_tls(&h, &auth_opts, EHLO_TLS_AUTH, EHLO_TLS_AUTH);
+    h_step(&h, "534 5.7.9 too weak", "QUIT\r\n", SMTPC_ACT_WRITE);
+    assert_res(&h.c.session, SMTPC_FAIL, 534, "too weak");
+    smtpc_close(&h.c);
+
+    /* 334 after a complete initial response: cancelled with "*", then the session fails. */
+    h_start_tls(&h, &auth_opts, EHLO_TLS_AUTH, EHLO_TLS_AUTH);
+    h_step(&h, "334 ", "*\r\n", SMTPC_ACT_WRITE);
+    h_step(&h, "501 5.7.0 cancelled", "QUIT\r\n", SMTPC_ACT_WRITE);
+    assert_res(&h.c.session, SMTPC_FAIL, 0, "334");
+    smtpc_close(&h.c);
+
+    /* 421: the server closes; deferred like any 421. */
+    h_start_tls(&h, &auth_opts, EHLO_TLS_AUTH, EHLO_TLS_AUTH);
+    h_step(&h, "421 4.3.0 shutting down", "", SMTPC_ACT_CLOSE);
+    assert_res(&h.c.session, SMTPC_DEFER, 421, "shutting down");
+    smtpc_close(&h.c);
+}
+
+struct auth_refusal_case {
+    enum smtpc_tls tls;
+    const char *pre_tls;  /* EHLO reply in clear */
+    const char *starttls; /* reply to STARTTLS, or NULL when STARTTLS is not sent */
+    const char *post_tls; /* EHLO reply under TLS, or NULL when TLS never starts */
+    enum smtpc_outcome outcome;
+    const char *enh;
+    const char *text;
+};
+
+static const struct auth_refusal_case auth_refusal_cases[] = {
+    /* { tls, EHLO in clear, STARTTLS reply, EHLO under TLS, outcome, enh, text } */
+    {SMTPC_TLS_NEVER, "250-mx.test\r\n250-STARTTLS\r\n250 AUTH PLAIN", NULL, NULL, SMTPC_FAIL,
+     "5.7.11", "refusing to send credentials without TLS"},
+    {SMTPC_TLS_OPPORTUNISTIC, "250-mx.test\r\n250 AUTH PLAIN", NULL, NULL, SMTPC_FAIL, "5.7.11",
+     "refusing to send credentials without TLS"},
+    {SMTPC_TLS_OPPORTUNISTIC, EHLO_TLS_AUTH, "454 4.7.0 TLS not available", NULL, SMTPC_FAIL,
+     "5.7.11", "refusing to send credentials without TLS"},
+    /* Required TLS missing: that is the reason, temporary as before. */
+    {SMTPC_TLS_REQUIRED, "250-mx.test\r\n250 AUTH PLAIN", NULL, NULL, SMTPC_DEFER, "4.7.10",
+     "TLS required"},
+    /* AUTH advertised only before TLS does not count (RFC 4954 4). */
+    {SMTPC_TLS_REQUIRED, EHLO_TLS_AUTH, "220 go", "250-mx.test\r\n250 8BITMIME", SMTPC_FAIL,
+     "5.7.4", "does not offer AUTH"},
+    {SMTPC_TLS_REQUIRED, EHLO_TLS_AUTH, "220 go", "250-mx.test\r\n250 AUTH LOGIN CRAM-MD5",
+     SMTPC_FAIL, "5.7.4", "does not offer AUTH PLAIN"},
+    {SMTPC_TLS_REQUIRED, EHLO_TLS_AUTH, "220 go", "250-mx.test\r\n250 AUTH PLAINISH",
+     SMTPC_FAIL, "5.7.4", "does not offer AUTH PLAIN"},
+    {SMTPC_TLS_REQUIRED, EHLO_TLS_AUTH, "220 go", "250-mx.test\r\n250 AUTH=PLAIN", SMTPC_FAIL,
+     "5.7.4", "does not offer AUTH"},
+};
+
+static void test_auth_never_without_tls_or_offer(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(auth_refusal_cases) / sizeof(auth_refusal_cases[0]); i++) {
+        const struct auth_refusal_case *k = &auth_refusal_cases[i];
+        struct smtpc_opts o = auth_opts;
+        o.tls = k->tls;
+        struct h h;
+        h_start(&h, &o, k->pre_tls);
+        if (k->starttls) {
+            assert_string_equal(h.out, "STARTTLS\r\n");
+            h_feed(&h, k->starttls);
+        }
+        if (k->post_tls) {
+            assert_int_equal(h.act, SMTPC_ACT_STARTTLS);
+            smtpc_on_tls_ready(&h.c);
+            h_drain(&h);
+            assert_string_equal(h.out, "EHLO relay.test\r\n");
+            h_feed(&h, k->post_tls);
+        }
+        if (strcmp(h.out, "QUIT\r\n") != 0)
+            fail_msg("case %zu: wrote \"%s\", want only QUIT", i, h.out);
+        assert_int_equal(h.act, SMTPC_ACT_WRITE);
+        assert_res(&h.c.session, k->outcome, 0, k->text);
+        assert_string_equal(h.c.session.enh, k->enh);
+        h_step(&h, "221 bye", "", SMTPC_ACT_CLOSE);
+        smtpc_close(&h.c);
+    }
+}
+
+static void test_auth_etrn_and_arguments(void **state)
+{
+    (void)state;
+    static const char *const args[] = {"branch.test"};
+    struct smtpc_opts o = {.mode = SMTPC_MODE_ETRN,
+                           .helo = "relay.test",
+                           .tls = SMTPC_TLS_REQUIRED,
+                           .etrn = args,
+                           .netrn = 1,
+                           .auth_user = "alice",
+                           .auth_pass = "secret"};
+    struct h h;
+    h_start_tls(&h, &o, EHLO_TLS_AUTH, "250-relay\r\n250-ETRN\r\n250 AUTH PLAIN");
+    assert_string_equal(h.out, AUTH_ALICE);
+    h_step(&h, "235 2.7.0 ok", "ETRN branch.test\r\n", SMTPC_ACT_WRITE);
+    h_step(&h, "253 OK, 1 pending message started", "QUIT\r\n", SMTPC_ACT_WRITE);
+    h_step(&h, "221 bye", "", SMTPC_ACT_CLOSE);
+    assert_res(&h.c.etrn_res[0], SMTPC_OK, 253, "started");
+    assert_int_equal(h.c.session.outcome, SMTPC_OK);
+    smtpc_close(&h.c);
+
+    /* The longest fields RFC 4616 allows fit in one line. */
+    char user[256], pass[256];
+    memset(user, 'u', 255);
+    memset(pass, 'p', 255);
+    user[255] = pass[255] = '\0';
+    o.auth_user = user;
+    o.auth_pass = pass;
+    h_start_tls(&h, &o, EHLO_TLS_AUTH, EHLO_TLS_AUTH);
+    assert_int_equal(h.out_len, strlen("AUTH PLAIN ") + 4 * ((2 * 255 + 2 + 2) / 3) + 2);
+    assert_memory_equal(h.out, "AUTH PLAIN AHV1dXV1", 19);
+    smtpc_close(&h.c);
+
+    /* Bad credentials options are refused before anything happens. */
+    struct smtpc c;
+    char longer[257];
+    memset(longer, 'x', 256);
+    longer[256] = '\0';
+    static const struct {
+        const char *user, *pass;
+    } bad[] = {{"alice", NULL}, {NULL, "secret"}, {"", "secret"}, {"alice", ""},
+               {NULL, NULL}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        o.auth_user = bad[i].user;
+        o.auth_pass = bad[i].pass;
+        int rc = smtpc_init(&c, &o);
+        if (!bad[i].user && !bad[i].pass) {
+            assert_int_equal(rc, 0); /* no AUTH at all */
+            smtpc_close(&c);
+            continue;
+        }
+        assert_int_equal(rc, -EINVAL);
+    }
+    o.auth_user = longer;
+    o.auth_pass = "secret";
+    assert_int_equal(smtpc_init(&c, &o), -EINVAL);
+    o.auth_user = "alice";
+    o.auth_pass = longer;
+    assert_int_equal(smtpc_init(&c, &o), -EINVAL);
+}
+
 /* ---- dot-stuffing ---- */
 
 struct stuff_case {
@@ -764,6 +965,9 @@ int main(void)
         cmocka_unit_test(test_unexpected_reply_and_421),
         cmocka_unit_test(test_bad_greeting),
         cmocka_unit_test(test_starttls),
+        cmocka_unit_test(test_auth_plain_replies),
+        cmocka_unit_test(test_auth_never_without_tls_or_offer),
+        cmocka_unit_test(test_auth_etrn_and_arguments),
         cmocka_unit_test(test_stuff_every_split),
         cmocka_unit_test(test_stuff_worst_case_bound),
         cmocka_unit_test(test_etrn_mode),
