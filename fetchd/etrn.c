@@ -9,9 +9,16 @@
  * timer, whose close callback frees the run. So the owner is never called from inside a
  * conn or dns callback of the run, and nothing is freed under a running callback.
  *
- * TLS and AUTH: smtpc gets SMTPC_TLS_NEVER until lib/tls.c and conn_start_tls exist (the
- * relay's `tls = require` is refused before a step starts: release_unsupported()). The
- * hooks are marked "TLS HOOK" and "AUTH HOOK" below. */
+ * TLS and AUTH: smtpc runs the relay's `tls` policy (release_tls_policy). On its STARTTLS
+ * action the connection switches to TLS (conn_start_tls) with the host name the target was
+ * found under (the configured host or the MX host) as SNI and reference identifier, checked
+ * or only logged as release_tls_verify() says; the rest of the chunk that carried the 220
+ * and any partial line are dropped (RFC 3207 5). With an auth_user smtpc sends AUTH PLAIN
+ * after the EHLO under TLS, never in clear. What goes wrong is logged here in words: the
+ * handshake ("hostname mismatch"), authentication ("authentication failed user=..."). A
+ * session that failed for a reason of its own (code 0, outcome FAIL: AUTH refused before
+ * anything was sent) is fatal for its domains; a TLS failure is retried like an
+ * unreachable relay. */
 #include "fetchd_etrn.h"
 
 #include <arpa/inet.h>
@@ -27,6 +34,7 @@
 #include "hf_err.h"
 #include "log.h"
 #include "smtpc.h"
+#include "tls.h"
 
 #define ETRN_ADDRS_MAX (2 * DNS_ADDR_MAX) /* A and AAAA of one host */
 #define ETRN_LINE_MAX  1024               /* RFC 5321 4.5.3.1.5 says 512; be lenient */
@@ -47,7 +55,9 @@ struct etrn_target {
     int connect_err; /* the last connection attempt's error */
     struct smtpc sc;
     bool sc_live;
-    bool answered; /* results recorded */
+    bool answered;   /* results recorded */
+    bool drop_input; /* TLS just started: the rest of this read is discarded */
+    char why[200];   /* what went wrong here (TLS), preferred to smtpc's generic text */
     char line[ETRN_LINE_MAX];
     size_t line_len;
     char label[MX_NAME_MAX + INET6_ADDRSTRLEN + 64]; /* "NAME[addr]:port", "mx=host" */
@@ -61,6 +71,11 @@ struct fetchd_etrn_run {
     int port;
     char *helo;
     uint64_t connect_timeout_ms, reply_timeout_ms;
+    enum smtpc_tls tls;
+    bool tls_verify;
+    struct tls_ctx *tls_ctx;   /* borrowed */
+    const char *auth_user;     /* borrowed (the relay's config) or NULL */
+    const char *auth_password; /* borrowed (the runner's) or NULL */
     char **domains;
     size_t ndomains;
     unsigned *seen; /* ETRN_SEEN_* per domain */
@@ -120,11 +135,11 @@ static void etrn_set_label(struct etrn_target *t, const struct sockaddr_storage 
 }
 
 /* Records one domain's answer from one host and logs it. code 0: no reply. */
-static void etrn_record(struct etrn_target *t, size_t k, int code, const char *text)
+static void etrn_record(struct etrn_target *t, size_t k, int code, const char *text,
+                        enum release_verdict v)
 {
     struct fetchd_etrn_run *run = t->run;
     size_t d = t->doms[k];
-    enum release_verdict v = fetchd_etrn_verdict(code);
     run->seen[d] |= v == RELEASE_DONE    ? ETRN_SEEN_DONE
                     : v == RELEASE_FATAL ? ETRN_SEEN_FATAL
                                          : ETRN_SEEN_RETRY;
@@ -155,22 +170,28 @@ static void etrn_target_results(struct etrn_target *t)
                  t->connect_err ? "connect failed" : "no address to connect to",
                  t->connect_err ? uv_strerror(t->connect_err) : t->host);
         for (size_t k = 0; k < t->ndoms; k++)
-            etrn_record(t, k, 0, why);
+            etrn_record(t, k, 0, why, RELEASE_RETRY);
         return;
     }
     for (size_t k = 0; k < t->ndoms; k++) {
         const struct smtpc_result *r = &t->sc.etrn_res[k];
         if (r->outcome != SMTPC_PENDING) {
-            etrn_record(t, k, r->code, r->text);
+            etrn_record(t, k, r->code, r->text, fetchd_etrn_verdict(r->code));
             continue;
         }
         /* No answer to this ETRN: the session ended first (a refused greeting or EHLO, 421,
-         * a lost connection). Its reason decides; without a reply code it is temporary. */
+         * a lost connection, TLS, AUTH). Its reason decides; without a reply code it is
+         * temporary, unless smtpc itself refused for good (AUTH not possible). */
         const struct smtpc_result *s = &t->sc.session;
-        etrn_record(t, k, s->outcome != SMTPC_PENDING ? s->code : 0,
-                    s->outcome != SMTPC_PENDING && s->text[0]
-                        ? s->text
-                        : "connection closed before the reply");
+        bool ended = s->outcome != SMTPC_PENDING;
+        int code = ended ? s->code : 0;
+        enum release_verdict v = fetchd_etrn_verdict(code);
+        if (ended && code == 0 && s->outcome == SMTPC_FAIL)
+            v = RELEASE_FATAL;
+        const char *text = t->why[0]           ? t->why
+                           : ended && s->text[0] ? s->text
+                                                 : "connection closed before the reply";
+        etrn_record(t, k, code, text, v);
     }
 }
 
@@ -226,6 +247,56 @@ static void etrn_on_done_timer(uv_timer_t *h)
 /* ---- one connection ---------------------------------------------------------------------- */
 
 static void etrn_target_connect(struct etrn_target *t);
+static void etrn_act(struct etrn_target *t);
+
+static void etrn_on_tls_ready(struct conn *c, int status)
+{
+    struct etrn_target *t = conn_data(c);
+    if (!t || !t->sc_live || t->sc.state == SMTPC_ST_DONE)
+        return;
+    struct tls_conn *tc = conn_tls(c);
+    const char *vr = tc ? tls_verify_result_text(tc) : "";
+    if (status < 0) {
+        /* A refused certificate is the usual reason; say which check failed. */
+        snprintf(t->why, sizeof(t->why), "TLS handshake failed%s%s%s", vr[0] ? ": " : "", vr,
+                 t->run->tls_verify ? " (certificate checked)" : "");
+        log_warn("relay=%s tls failed host=%s verify=%s reason=\"%s\"", t->label, t->host,
+                 t->run->tls_verify ? "yes" : "no", vr[0] ? vr : hf_strerror(status));
+        smtpc_on_closed(&t->sc, status);
+        etrn_act(t);
+        conn_close(c, true);
+        return;
+    }
+    char subject[256];
+    if (tls_peer_subject(tc, subject, sizeof(subject)) < 0)
+        snprintf(subject, sizeof(subject), "-");
+    log_info("relay=%s tls established version=%s cipher=%s verified=%s%s%s subject=\"%s\"",
+             t->label, tls_version(tc), tls_cipher(tc), tls_peer_verified(tc) ? "yes" : "no",
+             tls_peer_verified(tc) ? "" : " reason=", tls_peer_verified(tc) ? "" : vr, subject);
+    smtpc_on_tls_ready(&t->sc);
+    etrn_act(t);
+}
+
+/* Switches the target's connection to TLS for smtpc's STARTTLS action. */
+static int etrn_start_tls(struct etrn_target *t)
+{
+    struct fetchd_etrn_run *run = t->run;
+    struct tls_conn *tc;
+    if (!run->tls_ctx || !t->conn || conn_is_closing(t->conn))
+        return HF_ETLS;
+    int rc = tls_conn_new(run->tls_ctx, false, t->host,
+                          run->tls_verify ? TLS_VERIFY_CHAIN_AND_HOST : TLS_VERIFY_NONE, &tc);
+    if (rc < 0)
+        return rc;
+    tls_conn_set_log_id(tc, run->relay);
+    rc = conn_start_tls(t->conn, tc, etrn_on_tls_ready); /* takes tc */
+    if (rc < 0)
+        return rc;
+    /* RFC 3207 5: nothing that came in clear after the 220 may be read as a reply. */
+    t->drop_input = true;
+    t->line_len = 0;
+    return 0;
+}
 
 static void etrn_act(struct etrn_target *t)
 {
@@ -239,6 +310,8 @@ static void etrn_act(struct etrn_target *t)
             int rc = 0;
             if (out && len && t->conn && !conn_is_closing(t->conn))
                 rc = conn_write(t->conn, out, len);
+            if (out)
+                explicit_bzero(out, len); /* may be the AUTH line */
             free(out);
             if (rc < 0) {
                 smtpc_on_closed(&t->sc, rc);
@@ -246,17 +319,34 @@ static void etrn_act(struct etrn_target *t)
             }
         }
         if (act & SMTPC_ACT_STARTTLS) {
-            /* TLS HOOK: start the handshake on t->conn (conn_start_tls, with certificate
-             * checks when tls = require), discard what arrived after the 220 (RFC 3207 5),
-             * then smtpc_on_tls_ready(&t->sc). Until then smtpc never asks (TLS_NEVER). */
-            smtpc_on_closed(&t->sc, HF_ETLS);
-            continue;
+            int rc = etrn_start_tls(t);
+            if (rc < 0) {
+                log_warn("relay=%s cannot start TLS err=%s", t->label, hf_errname(rc));
+                snprintf(t->why, sizeof(t->why), "cannot start TLS: %s", hf_strerror(rc));
+                smtpc_on_closed(&t->sc, rc);
+                continue;
+            }
         }
         if (act & SMTPC_ACT_CLOSE) {
             if (t->conn && !conn_is_closing(t->conn))
                 conn_close(t->conn, false);
         }
     }
+}
+
+/* After a reply to AUTH: one line that says how it went (never the credentials). */
+static void etrn_log_auth(struct etrn_target *t)
+{
+    const struct smtpc_result *s = &t->sc.session;
+    if (t->sc.state == SMTPC_ST_AUTH)
+        return; /* a 334 answered with "*": the reply to that decides */
+    if (s->outcome == SMTPC_PENDING) {
+        log_info("relay=%s authenticated user=%s", t->label, t->run->auth_user);
+        return;
+    }
+    char buf[ETRN_TEXT_LOG];
+    log_warn("relay=%s authentication failed user=%s reply=%d text=\"%s\"", t->label,
+             t->run->auth_user, s->code, etrn_log_text(s->text, buf, sizeof(buf)));
 }
 
 static void etrn_on_read(struct conn *c, const char *data, size_t len)
@@ -273,8 +363,15 @@ static void etrn_on_read(struct conn *c, const char *data, size_t len)
             if (l && t->line[l - 1] == '\r')
                 l--;
             t->line_len = 0;
+            enum smtpc_state before = t->sc.state;
             smtpc_on_line(&t->sc, t->line, l);
+            if (before == SMTPC_ST_AUTH)
+                etrn_log_auth(t);
             etrn_act(t);
+            if (t->drop_input) {
+                t->drop_input = false;
+                return; /* the rest of this read came in clear after the 220 */
+            }
             continue;
         }
         if (t->line_len >= sizeof(t->line) - 1) {
@@ -318,15 +415,15 @@ static void etrn_on_connect(struct conn *c, int status)
                  uv_strerror(status));
         return; /* conn.c closes it; etrn_on_close tries the next address */
     }
-    /* AUTH HOOK: with auth_user set, smtpc will send AUTH after EHLO (and after STARTTLS:
-     * never in clear); the password comes from auth_password_file, read at start. */
     struct smtpc_opts o = {
         .mode = SMTPC_MODE_ETRN,
         .helo = run->helo,
         .log_id = t->label,
-        .tls = SMTPC_TLS_NEVER, /* TLS HOOK: may -> OPPORTUNISTIC, require -> REQUIRED */
+        .tls = run->tls,
         .etrn = t->args,
         .netrn = t->ndoms,
+        .auth_user = run->auth_user,
+        .auth_pass = run->auth_user ? run->auth_password : NULL,
     };
     int rc = smtpc_init(&t->sc, &o);
     if (rc < 0) {
@@ -548,6 +645,13 @@ int fetchd_etrn_start(const struct release_params *p, release_done_cb cb, void *
     run->port = (int)p->relay->port;
     run->connect_timeout_ms = p->connect_timeout_ms;
     run->reply_timeout_ms = p->reply_timeout_ms;
+    run->tls = release_tls_policy(p->relay);
+    run->tls_verify = release_tls_verify(p->relay);
+    run->tls_ctx = p->tls_ctx;
+    if (p->relay->auth_user && p->relay->auth_user[0] && p->auth_password) {
+        run->auth_user = p->relay->auth_user;
+        run->auth_password = p->auth_password;
+    }
     run->cb = cb;
     run->arg = arg;
     run->relay = strdup(p->relay->name);

@@ -1,6 +1,7 @@
 /* The release step's dispatch by mode (see release.h). ETRN is the only mode for now;
  * ATRN (RFC 2645) slots in as a second member of the union and a second case below, with
- * the same verdict per domain. */
+ * the same verdict per domain. Also the pure reading of a relay's TLS and AUTH keys, shared
+ * by the checks (runner_check) and the steps. */
 #include "release.h"
 
 #include <errno.h>
@@ -39,11 +40,46 @@ const char *release_unsupported(const struct cfg_relay *relay)
 {
     if (relay->mode && strcmp(relay->mode, "atrn") == 0)
         return "mode = atrn: ATRN (RFC 2645) is not available yet; use mode = etrn";
-    /* TLS HOOK: remove once lib/tls.c gives conn_start_tls with certificate checks. */
-    if (relay->tls && strcmp(relay->tls, "require") == 0)
-        return "tls = require: TLS not available yet (STARTTLS comes with the TLS work); "
-               "use tls = may or tls = no meanwhile";
     return NULL;
+}
+
+static bool release_is(const char *v, const char *want)
+{
+    return v && strcmp(v, want) == 0;
+}
+
+const char *release_tls_problem(const struct cfg_relay *relay)
+{
+    bool user = relay->auth_user && relay->auth_user[0];
+    bool file = relay->auth_password_file && relay->auth_password_file[0];
+    if (user && !file)
+        return "auth_user needs auth_password_file (the file holding the password)";
+    if (file && !user)
+        return "auth_password_file is set but auth_user is not";
+    if (user && release_is(relay->tls, "no"))
+        return "auth_user needs TLS (credentials are never sent in clear): "
+               "set tls = require";
+    if (release_is(relay->tls_verify, "yes") && release_is(relay->tls, "no"))
+        return "tls_verify = yes needs tls = may or tls = require";
+    return NULL;
+}
+
+enum smtpc_tls release_tls_policy(const struct cfg_relay *relay)
+{
+    if (release_is(relay->tls, "no"))
+        return SMTPC_TLS_NEVER;
+    if (release_is(relay->tls, "may"))
+        return SMTPC_TLS_OPPORTUNISTIC;
+    return SMTPC_TLS_REQUIRED;
+}
+
+bool release_tls_verify(const struct cfg_relay *relay)
+{
+    if (release_is(relay->tls_verify, "yes"))
+        return true;
+    if (release_is(relay->tls_verify, "no"))
+        return false;
+    return release_is(relay->tls, "require") || (relay->auth_user && relay->auth_user[0]);
 }
 
 static void release_on_done(const enum release_verdict *results, size_t n, bool cancelled,
@@ -57,8 +93,12 @@ static void release_on_done(const enum release_verdict *results, size_t n, bool 
 int release_step_start(const struct release_params *p, release_done_cb cb, void *arg,
                        struct release_step **out)
 {
-    if (release_unsupported(p->relay))
+    if (release_unsupported(p->relay) || release_tls_problem(p->relay))
         return -ENOTSUP;
+    if (release_tls_policy(p->relay) != SMTPC_TLS_NEVER && !p->tls_ctx)
+        return -EINVAL;
+    if (p->relay->auth_user && p->relay->auth_user[0] && !p->auth_password)
+        return -EINVAL;
     if (!p->ndomains)
         return -EINVAL;
     struct release_step *s = calloc(1, sizeof(*s));

@@ -17,6 +17,9 @@
 
 #include "cfg.h"
 #include "dns.h"
+#include "smtpc.h"
+
+struct tls_ctx;
 
 enum release_verdict {
     RELEASE_PENDING = 0, /* not decided yet (never in a finished step's results) */
@@ -45,15 +48,36 @@ struct release_params {
     const char *helo;              /* our name for EHLO (copied) */
     uint64_t connect_timeout_ms;
     uint64_t reply_timeout_ms;
+    struct tls_ctx *tls_ctx;   /* client context (borrowed for the step's life); NULL only
+                                  when relay->tls is "no" */
+    const char *auth_password; /* relay->auth_user's password (borrowed for the step's life),
+                                  or NULL when the relay has no auth_user */
 };
 
-/* Why a relay cannot run at all with this build (mode = atrn, tls = require), as a static
- * sentence, or NULL when it can. Pure; fetchd -t reports it and the runner skips the relay. */
+/* Why a relay cannot run at all with this build (mode = atrn), as a static sentence, or NULL
+ * when it can. Pure; fetchd -t reports it and the runner skips the relay. */
 const char *release_unsupported(const struct cfg_relay *relay);
 
+/* Why the relay's TLS and AUTH keys do not go together, as a static sentence, or NULL:
+ * auth_user without auth_password_file or the reverse, AUTH with tls = no (credentials
+ * never go in clear), tls_verify = yes with tls = no. Pure. */
+const char *release_tls_problem(const struct cfg_relay *relay);
+
+/* The relay's `tls` as smtpc's policy: no -> NEVER, may -> OPPORTUNISTIC, require (and
+ * anything else) -> REQUIRED. */
+enum smtpc_tls release_tls_policy(const struct cfg_relay *relay);
+
+/* Whether the relay's certificate must verify (chain to a trusted CA and the host name):
+ * tls_verify = yes; or auto (the default) with tls = require or an auth_user: a password
+ * goes only to the right server, and "require" means an attacker may not stand in. With
+ * tls = may and no auth_user, auto means no: opportunistic TLS (RFC 7435) encrypts whatever
+ * the certificate, whose check is still logged. */
+bool release_tls_verify(const struct cfg_relay *relay);
+
 /* Starts the step for p->relay's mode. Returns 0 and *out (the callback will run exactly
- * once), -ENOTSUP when release_unsupported() says so, -EINVAL (no domains), -ENOMEM; on
- * error nothing was started and the callback will not run. */
+ * once), -ENOTSUP when release_unsupported() or release_tls_problem() says so, -EINVAL (no
+ * domains; TLS wanted but no tls_ctx; auth_user but no auth_password), -ENOMEM; on error
+ * nothing was started and the callback will not run. */
 int release_step_start(const struct release_params *p, release_done_cb cb, void *arg,
                        struct release_step **out);
 

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "addr.h"
 #include "backoff.h"
@@ -22,6 +23,8 @@
 #include "log.h"
 #include "mta.h"
 #include "release.h"
+#include "secret.h"
+#include "tls.h"
 
 #define RUNNER_REPLY_TIMEOUT_MS 300000 /* RFC 5321 4.5.3.2: five minutes per reply */
 
@@ -42,6 +45,8 @@ struct runner_relay {
     enum release_verdict *last; /* the current series' verdict per domain */
     struct release_step *step;
     uv_timer_t retry_timer;
+    bool has_password;
+    char password[SECRET_BUF]; /* auth_password_file's first line, wiped when freed */
 };
 
 struct runner {
@@ -56,6 +61,7 @@ struct runner {
     struct runner_relay *relays;
     size_t nrelays;
     struct mta_wait *mta;
+    struct tls_ctx *tls; /* one client context for every relay with tls != no */
     bool worked;  /* something ran since the last on_idle */
     bool failed;  /* some domain was not DONE since the last on_idle */
     bool skipped; /* some relay cannot run */
@@ -67,6 +73,28 @@ static void runner_kick(struct runner *r);
 
 /* ---- configuration checks ------------------------------------------------------------------ */
 
+/* The relay's TLS and AUTH keys: a combination that does not go together, or a password file
+ * that cannot be used (loaded into pw, sz >= SECRET_BUF, when there is one). Returns true
+ * and a sentence in why when the relay cannot run. */
+static bool runner_relay_problem(const struct cfg_relay *rel, char *pw, size_t sz, bool *has_pw,
+                                 char *why, size_t whysz)
+{
+    *has_pw = false;
+    const char *p = release_tls_problem(rel);
+    if (p) {
+        snprintf(why, whysz, "%s", p);
+        return true;
+    }
+    if (!rel->auth_password_file || !rel->auth_password_file[0])
+        return false;
+    char reason[256];
+    if (secret_load(rel->auth_password_file, pw, sz, reason, sizeof(reason)) < 0) {
+        snprintf(why, whysz, "auth_password_file %s: %s", rel->auth_password_file, reason);
+        return true;
+    }
+    *has_pw = true;
+    return false;
+}
 
 int runner_check(const struct cfg *c, struct cfg_errors *errs)
 {
@@ -95,8 +123,21 @@ int runner_check(const struct cfg *c, struct cfg_errors *errs)
             return -ENOMEM;
         n++;
     }
+    if (c->tls_ca_file && c->tls_ca_file[0] && access(c->tls_ca_file, R_OK) < 0) {
+        int e = errno;
+        if (cfg_errors_add(errs, file, 0, "tls_ca_file %s cannot be read: %s", c->tls_ca_file,
+                           strerror(e)) < 0)
+            return -ENOMEM;
+        n++;
+    }
     for (size_t i = 0; i < c->nrelays; i++) {
         const char *why = release_unsupported(&c->relays[i]);
+        char buf[512];
+        char pw[SECRET_BUF];
+        bool has_pw;
+        if (!why && runner_relay_problem(&c->relays[i], pw, sizeof(pw), &has_pw, buf, sizeof(buf)))
+            why = buf;
+        explicit_bzero(pw, sizeof(pw));
         if (!why)
             continue;
         if (cfg_errors_add(errs, file, c->relays[i].line, "relay %s: %s", c->relays[i].name, why) < 0)
@@ -132,7 +173,9 @@ static void runner_unref(struct runner *r)
         free(rr->step_map);
         free(rr->step_doms);
         free(rr->last);
+        explicit_bzero(rr->password, sizeof(rr->password));
     }
+    tls_ctx_free(r->tls);
     free(r->relays);
     free(r->helo);
     free(r);
@@ -253,6 +296,8 @@ static void runner_step_start(struct runner_relay *rr)
         .helo = r->helo,
         .connect_timeout_ms = r->cfg->timeout_connect * 1000,
         .reply_timeout_ms = RUNNER_REPLY_TIMEOUT_MS,
+        .tls_ctx = r->tls,
+        .auth_password = rr->has_password ? rr->password : NULL,
     };
     rr->state = RUNNER_R_RUNNING;
     int rc = release_step_start(&p, runner_on_step, rr, &rr->step);
@@ -434,6 +479,10 @@ int runner_new(uv_loop_t *loop, const struct runner_opts *o, struct runner **out
         if (runner_split_domains(rr) < 0)
             goto nomem;
         const char *why = release_unsupported(rr->cfg);
+        char buf[512];
+        if (!why && runner_relay_problem(rr->cfg, rr->password, sizeof(rr->password),
+                                         &rr->has_password, buf, sizeof(buf)))
+            why = buf;
         if (why) {
             log_err("relay=%s not started: %s", rr->cfg->name, why);
             r->skipped = true;
@@ -443,11 +492,29 @@ int runner_new(uv_loop_t *loop, const struct runner_opts *o, struct runner **out
         } else {
             rr->usable = true;
             usable++;
-            if (rr->cfg->auth_user && rr->cfg->auth_user[0])
-                /* AUTH HOOK: smtpc has no AUTH yet; ETRN rarely needs it (RFC 1985). */
-                log_warn("relay=%s auth_user is set but AUTH is not available yet: ETRN is "
-                         "sent without AUTH",
-                         rr->cfg->name);
+            log_debug("relay=%s tls=%s tls_verify=%s auth=%s", rr->cfg->name,
+                      rr->cfg->tls ? rr->cfg->tls : "may",
+                      release_tls_verify(rr->cfg) ? "yes" : "no",
+                      rr->has_password ? rr->cfg->auth_user : "-");
+        }
+    }
+    /* One client context (the CA store is read once) for every relay that may use TLS. */
+    for (size_t i = 0; i < r->nrelays; i++) {
+        struct runner_relay *rr = &r->relays[i];
+        if (!rr->usable || release_tls_policy(rr->cfg) == SMTPC_TLS_NEVER)
+            continue;
+        if (!r->tls) {
+            const char *ca = c->tls_ca_file && c->tls_ca_file[0] ? c->tls_ca_file : NULL;
+            int rc = tls_ctx_client_new(ca, &r->tls);
+            if (rc < 0) {
+                r->tls = NULL;
+                log_err("relay=%s not started: no TLS client context (tls_ca_file=%s) err=%s",
+                        rr->cfg->name, ca ? ca : "system store", hf_errname(rc));
+                rr->usable = false;
+                r->skipped = true;
+                usable--;
+                continue;
+            }
         }
     }
     for (size_t i = 0; i < r->nrelays; i++) {
@@ -476,6 +543,7 @@ nomem:
         free(rr->step_map);
         free(rr->step_doms);
         free(rr->last);
+        explicit_bzero(rr->password, sizeof(rr->password));
     }
     free(r->relays);
     free(r->helo);

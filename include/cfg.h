@@ -46,6 +46,7 @@ struct cfg_relay {
     char *tls;     /* no | may | require */
     char *auth_user;
     char *auth_password_file;
+    char *tls_verify; /* auto | yes | no */
 };
 
 struct cfg {
@@ -123,7 +124,15 @@ struct cfg_errors {
 };
 
 /* One entry of the key table. */
-enum cfg_type { CFG_T_STR, CFG_T_PATH, CFG_T_U64, CFG_T_SIZE, CFG_T_SECONDS, CFG_T_BOOL, CFG_T_ENUM };
+enum cfg_type {
+    CFG_T_STR,
+    CFG_T_PATH,
+    CFG_T_U64,
+    CFG_T_SIZE,
+    CFG_T_SECONDS,
+    CFG_T_BOOL,
+    CFG_T_ENUM
+};
 
 struct cfg_key {
     enum cfg_section section;

@@ -101,8 +101,8 @@ enum smtpc_ext {
     SMTPC_EXT_STARTTLS = 1u << 5,
     SMTPC_EXT_ETRN = 1u << 6,
     SMTPC_EXT_ATRN = 1u << 7,
-    SMTPC_EXT_ENHANCED = 1u << 8, /* ENHANCEDSTATUSCODES */
-    SMTPC_EXT_AUTH = 1u << 9,       /* AUTH with any mechanism */
+    SMTPC_EXT_ENHANCED = 1u << 8,    /* ENHANCEDSTATUSCODES */
+    SMTPC_EXT_AUTH = 1u << 9,        /* AUTH with any mechanism */
     SMTPC_EXT_AUTH_PLAIN = 1u << 10, /* AUTH listing PLAIN */
 };
 

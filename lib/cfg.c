@@ -17,13 +17,13 @@
 #include "addr.h"
 #include "hf_err.h"
 
-#define G(f) offsetof(struct cfg, f)
-#define D(f) offsetof(struct cfg_domain, f)
-#define R(f) offsetof(struct cfg_relay, f)
+#define G(f)  offsetof(struct cfg, f)
+#define D(f)  offsetof(struct cfg_domain, f)
+#define R(f)  offsetof(struct cfg_relay, f)
 #define GR(f) offsetof(struct cfg_group, f)
-#define KIB 1024ull
-#define MIB (1024ull * 1024ull)
-#define GIB (1024ull * 1024ull * 1024ull)
+#define KIB   1024ull
+#define MIB   (1024ull * 1024ull)
+#define GIB   (1024ull * 1024ull * 1024ull)
 
 /* The one table of keys. Keep README's "Configuration reference" in step: a unit test
  * compares them (relayd --config-reference prints the table README holds). */
@@ -51,16 +51,16 @@ const struct cfg_key cfg_keys[] = {
      NULL, "50", "simultaneous sessions from one client address (421 4.7.0 beyond)"},
     {CFG_SEC_GLOBAL, "max_bad_commands", CFG_T_U64, G(max_bad_commands), 1, 1000, NULL, "10",
      "bad commands before the session is dropped with 421 4.7.0"},
-    {CFG_SEC_GLOBAL, "timeout_command", CFG_T_SECONDS, G(timeout_command), 1, 86400, NULL,
-     "300", "idle time waiting for a command (RFC 5321 4.5.3.2.7: 5 minutes)"},
+    {CFG_SEC_GLOBAL, "timeout_command", CFG_T_SECONDS, G(timeout_command), 1, 86400, NULL, "300",
+     "idle time waiting for a command (RFC 5321 4.5.3.2.7: 5 minutes)"},
     {CFG_SEC_GLOBAL, "timeout_data", CFG_T_SECONDS, G(timeout_data), 1, 86400, NULL, "600",
      "idle time waiting for the next DATA block"},
     {CFG_SEC_GLOBAL, "bare_lf", CFG_T_ENUM, G(bare_lf), 0, 0, "reject|normalise", "reject",
      "bare LF or CR in a message: refuse it (554 5.6.0) or store CRLF instead"},
     {CFG_SEC_GLOBAL, "map_size", CFG_T_SIZE, G(map_size), 1 * MIB, 1024 * GIB, NULL, "256M",
      "initial LMDB map size; it grows by doubling when full"},
-    {CFG_SEC_GLOBAL, "max_map_size", CFG_T_SIZE, G(max_map_size), 1 * MIB, 1024 * GIB, NULL,
-     "64G", "largest LMDB map; past it new mail gets 452 4.3.1"},
+    {CFG_SEC_GLOBAL, "max_map_size", CFG_T_SIZE, G(max_map_size), 1 * MIB, 1024 * GIB, NULL, "64G",
+     "largest LMDB map; past it new mail gets 452 4.3.1"},
     {CFG_SEC_GLOBAL, "dns_servers", CFG_T_STR, G(dns_servers), 0, 0, NULL, "",
      "resolvers as host:port list (default: /etc/resolv.conf)"},
     {CFG_SEC_GLOBAL, "dns_timeout", CFG_T_SECONDS, G(dns_timeout), 1, 300, NULL, "5",
@@ -98,7 +98,7 @@ const struct cfg_key cfg_keys[] = {
     {CFG_SEC_GLOBAL, "tls_key", CFG_T_PATH, G(tls_key), 0, 0, NULL, "",
      "private key of tls_cert (PEM)"},
     {CFG_SEC_GLOBAL, "tls_ca_file", CFG_T_PATH, G(tls_ca_file), 0, 0, NULL, "",
-     "CAs trusted for outbound tls = verify (default: the system store)"},
+     "CAs trusted for outbound tls = verify and by fetchd (default: the system store)"},
     {CFG_SEC_GLOBAL, "auth_file", CFG_T_PATH, G(auth_file), 0, 0, NULL, "",
      "credentials (user:scrypt-hash:domains); AUTH is offered over TLS when set"},
     {CFG_SEC_GLOBAL, "submission", CFG_T_BOOL, G(submission), 0, 0, NULL, "yes",
@@ -151,7 +151,9 @@ const struct cfg_key cfg_keys[] = {
      "STARTTLS towards the relay"},
     {CFG_SEC_RELAY, "auth_user", CFG_T_STR, R(auth_user), 0, 0, NULL, NULL, "AUTH user name"},
     {CFG_SEC_RELAY, "auth_password_file", CFG_T_PATH, R(auth_password_file), 0, 0, NULL, NULL,
-     "file holding the AUTH password"},
+     "file holding the AUTH password (first line; no access for group or others)"},
+    {CFG_SEC_RELAY, "tls_verify", CFG_T_ENUM, R(tls_verify), 0, 0, "auto|yes|no", "auto",
+     "check the relay's certificate and host name (auto: yes with require or auth_user)"},
 };
 const size_t cfg_nkeys = sizeof(cfg_keys) / sizeof(cfg_keys[0]);
 
@@ -193,19 +195,38 @@ static int cfg_parse_num(const char *s, enum cfg_type t, uint64_t *out)
     uint64_t mul = 1;
     if (*end && t == CFG_T_SIZE) {
         switch (*end) {
-        case 'k': case 'K': mul = KIB; break;
-        case 'm': case 'M': mul = MIB; break;
-        case 'g': case 'G': mul = GIB; break;
-        default: return -EINVAL;
+        case 'k':
+        case 'K':
+            mul = KIB;
+            break;
+        case 'm':
+        case 'M':
+            mul = MIB;
+            break;
+        case 'g':
+        case 'G':
+            mul = GIB;
+            break;
+        default:
+            return -EINVAL;
         }
         end++;
     } else if (*end && t == CFG_T_SECONDS) {
         switch (*end) {
-        case 's': mul = 1; break;
-        case 'm': mul = 60; break;
-        case 'h': mul = 3600; break;
-        case 'd': mul = 86400; break;
-        default: return -EINVAL;
+        case 's':
+            mul = 1;
+            break;
+        case 'm':
+            mul = 60;
+            break;
+        case 'h':
+            mul = 3600;
+            break;
+        case 'd':
+            mul = 86400;
+            break;
+        default:
+            return -EINVAL;
         }
         end++;
     }
@@ -263,8 +284,8 @@ static char *cfg_join_path(const char *dir, const char *v)
 
 /* Stores value v for key k into the struct at base. Returns 0, -EINVAL/-ERANGE with a
  * reason in why, or -ENOMEM. */
-static int cfg_set(const struct cfg_key *k, void *base, const char *v, const char *dir,
-                   char *why, size_t whysz)
+static int cfg_set(const struct cfg_key *k, void *base, const char *v, const char *dir, char *why,
+                   size_t whysz)
 {
     char *field = (char *)base + k->offset;
     switch (k->type) {
@@ -379,7 +400,7 @@ static void *cfg_open_section(struct cfg *c, enum cfg_section sec, char *name, i
         for (size_t i = 0; i < c->ndomains; i++)
             if (strcmp(c->domains[i].name, name) == 0) {
                 *rc = cfg_errors_add(errs, file, line, "domain %s already defined at line %d", name,
-                              c->domains[i].line);
+                                     c->domains[i].line);
                 return NULL;
             }
         struct cfg_domain *v = realloc(c->domains, (c->ndomains + 1) * sizeof(*v));
@@ -401,7 +422,7 @@ static void *cfg_open_section(struct cfg *c, enum cfg_section sec, char *name, i
         for (size_t i = 0; i < c->ngroups; i++)
             if (strcmp(c->groups[i].name, name) == 0) {
                 *rc = cfg_errors_add(errs, file, line, "group %s already defined at line %d", name,
-                              c->groups[i].line);
+                                     c->groups[i].line);
                 return NULL;
             }
         struct cfg_group *v = realloc(c->groups, (c->ngroups + 1) * sizeof(*v));
@@ -423,7 +444,7 @@ static void *cfg_open_section(struct cfg *c, enum cfg_section sec, char *name, i
         for (size_t i = 0; i < c->nrelays; i++)
             if (strcmp(c->relays[i].name, name) == 0) {
                 *rc = cfg_errors_add(errs, file, line, "relay %s already defined at line %d", name,
-                              c->relays[i].line);
+                                     c->relays[i].line);
                 return NULL;
             }
         struct cfg_relay *v = realloc(c->relays, (c->nrelays + 1) * sizeof(*v));
@@ -474,16 +495,15 @@ static int cfg_check(struct cfg *c, const char *file, struct cfg_errors *errs)
 {
     int rc = 0;
     for (size_t i = 0; i < c->ngroups && rc == 0; i++)
-        rc = cfg_check_domain_list(c, c->groups[i].domains, "group", file, c->groups[i].line,
-                                   errs);
+        rc = cfg_check_domain_list(c, c->groups[i].domains, "group", file, c->groups[i].line, errs);
     for (size_t i = 0; i < c->nrelays && rc == 0; i++) {
         /* No host: fetchd asks every MX host of each domain instead. */
-        rc = cfg_check_domain_list(c, c->relays[i].domains, "relay", file,
-                                       c->relays[i].line, errs);
+        rc = cfg_check_domain_list(c, c->relays[i].domains, "relay", file, c->relays[i].line, errs);
     }
     if (rc == 0 && c->max_map_size < c->map_size)
-        rc = cfg_errors_add(errs, file, 0, "max_map_size (%" PRIu64 ") is smaller than map_size (%" PRIu64 ")",
-                     c->max_map_size, c->map_size);
+        rc = cfg_errors_add(errs, file, 0,
+                            "max_map_size (%" PRIu64 ") is smaller than map_size (%" PRIu64 ")",
+                            c->max_map_size, c->map_size);
     return rc;
 }
 
@@ -550,7 +570,7 @@ int cfg_parse(const char *text, size_t len, const char *file, struct cfg *c,
                 ns = CFG_SEC_RELAY;
             else {
                 rc = cfg_errors_add(errs, file, line,
-                             "unknown section type '%s' (domain, group or relay)", type);
+                                    "unknown section type '%s' (domain, group or relay)", type);
                 base = NULL;
                 free(buf);
                 continue;
@@ -581,13 +601,14 @@ int cfg_parse(const char *text, size_t len, const char *file, struct cfg *c,
             for (int t = 0; t < 4 && !other; t++)
                 other = cfg_find_key((enum cfg_section)t, key);
             if (other)
-                rc = cfg_errors_add(errs, file, line, "key '%s' belongs %s%s%s, not %s%s%s", key,
-                             other->section == CFG_SEC_GLOBAL ? "at the top (a [global] " : "in a [",
-                             other->section == CFG_SEC_GLOBAL ? "key" : cfg_section_names[other->section],
-                             other->section == CFG_SEC_GLOBAL ? ")" : "] section",
-                             sec == CFG_SEC_GLOBAL ? "at the top" : "in [",
-                             sec == CFG_SEC_GLOBAL ? "" : cfg_section_names[sec],
-                             sec == CFG_SEC_GLOBAL ? "" : "]");
+                rc = cfg_errors_add(
+                    errs, file, line, "key '%s' belongs %s%s%s, not %s%s%s", key,
+                    other->section == CFG_SEC_GLOBAL ? "at the top (a [global] " : "in a [",
+                    other->section == CFG_SEC_GLOBAL ? "key" : cfg_section_names[other->section],
+                    other->section == CFG_SEC_GLOBAL ? ")" : "] section",
+                    sec == CFG_SEC_GLOBAL ? "at the top" : "in [",
+                    sec == CFG_SEC_GLOBAL ? "" : cfg_section_names[sec],
+                    sec == CFG_SEC_GLOBAL ? "" : "]");
             else
                 rc = cfg_errors_add(errs, file, line, "unknown key '%s'", key);
             free(buf);
@@ -758,8 +779,8 @@ int cfg_reference_md(char *buf, size_t sz)
         else
             snprintf(def, sizeof(def), "(none)");
         n = snprintf(buf + o, sz - o, "| %s | `%s` | %s | %s |\n",
-                     k->section == CFG_SEC_GLOBAL ? "top" : cfg_section_names[k->section],
-                     k->name, def, k->help);
+                     k->section == CFG_SEC_GLOBAL ? "top" : cfg_section_names[k->section], k->name,
+                     def, k->help);
         if (n < 0 || (size_t)n >= sz - o)
             return -ENOSPC;
         o += (size_t)n;

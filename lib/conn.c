@@ -25,7 +25,7 @@ struct conn {
     uint64_t id;
     int state;
     int handles_open;
-    int in_cb;             /* nesting depth of our callbacks into the owner */
+    int in_cb; /* nesting depth of our callbacks into the owner */
     bool close_after_write;
     bool reading;
     bool timer_is_connect; /* the timer is the connect timeout */
@@ -159,11 +159,11 @@ static void conn_do_close(struct conn *c)
 }
 
 /* Calls into the owner with the conn pinned, so conn_close() inside cannot free it. */
-#define CONN_CALL(c, fn, ...)                                                                    \
-    do {                                                                                       \
-        (c)->in_cb++;                                                                          \
-        (c)->ops->fn((c), ##__VA_ARGS__);                                                      \
-        (c)->in_cb--;                                                                          \
+#define CONN_CALL(c, fn, ...)                                                                      \
+    do {                                                                                           \
+        (c)->in_cb++;                                                                              \
+        (c)->ops->fn((c), ##__VA_ARGS__);                                                          \
+        (c)->in_cb--;                                                                              \
     } while (0)
 
 static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)

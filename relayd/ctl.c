@@ -78,7 +78,8 @@ static void ctl_written(uv_write_t *req, int status)
     free(req);
 }
 
-static void ctl_send(struct ctl_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void ctl_send(struct ctl_client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void ctl_send(struct ctl_client *c, const char *fmt, ...)
 {
@@ -113,8 +114,7 @@ static void ctl_maybe_end(struct ctl_client *c)
 /* ---- FLUSH ------------------------------------------------------------------------------ */
 
 static void ctl_watch_rcpt(void *arg, uint64_t token, const char *qid, const char *addr,
-                           const char *relay, const char *tls, const char *status,
-                           const char *text)
+                           const char *relay, const char *tls, const char *status, const char *text)
 {
     struct ctl *ctl = arg;
     struct ctl_client *c = idmap_get(&ctl->clients, token);
@@ -221,10 +221,10 @@ static void ctl_updated(int status, uint64_t token, struct queue_update *ups, si
         if (!c)
             continue;
         static const char *const done_word[] = {
-            [QUEUE_OP_DELIVERED] = "removed",  [QUEUE_OP_DEFERRED] = "deferred",
-            [QUEUE_OP_FAILED] = "failed",      [QUEUE_OP_DELETE_MSG] = "deleted",
-            [QUEUE_OP_HOLD_MSG] = "held",      [QUEUE_OP_RELEASE_MSG] = "released",
-            [QUEUE_OP_HOLD_DOMAIN] = "held",   [QUEUE_OP_RELEASE_DOMAIN] = "released",
+            [QUEUE_OP_DELIVERED] = "removed",    [QUEUE_OP_DEFERRED] = "deferred",
+            [QUEUE_OP_FAILED] = "failed",        [QUEUE_OP_DELETE_MSG] = "deleted",
+            [QUEUE_OP_HOLD_MSG] = "held",        [QUEUE_OP_RELEASE_MSG] = "released",
+            [QUEUE_OP_HOLD_DOMAIN] = "held",     [QUEUE_OP_RELEASE_DOMAIN] = "released",
             [QUEUE_OP_REQUEUE_MSG] = "requeued",
         };
         if (rc == 0)
@@ -318,8 +318,8 @@ static void ctl_change(struct ctl_client *c, const char *verb, char *args)
         queue_scan_rcpts(rd->q, d, false, ctl_collect_rcpt, &cc);
         if (cc.err < 0 || cc.n == 0) {
             free(cc.ups);
-            ctl_send(c, cc.err < 0 ? "err out of memory\n" : "err %s: no such domain in the queue\n",
-                     d);
+            ctl_send(
+                c, cc.err < 0 ? "err out of memory\n" : "err %s: no such domain in the queue\n", d);
             ctl_maybe_end(c);
             return;
         }
@@ -424,7 +424,8 @@ static void ctl_stats_send(struct ctl_client *c)
         ctl_send(c, "stat %s %llu\n", ctl_stats[i].name,
                  (unsigned long long)ctl_stat_get(rd, &ctl_stats[i]));
     for (size_t i = 0; i < 6; i++)
-        ctl_send(c, "stat etrn_%d %llu\n", ctl_etrn_codes[i], (unsigned long long)rd->stats.etrn[i]);
+        ctl_send(c, "stat etrn_%d %llu\n", ctl_etrn_codes[i],
+                 (unsigned long long)rd->stats.etrn[i]);
     ctl_send(c, "stat sessions %llu\n", (unsigned long long)rd->nsessions);
     struct queue_wr_stats ws;
     queue_wr_get_stats(rd->wr, &ws);
@@ -493,8 +494,9 @@ static void ctl_metrics_send(struct ctl_client *c)
     }
     b.p[0] = '\0';
     for (size_t i = 0; i < sizeof(ctl_stats) / sizeof(ctl_stats[0]); i++)
-        ctl_mb_add(&b, "# HELP holdfast_%s_total %s\n# TYPE holdfast_%s_total counter\n"
-                       "holdfast_%s_total %llu\n",
+        ctl_mb_add(&b,
+                   "# HELP holdfast_%s_total %s\n# TYPE holdfast_%s_total counter\n"
+                   "holdfast_%s_total %llu\n",
                    ctl_stats[i].name, ctl_stats[i].help, ctl_stats[i].name, ctl_stats[i].name,
                    (unsigned long long)ctl_stat_get(rd, &ctl_stats[i]));
     ctl_mb_add(&b, "# HELP holdfast_etrn_total ETRN requests by reply code\n"
@@ -502,8 +504,9 @@ static void ctl_metrics_send(struct ctl_client *c)
     for (size_t i = 0; i < 6; i++)
         ctl_mb_add(&b, "holdfast_etrn_total{code=\"%d\"} %llu\n", ctl_etrn_codes[i],
                    (unsigned long long)rd->stats.etrn[i]);
-    ctl_mb_add(&b, "# HELP holdfast_sessions current inbound sessions\n"
-                   "# TYPE holdfast_sessions gauge\nholdfast_sessions %llu\n",
+    ctl_mb_add(&b,
+               "# HELP holdfast_sessions current inbound sessions\n"
+               "# TYPE holdfast_sessions gauge\nholdfast_sessions %llu\n",
                (unsigned long long)rd->nsessions);
     ctl_mb_add(&b, "# HELP holdfast_queue_messages messages held per domain\n"
                    "# TYPE holdfast_queue_messages gauge\n"

@@ -130,12 +130,12 @@ bool etrn_nets_match(const struct etrn_nets *n, const struct sockaddr_storage *s
     for (size_t i = 0; i < n->n; i++) {
         const struct sockaddr_storage *na = &n->v[i].addr;
         if (na->ss_family == AF_INET && a4) {
-            const uint8_t *b = (const uint8_t *)&((const struct sockaddr_in *)(const void *)na)->sin_addr;
+            const uint8_t *b =
+                (const uint8_t *)&((const struct sockaddr_in *)(const void *)na)->sin_addr;
             if (etrn_prefix_eq(a4, b, n->v[i].bits))
                 return true;
         } else if (na->ss_family == AF_INET6 && a6) {
-            const uint8_t *b =
-                ((const struct sockaddr_in6 *)(const void *)na)->sin6_addr.s6_addr;
+            const uint8_t *b = ((const struct sockaddr_in6 *)(const void *)na)->sin6_addr.s6_addr;
             if (etrn_prefix_eq(a6, b, n->v[i].bits))
                 return true;
         }
@@ -196,8 +196,8 @@ bool etrn_rate_take(struct etrn_rate *r, uint64_t key, int64_t now, uint32_t lim
     return true;
 }
 
-static void etrn_set(struct etrn_reply *o, int code, const char *enh, bool start,
-                     const char *fmt, const char *node, const char *extra)
+static void etrn_set(struct etrn_reply *o, int code, const char *enh, bool start, const char *fmt,
+                     const char *node, const char *extra)
 {
     o->code = code;
     snprintf(o->enh, sizeof(o->enh), "%s", enh);
@@ -209,9 +209,10 @@ void etrn_decide(const struct etrn_req *req, bool served, const struct etrn_ctx 
                  struct etrn_reply *out)
 {
     char node[260];
-    snprintf(node, sizeof(node), "%s%s", req->kind == ETRN_SUBTREE ? "@"
-                                         : req->kind == ETRN_GROUP ? "#"
-                                                                   : "",
+    snprintf(node, sizeof(node), "%s%s",
+             req->kind == ETRN_SUBTREE ? "@"
+             : req->kind == ETRN_GROUP ? "#"
+                                       : "",
              req->name);
     memset(out, 0, sizeof(*out));
     if (!ctx->allowed) {
@@ -242,8 +243,7 @@ void etrn_decide(const struct etrn_req *req, bool served, const struct etrn_ctx 
     }
     if (ctx->messages == 0) {
         if (ctx->trusted)
-            etrn_set(out, 251, "2.0.0", false, "OK, no messages waiting for node %s%s", node,
-                     NULL);
+            etrn_set(out, 251, "2.0.0", false, "OK, no messages waiting for node %s%s", node, NULL);
         else
             etrn_set(out, 250, "2.0.0", false, "OK, queuing for node %s started%s", node, NULL);
         return;

@@ -61,13 +61,13 @@ uint64_t etrn_hash(const char *s);
 
 /* Everything the decision needs about the request's context. */
 struct etrn_ctx {
-    bool allowed;   /* client address within etrn_allow (and AUTH when required) */
-    bool auth_ok;   /* etrn_require_auth satisfied */
-    bool trusted;   /* gets counts: authenticated, etrn_trusted, the domain's etrn_allow */
+    bool allowed; /* client address within etrn_allow (and AUTH when required) */
+    bool auth_ok; /* etrn_require_auth satisfied */
+    bool trusted; /* gets counts: authenticated, etrn_trusted, the domain's etrn_allow */
     bool client_rate_ok;
     bool domain_rate_ok;
-    bool running;   /* a flush for (one of) the named domains is already running */
-    bool held;      /* the operator holds the domain (relayctl hold) */
+    bool running;      /* a flush for (one of) the named domains is already running */
+    bool held;         /* the operator holds the domain (relayctl hold) */
     uint64_t messages; /* messages waiting for the named domains */
 };
 

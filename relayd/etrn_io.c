@@ -23,8 +23,6 @@ struct etrn_io {
     struct etrn_rate rate_client, rate_domain;
 };
 
-
-
 struct etrn_io_domains {
     char (*names)[256];
     size_t n, cap;
@@ -106,8 +104,8 @@ static uint64_t etrn_io_count_pending(struct relayd *rd, const char *domain)
     return p.n;
 }
 
-static void etrn_io_etrn(struct relayd *rd, uint64_t sid, const char *client_addr,
-                       const char *user, const char *arg)
+static void etrn_io_etrn(struct relayd *rd, uint64_t sid, const char *client_addr, const char *user,
+                         const char *arg)
 {
     struct etrn_io *fl = rd->etrn_state;
     struct etrn_req req;
@@ -141,9 +139,8 @@ static void etrn_io_etrn(struct relayd *rd, uint64_t sid, const char *client_add
         }
     }
     int64_t now = (int64_t)time(NULL);
-    ctx.client_rate_ok =
-        etrn_rate_take(&fl->rate_client, etrn_hash(client_addr), now,
-                       (uint32_t)rd->cfg->etrn_rate_client);
+    ctx.client_rate_ok = etrn_rate_take(&fl->rate_client, etrn_hash(client_addr), now,
+                                        (uint32_t)rd->cfg->etrn_rate_client);
 
     struct etrn_io_domains ds = {0};
     if (served && req.kind == ETRN_DOMAIN) {
@@ -202,7 +199,6 @@ static void etrn_io_etrn(struct relayd *rd, uint64_t sid, const char *client_add
              ctx.trusted ? "yes" : "no", rep.code, (unsigned long long)ctx.messages);
     smtpd_io_etrn_done(rd, sid, rep.code, rep.enh, rep.text);
 }
-
 
 static void etrn_io_free_state(struct etrn_io *e)
 {

@@ -1,9 +1,12 @@
-/* Queue runs (see flush.h) and the ETRN command's glue.
+/* Queue runs (see flush.h): which recipients a run takes, where they go (DNS MX and the
+ * self-MX rule, a static next hop, TLSA for DANE), recording outcomes, the retry timer.
+ * flush_conn.c carries out each connection of a run.
  *
  * Reads of the queue (which recipients wait, envelopes, bodies) happen on the loop in LMDB
  * read transactions: they copy from the memory map and never wait for a lock or an fsync.
  * Every change goes through the writer thread. */
 #include "flush.h"
+#include "flush_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,112 +25,12 @@
 #include "smtpc.h"
 #include "tls.h"
 
-#define FLUSH_ATTEMPTS_MAX 32
-#define FLUSH_WORKERS_MAX  16
-#define FLUSH_LINE_MAX     2048
-
-struct flush_item {
-    uint64_t id;
-    struct queue_env env;
-    struct queue_rcpt *rcpts; /* this domain's recipients of the message */
-    size_t nrcpt;
-    bool taken; /* handed to a worker */
-    bool done;  /* results decided (committed or being committed) */
-};
-
-struct flush_run;
-
-struct flush_worker {
-    struct flush_run *run;
-    struct conn *conn;
-    size_t attempt; /* index into run->attempts */
-    struct smtpc sc;
-    bool sc_live;
-    struct flush_item *cur;
-    struct smtpc_rcpt *cur_rcpts;
-    char *cur_notify; /* NOTIFY strings for cur's recipients, 32 octets each */
-    struct smtpc_msg msg; /* the message smtpc borrows until MSG_DONE */
-    const char *ret;
-    char line[FLUSH_LINE_MAX];
-    size_t line_len;
-    bool done;
-    bool tls_switch;              /* STARTTLS accepted: drop the rest of this read */
-    bool dane_required;           /* usable DNSSEC-signed TLSA records must match */
-    char why[400];                /* why this connection failed, when we know better than
-                                     the dialogue (a TLS check) */
-    char relay[MX_NAME_MAX + 64]; /* host[addr]:port of the current attempt, for logs */
-    char tls_desc[160]; /* how TLS went on this connection, for delivery lines */
-};
-
-/* TLSA records of one exchanger (RFC 7672), copied out of the DNS answer. */
-struct flush_tlsa_rr {
-    uint8_t usage, selector, mtype;
-    unsigned char *data;
-    size_t len;
-};
-
-struct flush_tlsa {
-    bool looked_up;
-    int status;  /* 0, -ENOENT (none), HF_EDNSTEMP / HF_EDNS (lookup failed) */
-    bool secure; /* DNSSEC-validated (AD bit) */
-    struct flush_tlsa_rr *rr;
-    size_t n;
-};
-
-struct flush_run {
-    struct flush *fl;
-    uint64_t id;
-    char domain[256];
-    char reason[32];
-    struct flush_watch watch;
-    bool watched;
-    int64_t started;
-    struct flush_item *items;
-    size_t nitems, next_item;
-    struct mx_attempt attempts[FLUSH_ATTEMPTS_MAX];
-    struct flush_tlsa tlsa[FLUSH_ATTEMPTS_MAX]; /* tls = dane: per attempt */
-    size_t tlsa_pending;
-    size_t nattempts;
-    bool static_hop;
-    struct flush_worker *workers[FLUSH_WORKERS_MAX];
-    size_t nworkers, workers_live;
-    size_t pending_commits;
-    bool finishing;
-    bool due_only; /* retry timer: only recipients whose next attempt has come */
-    int64_t now;
-    struct flush_summary sum;
-};
-
-struct flush {
-    struct relayd *rd;
-    struct dns *dns;
-    struct idmap runs;   /* run id -> run (for DNS answers and commits) */
-    struct flush_run **active;
-    size_t nactive;
-    uint64_t next_id;
-    const char **self_names;
-    size_t nself_names;
-    struct sockaddr_storage *self_addrs;
-    size_t nself_addrs;
-    bool stopping;
-    uv_timer_t retry;
-    bool retry_armed;
-};
-
-static void flush_worker_next(struct flush_worker *w);
-static void flush_worker_act(struct flush_worker *w);
-static int flush_worker_starttls(struct flush_worker *w);
-static const char *flush_tls_policy(const struct flush_run *run);
-static void flush_run_maybe_finish(struct flush_run *run);
-static void flush_worker_start(struct flush_worker *w);
-
 /* ---- helpers ---------------------------------------------------------------------------- */
 
-static int64_t flush_now(void)
+int64_t flush__now(void)
 {
     return (int64_t)time(NULL);
 }
-
 
 static void flush_set_port(struct sockaddr_storage *ss, int port)
 {
@@ -151,6 +54,13 @@ bool flush_running(struct relayd *rd, const char *domain)
     return fl && flush_find_active(fl, domain) != NULL;
 }
 
+/* The domain's outbound TLS policy: none, may (default), encrypt, verify, dane. */
+const char *flush__tls_policy(const struct flush_run *run)
+{
+    const struct cfg_domain *cd = cfg_find_domain(run->fl->rd->cfg, run->domain);
+    return cd && cd->tls ? cd->tls : "may";
+}
+
 /* ---- committing results ------------------------------------------------------------------ */
 
 static void flush_committed(int status, uint64_t token, struct queue_update *ups, size_t n,
@@ -166,18 +76,17 @@ static void flush_committed(int status, uint64_t token, struct queue_update *ups
     if (!run)
         return;
     run->pending_commits--;
-    flush_run_maybe_finish(run);
+    flush__run_maybe_finish(run);
 }
 
 /* Records the outcome of every recipient of item (results r[i], or one shared result when
  * r is NULL) through the writer thread, and logs one line per recipient. */
-static void flush_record(struct flush_run *run, struct flush_item *it, const char *relay,
-                         const char *tls, const struct smtpc_result *r,
-                         const struct smtpc_result *shared)
+void flush__record(struct flush_run *run, struct flush_item *it, const char *relay, const char *tls,
+                   const struct smtpc_result *r, const struct smtpc_result *shared)
 {
     struct flush *fl = run->fl;
     struct relayd *rd = fl->rd;
-    int64_t now = flush_now();
+    int64_t now = flush__now();
     it->done = true;
     struct queue_update *ups = calloc(it->nrcpt, sizeof(*ups));
     char qid[QUEUE_ID_STR];
@@ -240,8 +149,7 @@ static void flush_record(struct flush_run *run, struct flush_item *it, const cha
     }
     int rc = queue_wr_update(rd->wr, ups, it->nrcpt, flush_committed, run->id, fl);
     if (rc < 0)
-        log_err("%s cannot queue results err=%s; the recipients stay queued", qid,
-                hf_errname(rc));
+        log_err("%s cannot queue results err=%s; the recipients stay queued", qid, hf_errname(rc));
     else
         run->pending_commits++;
 }
@@ -261,7 +169,7 @@ static void flush_run_free(struct flush_run *run)
     free(run);
 }
 
-static void flush_run_maybe_finish(struct flush_run *run)
+void flush__run_maybe_finish(struct flush_run *run)
 {
     if (run->workers_live > 0 || run->pending_commits > 0 || run->finishing)
         return;
@@ -277,7 +185,7 @@ static void flush_run_maybe_finish(struct flush_run *run)
         res.outcome = run->sum.status == HF_ENULLMX ? SMTPC_FAIL : SMTPC_DEFER;
         snprintf(res.text, sizeof(res.text), "%s",
                  run->sum.error[0] ? run->sum.error : "no exchanger could be reached");
-        flush_record(run, &run->items[i], NULL, NULL, NULL, &res);
+        flush__record(run, &run->items[i], NULL, NULL, NULL, &res);
     }
     if (any_left && run->pending_commits > 0)
         return; /* finish when those commits are in */
@@ -286,7 +194,7 @@ static void flush_run_maybe_finish(struct flush_run *run)
              "duration=%llds%s%s",
              run->domain, run->reason, (unsigned long long)run->sum.messages,
              (unsigned long long)run->sum.sent, (unsigned long long)run->sum.deferred,
-             (unsigned long long)run->sum.failed, (long long)(flush_now() - run->started),
+             (unsigned long long)run->sum.failed, (long long)(flush__now() - run->started),
              run->sum.error[0] ? " last_error=" : "", run->sum.error[0] ? run->sum.error : "");
     if (run->watched && run->watch.done)
         run->watch.done(run->watch.arg, run->watch.token, &run->sum);
@@ -298,472 +206,6 @@ static void flush_run_maybe_finish(struct flush_run *run)
         }
     }
     flush_run_free(run);
-}
-
-/* ---- one SMTP connection ----------------------------------------------------------------- */
-
-static void flush_worker_free(struct flush_worker *w)
-{
-    if (w->sc_live)
-        smtpc_close(&w->sc);
-    free(w->cur_rcpts);
-    free(w->cur_notify);
-    free(w);
-}
-
-static void flush_worker_end(struct flush_worker *w)
-{
-    struct flush_run *run = w->run;
-    if (w->cur && !w->cur->done) {
-        struct smtpc_result res;
-        memset(&res, 0, sizeof(res));
-        res.outcome = SMTPC_DEFER;
-        snprintf(res.text, sizeof(res.text), "connection to %s lost", w->relay);
-        flush_record(run, w->cur, w->relay, NULL, NULL, &res);
-    }
-    w->cur = NULL;
-    w->done = true;
-    for (size_t i = 0; i < run->nworkers; i++)
-        if (run->workers[i] == w)
-            run->workers[i] = NULL;
-    flush_worker_free(w);
-    run->workers_live--;
-    flush_run_maybe_finish(run);
-}
-
-
-static int flush_body_chunk(const char *data, size_t len, void *arg)
-{
-    struct flush_worker *w = arg;
-    return smtpc_body(&w->sc, data, len, false);
-}
-
-/* Sends the current message's body from the queue, chunk by chunk (dot-stuffed by smtpc). */
-static void flush_worker_body(struct flush_worker *w)
-{
-    struct queue *q = w->run->fl->rd->q;
-    int rc = queue_read_body(q, w->cur->id, flush_body_chunk, w);
-    if (rc == 0)
-        rc = smtpc_body(&w->sc, NULL, 0, true);
-    if (rc < 0) {
-        char qid[QUEUE_ID_STR];
-        log_warn("%s cannot read the stored message err=%s; aborting the connection so the "
-                 "server does not take a partial message",
-                 queue_id_str(w->cur->id, qid), hf_errname(rc));
-        /* smtpc defers every recipient not yet final. */
-        smtpc_on_closed(&w->sc, rc);
-    }
-}
-
-/* Hands the next waiting message of the run to the machine, or ends the session. */
-static void flush_worker_next(struct flush_worker *w)
-{
-    struct flush_run *run = w->run;
-    for (;;) {
-        struct flush_item *it = NULL;
-        while (run->next_item < run->nitems) {
-            struct flush_item *c = &run->items[run->next_item++];
-            if (!c->taken && !c->done) {
-                it = c;
-                break;
-            }
-        }
-        if (!it || run->fl->stopping) {
-            smtpc_quit(&w->sc);
-            return;
-        }
-        it->taken = true;
-        w->cur = it;
-        free(w->cur_rcpts);
-        free(w->cur_notify);
-        w->cur_rcpts = calloc(it->nrcpt, sizeof(*w->cur_rcpts));
-        w->cur_notify = calloc(it->nrcpt, 32);
-        if (!w->cur_rcpts || !w->cur_notify) {
-            smtpc_on_closed(&w->sc, -ENOMEM);
-            return;
-        }
-        for (size_t i = 0; i < it->nrcpt; i++) {
-            const struct queue_rcpt *r = &it->rcpts[i];
-            char *nb = w->cur_notify + 32 * i;
-            if (r->notify & SMTP_NOTIFY_NEVER) {
-                snprintf(nb, 32, "NEVER");
-            } else if (r->notify) {
-                snprintf(nb, 32, "%s%s%s", (r->notify & SMTP_NOTIFY_SUCCESS) ? "SUCCESS," : "",
-                         (r->notify & SMTP_NOTIFY_FAILURE) ? "FAILURE," : "",
-                         (r->notify & SMTP_NOTIFY_DELAY) ? "DELAY," : "");
-                size_t l = strlen(nb);
-                if (l)
-                    nb[l - 1] = '\0';
-            }
-            w->cur_rcpts[i].addr = r->addr;
-            w->cur_rcpts[i].orcpt = r->orcpt[0] ? r->orcpt : NULL;
-            w->cur_rcpts[i].notify = nb[0] ? nb : NULL;
-        }
-        memset(&w->msg, 0, sizeof(w->msg));
-        w->msg.sender = it->env.sender;
-        w->msg.size = it->env.size;
-        w->msg.body_8bit = (it->env.flags & QUEUE_F_8BITMIME) != 0;
-        w->msg.smtputf8 = (it->env.flags & QUEUE_F_SMTPUTF8) != 0;
-        w->msg.ret = it->env.ret == SMTP_RET_FULL   ? "FULL"
-                     : it->env.ret == SMTP_RET_HDRS ? "HDRS"
-                                                    : NULL;
-        w->msg.envid = it->env.envid[0] ? it->env.envid : NULL;
-        w->msg.rcpts = w->cur_rcpts;
-        w->msg.nrcpt = it->nrcpt;
-        int rc = smtpc_msg_begin(&w->sc, &w->msg);
-        if (rc == -ENOMEM) {
-            smtpc_on_closed(&w->sc, rc);
-            return;
-        }
-        if (rc < 0) { /* cannot happen for a well-formed item; keep it for later */
-            struct smtpc_result res;
-            memset(&res, 0, sizeof(res));
-            res.outcome = SMTPC_DEFER;
-            snprintf(res.text, sizeof(res.text), "internal error err=%s", hf_errname(rc));
-            flush_record(run, it, w->relay, NULL, NULL, &res);
-            w->cur = NULL;
-            continue;
-        }
-        return;
-    }
-}
-
-/* The domain's outbound TLS policy: none, may (default), encrypt, verify, dane. */
-static const char *flush_tls_policy(const struct flush_run *run)
-{
-    const struct cfg_domain *cd = cfg_find_domain(run->fl->rd->cfg, run->domain);
-    return cd && cd->tls ? cd->tls : "may";
-}
-
-static void flush_tls_ready(struct conn *c, int status)
-{
-    struct flush_worker *w = conn_data(c);
-    if (!w || !w->sc_live)
-        return;
-    struct tls_conn *t = conn_tls(c);
-    const char *policy = flush_tls_policy(w->run);
-    if (status == 0 && t) {
-        bool verified = tls_peer_verified(t);
-        snprintf(w->tls_desc, sizeof(w->tls_desc), "%s,%s,%s", tls_version(t),
-                 tls_cipher(t), verified ? "verified" : "unverified");
-        log_info("flush domain=%s relay=%s tls established %s %s verify=%s policy=%s",
-                 w->run->domain, w->relay, tls_version(t), tls_cipher(t),
-                 tls_verify_result_text(t), policy);
-        if ((strcmp(policy, "verify") == 0 || w->dane_required) && !verified) {
-            snprintf(w->why, sizeof(w->why), "%s: certificate not verified (%s), policy %s",
-                     w->relay, tls_verify_result_text(t), policy);
-            smtpc_on_closed(&w->sc, HF_ETLS);
-            flush_worker_act(w);
-            conn_close(c, true);
-            return;
-        }
-        smtpc_on_tls_ready(&w->sc);
-    } else {
-        const char *why = t ? tls_verify_result_text(t) : "";
-        log_info("flush domain=%s relay=%s tls handshake failed policy=%s%s%s", w->run->domain,
-                 w->relay, policy, why[0] ? " verify=" : "", why);
-        snprintf(w->why, sizeof(w->why), "%s: TLS handshake failed%s%s (policy %s)", w->relay,
-                 why[0] ? ": " : "", why, policy);
-        smtpc_on_closed(&w->sc, HF_ETLS);
-    }
-    flush_worker_act(w);
-}
-
-/* smtpc saw "220" to STARTTLS: switch the connection to TLS with the domain's checks. */
-static int flush_worker_starttls(struct flush_worker *w)
-{
-    struct flush_run *run = w->run;
-    struct relayd *rd = run->fl->rd;
-    const char *policy = flush_tls_policy(run);
-    const struct mx_attempt *a = &run->attempts[w->attempt];
-    bool check = strcmp(policy, "verify") == 0 ||
-                 (strcmp(policy, "dane") == 0 && run->tlsa[w->attempt].secure &&
-                  run->tlsa[w->attempt].n > 0);
-    /* The reference identity is the MX host name from DNS (RFC 7672 3.2.2 / RFC 6125); a
-     * static next hop has none to check. */
-    const char *host = run->static_hop ? NULL : a->host;
-    if (check && !host) {
-        log_warn("flush domain=%s tls=%s cannot be checked on a static next hop (no MX host "
-                 "name to verify); delivery deferred",
-                 run->domain, policy);
-        snprintf(w->why, sizeof(w->why),
-                 "%s: tls = %s needs an MX host name to verify; a static next_hop has none",
-                 w->relay, policy);
-        return HF_ETLS;
-    }
-    struct tls_conn *t = NULL;
-    int rc;
-    w->dane_required = false;
-    const struct flush_tlsa *ta = &run->tlsa[w->attempt];
-    if (strcmp(policy, "dane") == 0 && ta->secure && ta->n > 0) {
-        /* RFC 7672 2.2: usable, DNSSEC-validated TLSA records authenticate the server;
-         * without any usable one the session is encrypted but not authenticated. */
-        rc = tls_conn_new(rd->tls_client, false, host, TLS_VERIFY_DANE, &t);
-        if (rc < 0)
-            return rc;
-        size_t usable = 0;
-        for (size_t i = 0; i < ta->n; i++)
-            if (tls_dane_add(t, ta->rr[i].usage, ta->rr[i].selector, ta->rr[i].mtype,
-                             ta->rr[i].data, ta->rr[i].len) == 0)
-                usable++;
-        if (usable == 0) {
-            tls_conn_free(t);
-            t = NULL;
-            rc = tls_conn_new(rd->tls_client, false, host, TLS_VERIFY_NONE, &t);
-            log_info("flush domain=%s relay=%s dane: no usable TLSA record, encrypting without "
-                     "authentication (RFC 7672 2.2)",
-                     run->domain, w->relay);
-        } else {
-            w->dane_required = true;
-        }
-    } else {
-        bool chain = strcmp(policy, "verify") == 0;
-        rc = tls_conn_new(rd->tls_client, false, host,
-                          chain ? TLS_VERIFY_CHAIN_AND_HOST : TLS_VERIFY_NONE, &t);
-    }
-    if (rc < 0)
-        return rc;
-    tls_conn_set_log_id(t, run->domain);
-    rc = conn_start_tls(w->conn, t, flush_tls_ready);
-    if (rc == 0)
-        w->tls_switch = true;
-    return rc;
-}
-
-/* Acts on the machine's actions until none is left. */
-static void flush_worker_act(struct flush_worker *w)
-{
-    for (int guard = 0; guard < 100000; guard++) {
-        unsigned act = smtpc_take_actions(&w->sc);
-        if (!act)
-            return;
-        if (act & SMTPC_ACT_WRITE) {
-            size_t len = 0;
-            char *out = smtpc_out_take(&w->sc, &len);
-            int rc = 0;
-            if (out && len && w->conn && !conn_is_closing(w->conn))
-                rc = conn_write(w->conn, out, len);
-            free(out);
-            if (rc < 0) {
-                smtpc_on_closed(&w->sc, rc);
-                continue;
-            }
-        }
-        if (act & SMTPC_ACT_STARTTLS) {
-            int rc = flush_worker_starttls(w);
-            if (rc < 0) {
-                smtpc_on_closed(&w->sc, rc);
-                continue;
-            }
-        }
-        if ((act & SMTPC_ACT_BODY) && w->cur)
-            flush_worker_body(w);
-        if ((act & SMTPC_ACT_MSG_DONE) && w->cur) {
-            flush_record(w->run, w->cur, w->relay, w->tls_desc, w->sc.rcpt_res, NULL);
-            w->cur = NULL;
-        }
-        if (act & SMTPC_ACT_NEXT)
-            flush_worker_next(w);
-        if (act & SMTPC_ACT_CLOSE) {
-            if (w->conn && !conn_is_closing(w->conn))
-                conn_close(w->conn, false);
-        }
-    }
-}
-
-static void flush_on_read(struct conn *c, const char *data, size_t len)
-{
-    struct flush_worker *w = conn_data(c);
-    if (!w || !w->sc_live)
-        return;
-    for (size_t i = 0; i < len; i++) {
-        char ch = data[i];
-        if (ch == '\n') {
-            size_t l = w->line_len;
-            if (l && w->line[l - 1] == '\r')
-                l--;
-            w->line_len = 0;
-            smtpc_on_line(&w->sc, w->line, l);
-            flush_worker_act(w);
-            if (w->sc.state == SMTPC_ST_DONE || !conn_data(c))
-                return;
-            if (w->tls_switch) {
-                /* RFC 3207 5: nothing the server sent after its 220 counts; the TLS layer
-                 * takes over the stream from the next read. */
-                w->tls_switch = false;
-                w->line_len = 0;
-                return;
-            }
-            continue;
-        }
-        if (w->line_len >= sizeof(w->line) - 1) {
-            /* A reply line this long is not SMTP (RFC 5321 4.5.3.1.5: 512 octets). */
-            w->line_len = 0;
-            smtpc_on_closed(&w->sc, HF_EPROTO);
-            flush_worker_act(w);
-            conn_close(c, true);
-            return;
-        }
-        w->line[w->line_len++] = ch;
-    }
-    /* RFC 5321 4.5.3.2: 5 minutes per reply, 10 for the final dot. */
-    conn_set_timeout(c, w->sc.state == SMTPC_ST_DOT ? 600000 : 300000);
-}
-
-static void flush_on_eof(struct conn *c, int status)
-{
-    struct flush_worker *w = conn_data(c);
-    if (w && w->sc_live && w->sc.state != SMTPC_ST_DONE) {
-        smtpc_on_closed(&w->sc, status == UV_EOF ? -ECONNRESET : status);
-        flush_worker_act(w);
-    }
-    conn_close(c, true);
-}
-
-static void flush_on_timeout(struct conn *c)
-{
-    struct flush_worker *w = conn_data(c);
-    if (w && w->sc_live && w->sc.state != SMTPC_ST_DONE) {
-        log_info("flush domain=%s relay=%s timeout in state %s", w->run->domain, w->relay,
-                 smtpc_state_name(w->sc.state));
-        smtpc_on_closed(&w->sc, -ETIMEDOUT);
-        flush_worker_act(w);
-    }
-    conn_close(c, true);
-}
-
-/* The connection is closed: if the session failed before any message was tried, try the
- * next exchanger; otherwise this worker is done. */
-static void flush_on_close(struct conn *c)
-{
-    struct flush_worker *w = conn_data(c);
-    if (!w)
-        return;
-    w->conn = NULL;
-    bool session_failed = w->sc_live && (w->sc.session.outcome == SMTPC_DEFER ||
-                                          w->sc.session.outcome == SMTPC_FAIL);
-    if (w->sc_live && session_failed) {
-        char text[SMTPC_TEXT_MAX + 32];
-        if (w->why[0])
-            snprintf(text, sizeof(text), "%s", w->why);
-        else if (w->sc.session.code)
-            snprintf(text, sizeof(text), "%s: %d %s", w->relay, w->sc.session.code,
-                     w->sc.session.text);
-        else
-            snprintf(text, sizeof(text), "%s: %s", w->relay, w->sc.session.text);
-        for (char *p = text; *p; p++)
-            if (*p == '\n' || *p == '\r')
-                *p = ' ';
-        snprintf(w->run->sum.error, sizeof(w->run->sum.error), "%s", text);
-    }
-    if (w->cur && !w->cur->done) {
-        struct smtpc_result res;
-        memset(&res, 0, sizeof(res));
-        res.outcome = SMTPC_DEFER;
-        snprintf(res.text, sizeof(res.text), "connection to %s lost", w->relay);
-        flush_record(w->run, w->cur, w->relay, NULL, NULL, &res);
-        w->cur = NULL;
-    }
-    if (w->sc_live) {
-        smtpc_close(&w->sc);
-        w->sc_live = false;
-    }
-    /* Messages remain and this host refused or failed the session: next exchanger. */
-    bool left = w->run->next_item < w->run->nitems;
-    if (session_failed && left && !w->run->fl->stopping &&
-        w->attempt + 1 < w->run->nattempts) {
-        w->attempt++;
-        flush_worker_start(w);
-        return;
-    }
-    flush_worker_end(w);
-}
-
-static void flush_on_connect(struct conn *c, int status)
-{
-    struct flush_worker *w = conn_data(c);
-    struct flush_run *run = w->run;
-    if (status < 0) {
-        log_info("flush domain=%s relay=%s connect failed err=%s (%s)", run->domain, w->relay,
-                 hf_errname(status), uv_strerror(status));
-        snprintf(run->sum.error, sizeof(run->sum.error), "connect to %s failed: %s", w->relay,
-                 uv_strerror(status));
-        conn_set_data(c, NULL);
-        w->conn = NULL;
-        if (!run->fl->stopping && w->attempt + 1 < run->nattempts) {
-            w->attempt++;
-            flush_worker_start(w);
-        } else {
-            flush_worker_end(w);
-        }
-        return;
-    }
-    const char *policy = flush_tls_policy(run);
-    struct smtpc_opts o = {
-        .mode = SMTPC_MODE_DELIVER,
-        .helo = run->fl->rd->prm.hostname,
-        .log_id = run->domain,
-        .tls = strcmp(policy, "none") == 0  ? SMTPC_TLS_NEVER
-               : strcmp(policy, "may") == 0 ? SMTPC_TLS_OPPORTUNISTIC
-                                            : SMTPC_TLS_REQUIRED,
-    };
-    /* dane: TLS is mandatory only where secure TLSA records exist (RFC 7672 2.2); an
-     * exchanger without them is treated opportunistically. */
-    if (strcmp(policy, "dane") == 0 &&
-        !(run->tlsa[w->attempt].secure && run->tlsa[w->attempt].n > 0))
-        o.tls = SMTPC_TLS_OPPORTUNISTIC;
-    snprintf(w->tls_desc, sizeof(w->tls_desc), "none");
-    w->why[0] = '\0';
-    w->tls_switch = false;
-    if (smtpc_init(&w->sc, &o) < 0) {
-        conn_close(c, true);
-        return;
-    }
-    w->sc_live = true;
-    w->line_len = 0;
-    log_debug("flush domain=%s relay=%s connected", run->domain, w->relay);
-    conn_read_start(c);
-    conn_set_timeout(c, 300000);
-}
-
-static const struct conn_ops flush_conn_ops = {
-    .on_read = flush_on_read,
-    .on_eof = flush_on_eof,
-    .on_timeout = flush_on_timeout,
-    .on_connect = flush_on_connect,
-    .on_close = flush_on_close,
-};
-
-static void flush_worker_start(struct flush_worker *w)
-{
-    struct flush_run *run = w->run;
-    struct relayd *rd = run->fl->rd;
-    for (; w->attempt < run->nattempts; w->attempt++) {
-        const struct mx_attempt *a = &run->attempts[w->attempt];
-        const struct flush_tlsa *ta = &run->tlsa[w->attempt];
-        if (ta->looked_up && ta->status != 0 && ta->status != -ENOENT) {
-            /* RFC 7672 2.1.1: a failed TLSA lookup is not "no TLSA": skip this host. */
-            snprintf(run->sum.error, sizeof(run->sum.error),
-                     "TLSA lookup for %s failed (%s): not delivering there without it", a->host,
-                     hf_strerror(ta->status));
-            log_info("flush domain=%s host=%s tlsa lookup failed err=%s: skipped", run->domain,
-                     a->host, hf_errname(ta->status));
-            continue;
-        }
-        char ip[INET6_ADDRSTRLEN];
-        int port = conn_sockaddr_str((const struct sockaddr *)&a->addr, ip, sizeof(ip));
-        snprintf(w->relay, sizeof(w->relay), "%s[%s]:%d", a->host, ip, port);
-        struct conn *c;
-        int rc = conn_connect(rd->loop, (const struct sockaddr *)&a->addr,
-                              rd->cfg->timeout_connect * 1000, &flush_conn_ops, w, &c);
-        if (rc == 0) {
-            w->conn = c;
-            return;
-        }
-        log_info("flush domain=%s relay=%s connect failed err=%s", run->domain, w->relay,
-                 hf_errname(rc));
-    }
-    flush_worker_end(w);
 }
 
 /* ---- starting a run ---------------------------------------------------------------------- */
@@ -823,8 +265,8 @@ static void flush_run_deliver(struct flush_run *run)
     /* Start after all are counted, so an immediate failure cannot finish the run early. */
     for (size_t i = 0; i < run->nworkers; i++)
         if (run->workers[i])
-            flush_worker_start(run->workers[i]);
-    flush_run_maybe_finish(run);
+            flush__worker_start(run->workers[i]);
+    flush__run_maybe_finish(run);
 }
 
 static uint32_t flush_rand(void *arg)
@@ -835,7 +277,6 @@ static uint32_t flush_rand(void *arg)
         v = (uint32_t)rand();
     return v;
 }
-
 
 struct flush_tlsa_ctx {
     struct flush *fl;
@@ -878,8 +319,8 @@ static void flush_on_tlsa(const struct dns_tlsa_result *res, void *arg)
                 t->status = -ENOMEM;
         }
     }
-    log_info("flush domain=%s tlsa host=%s status=%s secure=%s records=%zu", run->domain,
-             ctx->host, hf_errname(res->status), res->secure ? "yes" : "no", res->nrrs);
+    log_info("flush domain=%s tlsa host=%s status=%s secure=%s records=%zu", run->domain, ctx->host,
+             hf_errname(res->status), res->secure ? "yes" : "no", res->nrrs);
     free(ctx);
     if (--run->tlsa_pending == 0)
         flush_run_deliver(run);
@@ -934,11 +375,11 @@ static void flush_on_mx_ctx(const struct dns_mx_result *res, void *arg)
         return;
     if (res->status < 0) {
         run->sum.status = res->status == HF_EDNS ? HF_EDNS : HF_EDNSTEMP;
-        snprintf(run->sum.error, sizeof(run->sum.error), "DNS lookup of %s failed: %s",
-                 run->domain, hf_strerror(res->status));
+        snprintf(run->sum.error, sizeof(run->sum.error), "DNS lookup of %s failed: %s", run->domain,
+                 hf_strerror(res->status));
         log_warn("flush domain=%s dns failed err=%s: mail stays queued", run->domain,
                  hf_errname(res->status));
-        flush_run_maybe_finish(run);
+        flush__run_maybe_finish(run);
         return;
     }
     struct mx_self self = {
@@ -949,9 +390,9 @@ static void flush_on_mx_ctx(const struct dns_mx_result *res, void *arg)
     };
     struct mx_host *plan = calloc(res->nhosts + 1, sizeof(*plan));
     size_t nplan = 0;
-    int rc = plan ? mx_plan(run->domain, res->hosts, res->nhosts, &self, flush_rand, NULL, plan,
-                            &nplan)
-                  : -ENOMEM;
+    int rc =
+        plan ? mx_plan(run->domain, res->hosts, res->nhosts, &self, flush_rand, NULL, plan, &nplan)
+             : -ENOMEM;
     if (rc == 0)
         rc = mx_attempts(plan, nplan, &self, run->attempts, FLUSH_ATTEMPTS_MAX, &run->nattempts);
     free(plan);
@@ -969,7 +410,7 @@ static void flush_on_mx_ctx(const struct dns_mx_result *res, void *arg)
             snprintf(run->sum.error, sizeof(run->sum.error), "no usable exchanger for %s: %s",
                      run->domain, hf_strerror(rc));
         log_warn("flush domain=%s %s", run->domain, run->sum.error);
-        flush_run_maybe_finish(run);
+        flush__run_maybe_finish(run);
         return;
     }
     for (size_t i = 0; i < run->nattempts; i++)
@@ -982,7 +423,7 @@ static void flush_on_mx_ctx(const struct dns_mx_result *res, void *arg)
                       run->attempts[i].host, run->attempts[i].pref, ip);
         }
     }
-    if (strcmp(flush_tls_policy(run), "dane") == 0)
+    if (strcmp(flush__tls_policy(run), "dane") == 0)
         flush_run_tlsa(run);
     else
         flush_run_deliver(run);
@@ -1020,7 +461,7 @@ static int flush_start_run(struct relayd *rd, const char *domain, const char *re
         run->watch = *watch;
         run->watched = true;
     }
-    run->started = flush_now();
+    run->started = flush__now();
     run->now = run->started;
     run->due_only = due_only;
     struct flush_load ld = {run, 0};
@@ -1076,7 +517,7 @@ static int flush_start_run(struct relayd *rd, const char *domain, const char *re
     struct flush_dns_ctx *ctx = malloc(sizeof(*ctx));
     if (!ctx) {
         run->sum.status = -ENOMEM;
-        flush_run_maybe_finish(run);
+        flush__run_maybe_finish(run);
         return 0;
     }
     ctx->fl = fl;
@@ -1087,11 +528,10 @@ static int flush_start_run(struct relayd *rd, const char *domain, const char *re
         run->sum.status = rc;
         snprintf(run->sum.error, sizeof(run->sum.error), "DNS lookup not started: %s",
                  hf_strerror(rc));
-        flush_run_maybe_finish(run);
+        flush__run_maybe_finish(run);
     }
     return 0;
 }
-
 
 /* ---- the retry timer -------------------------------------------------------------------- */
 
@@ -1128,7 +568,7 @@ static int flush_retry_domain(const struct queue_domain_stats *st, void *arg)
     const struct cfg_domain *cd = cfg_find_domain(rd->cfg, st->domain);
     if (cd && cd->hold)
         return 0;
-    struct flush_due d = {fl, flush_now(), 0, false};
+    struct flush_due d = {fl, flush__now(), 0, false};
     queue_scan_rcpts(rd->q, st->domain, false, flush_due_cb, &d);
     if (d.due) {
         int rc = flush_start_run(rd, st->domain, "retry", NULL, true);
@@ -1172,8 +612,7 @@ static int flush_self(struct flush *fl, const struct cfg *c, const char *hostnam
             return HF_ECONFIG;
         }
         flush_set_port(&ss, 0);
-        struct sockaddr_storage *v =
-            realloc(fl->self_addrs, (fl->nself_addrs + 1) * sizeof(*v));
+        struct sockaddr_storage *v = realloc(fl->self_addrs, (fl->nself_addrs + 1) * sizeof(*v));
         if (!v)
             return -ENOMEM;
         fl->self_addrs = v;
@@ -1203,8 +642,8 @@ int flush_init(struct relayd *rd)
     int rc = flush_self(fl, rd->cfg, rd->prm.hostname);
     if (rc < 0)
         goto fail;
-    const char *servers = rd->cfg->dns_servers && rd->cfg->dns_servers[0] ? rd->cfg->dns_servers
-                                                                         : NULL;
+    const char *servers =
+        rd->cfg->dns_servers && rd->cfg->dns_servers[0] ? rd->cfg->dns_servers : NULL;
     rc = dns_new(rd->loop, servers, (unsigned)rd->cfg->dns_timeout * 1000, 2, &fl->dns);
     if (rc < 0) {
         log_err("cannot start the DNS resolver servers=%s err=%s", servers ? servers : "system",

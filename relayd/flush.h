@@ -28,8 +28,8 @@ struct flush_summary {
  * the watcher can look up a client that may have gone away meanwhile. arg must outlive the
  * run (the control module's state does). */
 struct flush_watch {
-    void (*rcpt)(void *arg, uint64_t token, const char *qid, const char *addr,
-                 const char *relay, const char *tls, const char *status, const char *text);
+    void (*rcpt)(void *arg, uint64_t token, const char *qid, const char *addr, const char *relay,
+                 const char *tls, const char *status, const char *text);
     void (*done)(void *arg, uint64_t token, const struct flush_summary *s);
     void *arg;
     uint64_t token;

@@ -59,7 +59,6 @@ static void usage(FILE *f)
                "  -V, --version       print the version\n");
 }
 
-
 static void on_drain(uv_timer_t *t)
 {
     struct relayd_main *m = t->data;
@@ -143,22 +142,31 @@ static void on_housekeeping(uv_timer_t *t)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
-        {"debug", no_argument, NULL, 'd'},        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},      {"config-reference", no_argument, NULL, 'R'},
-        {"hash-password", no_argument, NULL, 'P'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},  {"test", no_argument, NULL, 't'},
+        {"debug", no_argument, NULL, 'd'},         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},       {"config-reference", no_argument, NULL, 'R'},
+        {"hash-password", no_argument, NULL, 'P'}, {NULL, 0, NULL, 0},
     };
     const char *path = "/etc/holdfast/relayd.conf";
     bool test_only = false, debug = false;
     int o;
     while ((o = getopt_long(argc, argv, "c:tdhV", opts, NULL)) != -1) {
         switch (o) {
-        case 'c': path = optarg; break;
-        case 't': test_only = true; break;
-        case 'd': debug = true; break;
-        case 'h': usage(stdout); return 0;
-        case 'V': printf("relayd (holdfast) %s\n", HF_VERSION); return 0;
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            test_only = true;
+            break;
+        case 'd':
+            debug = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("relayd (holdfast) %s\n", HF_VERSION);
+            return 0;
         case 'P':
             /* relayd --hash-password [USER [DOMAINS]]: a credentials line for auth_file. */
             return auth_passwd_main(argc - optind + 1, argv + optind - 1);
@@ -170,7 +178,9 @@ int main(int argc, char **argv)
             fwrite(buf, 1, (size_t)n, stdout);
             return 0;
         }
-        default: usage(stderr); return 2;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind < argc) {
@@ -265,8 +275,7 @@ int main(int argc, char **argv)
 
     rc = make_parents(cfg.queue_dir);
     if (rc < 0)
-        log_warn("cannot create the parents of queue_dir=%s err=%s", cfg.queue_dir,
-                 hf_errname(rc));
+        log_warn("cannot create the parents of queue_dir=%s err=%s", cfg.queue_dir, hf_errname(rc));
     rc = queue_open(cfg.queue_dir, 0, cfg.map_size, cfg.max_map_size, &rd->q);
     if (rc < 0) {
         log_err("cannot open queue dir=%s err=%s (%s)%s", cfg.queue_dir, hf_errname(rc),

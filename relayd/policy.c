@@ -118,7 +118,8 @@ static int policy_load_file(struct policy *p, size_t di, struct cfg_errors *errs
             break;
         }
         if (r < 0) {
-            if (cfg_errors_add(errs, d->recipients, ln, "invalid recipient entry '%.300s'", s) < 0) {
+            if (cfg_errors_add(errs, d->recipients, ln, "invalid recipient entry '%.300s'", s) <
+                0) {
                 rc = -ENOMEM;
                 break;
             }

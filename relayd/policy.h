@@ -14,9 +14,9 @@ struct policy;
 
 enum policy_verdict {
     POLICY_OK = 0,
-    POLICY_RELAY_DENIED,  /* 550 5.7.1: not a domain we serve */
-    POLICY_UNKNOWN_USER,  /* 550 5.1.1: domain has a recipients list without this address */
-    POLICY_RELAY_TRICK,   /* 550 5.7.1: %-hack, bang path, quoted '@' or address literal */
+    POLICY_RELAY_DENIED, /* 550 5.7.1: not a domain we serve */
+    POLICY_UNKNOWN_USER, /* 550 5.1.1: domain has a recipients list without this address */
+    POLICY_RELAY_TRICK,  /* 550 5.7.1: %-hack, bang path, quoted '@' or address literal */
 };
 
 /* Builds the policy from the configuration's [domain] sections, reading each recipients file.

@@ -80,9 +80,9 @@ struct queue_domain_stats {
     char domain[256];
     uint64_t messages; /* messages with at least one recipient in this domain */
     uint64_t rcpts;
-    uint64_t bytes;  /* sum of sizes of those messages */
-    int64_t oldest;  /* arrival of the oldest such message; 0 when none */
-    bool held;       /* relayctl hold DOMAIN */
+    uint64_t bytes; /* sum of sizes of those messages */
+    int64_t oldest; /* arrival of the oldest such message; 0 when none */
+    bool held;      /* relayctl hold DOMAIN */
 };
 
 struct queue;
@@ -181,8 +181,8 @@ struct queue_totals {
     uint64_t messages;
     uint64_t rcpts;
     uint64_t bytes;
-    size_t map_size;  /* current LMDB map size */
-    size_t map_used;  /* octets in use (last page number * page size) */
+    size_t map_size; /* current LMDB map size */
+    size_t map_used; /* octets in use (last page number * page size) */
 };
 int queue_totals(struct queue *q, struct queue_totals *out);
 

@@ -21,15 +21,15 @@
 struct relayd_stats {
     uint64_t connections;
     uint64_t refused_conn_limit;
-    uint64_t accepted;         /* messages committed */
+    uint64_t accepted; /* messages committed */
     uint64_t accepted_bytes;
-    uint64_t rejected_rcpt;    /* recipients refused */
-    uint64_t rejected_data;    /* messages refused after DATA */
-    uint64_t queue_errors;     /* commits that failed */
+    uint64_t rejected_rcpt; /* recipients refused */
+    uint64_t rejected_data; /* messages refused after DATA */
+    uint64_t queue_errors;  /* commits that failed */
     uint64_t delivered;
     uint64_t deferred;
     uint64_t failed;
-    uint64_t etrn[6];          /* replies 250, 251, 252, 253, 458, 459 */
+    uint64_t etrn[6]; /* replies 250, 251, 252, 253, 458, 459 */
 };
 
 struct relayd {
@@ -41,24 +41,24 @@ struct relayd {
     struct smtpd_params prm;
     uv_tcp_t *listeners;
     size_t nlisteners;
-    size_t nplain_listeners; /* listeners[0..nplain) plain SMTP, the rest implicit TLS */
+    size_t nplain_listeners;    /* listeners[0..nplain) plain SMTP, the rest implicit TLS */
     struct tls_ctx *tls_server; /* NULL: no STARTTLS, no implicit TLS */
     struct tls_ctx *tls_client; /* outbound STARTTLS */
     struct auth_store auth;     /* credentials; empty: no AUTH */
     bool auth_loaded;
     struct etrn_rate auth_fail; /* failed AUTH per client address per minute */
-    struct idmap sessions;  /* connection id -> struct session */
-    struct idmap per_ip;    /* hash of client address -> open sessions (uintptr_t) */
+    struct idmap sessions;      /* connection id -> struct session */
+    struct idmap per_ip;        /* hash of client address -> open sessions (uintptr_t) */
     uint64_t nsessions;
     bool stopping;
     struct relayd_stats stats;
     /* ETRN hook: set by the flush module; answers through smtpd_etrn_done via the session
      * id. NULL means ETRN is answered 458 (no queue runner). */
-    void (*etrn)(struct relayd *rd, uint64_t session_id, const char *client_addr,
-                 const char *user, const char *arg);
-    void *flush; /* the flush module's state */
+    void (*etrn)(struct relayd *rd, uint64_t session_id, const char *client_addr, const char *user,
+                 const char *arg);
+    void *flush;      /* the flush module's state */
     void *etrn_state; /* etrn_io's state */
-    void *ctl;   /* the control module's state */
+    void *ctl;        /* the control module's state */
 };
 
 /* Opens every listener of cfg->listen on rd->loop. Returns 0 or a negative code (logged). */

@@ -18,9 +18,8 @@
 #include "log.h"
 #include "smtp_reply.h"
 
-static const char *const smtpd_state_names[] = {"GREET", "READY",  "MAIL",   "RCPT",
-                                                "DATA",  "COMMIT", "WAIT",   "CLOSED",
-                                                "TLS",   "AUTH"};
+static const char *const smtpd_state_names[] = {"GREET",  "READY", "MAIL",   "RCPT", "DATA",
+                                                "COMMIT", "WAIT",  "CLOSED", "TLS",  "AUTH"};
 
 const char *smtpd_state_name(enum smtpd_state st)
 {
@@ -163,7 +162,7 @@ static void smtpd_bad(struct smtpd *s)
 
 /* ---- verbs ---------------------------------------------------------------------------- */
 
-#define ST(x) (1u << SMTPD_ST_##x)
+#define ST(x)      (1u << SMTPD_ST_##x)
 #define ST_SESSION (ST(GREET) | ST(READY) | ST(MAIL) | ST(RCPT))
 
 struct smtpd_verb {
@@ -312,8 +311,8 @@ static int smtpd_check_rcpt(struct smtpd *s, const struct smtp_cmd *c)
     /* Submission: an authenticated client may relay anywhere when the config allows it
      * (never through %-hacks or bang paths, which stay refused). */
     if (verdict == POLICY_RELAY_DENIED && s->user && s->prm->submission) {
-        log_info("c=%llu relay to=<%s> authenticated user=%s", (unsigned long long)s->id,
-                 c->path, s->user);
+        log_info("c=%llu relay to=<%s> authenticated user=%s", (unsigned long long)s->id, c->path,
+                 s->user);
         return 0;
     }
     if (verdict != POLICY_OK)
@@ -964,10 +963,10 @@ size_t smtpd_input(struct smtpd *s, const char *data, size_t len)
             const char *lf = memchr(p + off, '\n', rem - off);
             if (!lf)
                 break;
-            char prev = lf > p           ? lf[-1]
-                         : s->line_overflow ? (s->overflow_cr ? '\r' : 0)
-                         : s->line_len      ? s->line[s->line_len - 1]
-                                            : 0;
+            char prev = lf > p             ? lf[-1]
+                        : s->line_overflow ? (s->overflow_cr ? '\r' : 0)
+                        : s->line_len      ? s->line[s->line_len - 1]
+                                           : 0;
             if (prev == '\r') {
                 nl = lf;
                 break;

@@ -50,9 +50,10 @@ struct smtpd_rcpt {
 #define SMTPD_ACT_CLOSE  0x1u /* close after flushing the replies */
 #define SMTPD_ACT_COMMIT 0x2u /* a message is complete: take it with smtpd_take_message() */
 #define SMTPD_ACT_ETRN   0x4u /* run ETRN for etrn_arg, answer with smtpd_etrn_done() */
-#define SMTPD_ACT_STARTTLS 0x8u /* discard buffered input, start the TLS handshake, then call
-                                   smtpd_tls_ready() (RFC 3207 4.2, 5) */
-#define SMTPD_ACT_AUTH   0x10u /* check auth_user/auth_pass, answer with smtpd_auth_done() */
+#define SMTPD_ACT_STARTTLS                                                                         \
+    0x8u                     /* discard buffered input, start the TLS handshake, then call         \
+                                smtpd_tls_ready() (RFC 3207 4.2, 5) */
+#define SMTPD_ACT_AUTH 0x10u /* check auth_user/auth_pass, answer with smtpd_auth_done() */
 
 struct smtpd_out {
     char *buf; /* reply bytes to send; malloc'd, kept by the session */
@@ -71,9 +72,9 @@ struct smtpd_msg {
     char *sender; /* "" for <> */
     struct smtpd_rcpt *rcpts;
     size_t nrcpt;
-    char *buf;    /* malloc'd; message bytes start at buf + head */
-    size_t head;  /* free octets in front of the message */
-    size_t len;   /* message octets */
+    char *buf;   /* malloc'd; message bytes start at buf + head */
+    size_t head; /* free octets in front of the message */
+    size_t len;  /* message octets */
     bool eight_bit;
     bool smtputf8;
     int ret;
@@ -85,12 +86,12 @@ struct smtpd {
     const struct policy *policy;
     enum smtpd_state st;
     bool esmtp;
-    char *helo;          /* malloc'd HELO/EHLO name */
+    char *helo; /* malloc'd HELO/EHLO name */
     char client_addr[64];
-    uint64_t id;         /* connection id for log lines (c=N) */
-    unsigned bad;        /* bad commands so far */
-    unsigned rej_rcpt;   /* recipients refused; the glue adds them to its counters */
-    unsigned rej_data;   /* messages refused after DATA */
+    uint64_t id;       /* connection id for log lines (c=N) */
+    unsigned bad;      /* bad commands so far */
+    unsigned rej_rcpt; /* recipients refused; the glue adds them to its counters */
+    unsigned rej_data; /* messages refused after DATA */
     /* input line assembly (allocated only while a partial line is pending) */
     char *line;
     size_t line_len;
@@ -98,14 +99,14 @@ struct smtpd {
     bool overflow_cr;   /* the last octet discarded was CR */
     /* transaction */
     struct smtpd_msg *msg;
-    size_t msg_cap;       /* allocated octets of msg->buf */
+    size_t msg_cap; /* allocated octets of msg->buf */
     uint64_t declared_size;
     /* TLS and AUTH */
-    bool tls;            /* the session runs over TLS */
-    char tls_info[96];   /* "TLSv1.3 TLS_AES_256_GCM_SHA384" for Received: */
-    char *user;          /* authenticated user, malloc'd */
-    int auth_mech;       /* SASL exchange in progress: 1 PLAIN, 2 LOGIN */
-    char *auth_login;    /* LOGIN: the user name received, malloc'd */
+    bool tls;          /* the session runs over TLS */
+    char tls_info[96]; /* "TLSv1.3 TLS_AES_256_GCM_SHA384" for Received: */
+    char *user;        /* authenticated user, malloc'd */
+    int auth_mech;     /* SASL exchange in progress: 1 PLAIN, 2 LOGIN */
+    char *auth_login;  /* LOGIN: the user name received, malloc'd */
     struct smtp_data dec;
     bool too_big;
     struct smtpd_out out;

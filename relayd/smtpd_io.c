@@ -58,8 +58,8 @@ static void smtpd_io_arm_timer(struct session *se)
 }
 
 /* Formats the Received: header (RFC 5321 4.4) for m into buf. */
-static int smtpd_io_received(const struct session *se, const struct smtpd_msg *m,
-                             const char *qid, char *buf, size_t sz)
+static int smtpd_io_received(const struct session *se, const struct smtpd_msg *m, const char *qid,
+                             char *buf, size_t sz)
 {
     char date[64];
     time_t now = time(NULL);
@@ -68,7 +68,10 @@ static int smtpd_io_received(const struct session *se, const struct smtpd_msg *m
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
     /* RFC 3848 / RFC 6531 protocol names: S for TLS, A for AUTH. */
     char proto[16];
-    snprintf(proto, sizeof(proto), "%s%s%s", m->smtputf8 ? "UTF8SMTP" : se->sm.esmtp ? "ESMTP" : "SMTP",
+    snprintf(proto, sizeof(proto), "%s%s%s",
+             m->smtputf8    ? "UTF8SMTP"
+             : se->sm.esmtp ? "ESMTP"
+                            : "SMTP",
              se->sm.tls ? "S" : "", se->sm.user ? "A" : "");
     char tlsc[420] = "";
     size_t tl = 0;

@@ -209,18 +209,21 @@ class Dane(unittest.TestCase):
             "servfail2.test": [mx("mx-servfail.test", 10), mx("mx-second.test", 20)],
             "mx-second.test": [a(SECOND)],
             t("mx-second.test"): [a("192.0.2.2")],
+            # 6c. The TLSA query of the only MX is never answered (timeout).
+            "timeout.test": [mx("mx-timeout.test", 10)],
+            "mx-timeout.test": [a(SFAIL)],
             # 7. Secure TLSA, and the MX does not offer STARTTLS.
             "plain.test": [mx("mx-plain.test", 10)],
             "mx-plain.test": [a(PLAIN)],
             t("mx-plain.test"): [tlsa(3, 1, 1, d["ee"])],
         }
-        special = {t("mx-servfail.test"): "SERVFAIL"}
+        special = {t("mx-servfail.test"): "SERVFAIL", t("mx-timeout.test"): "DROP"}
         insecure = {t("mx-insecure.test")}
         return zone, special, insecure
 
     DOMAINS = ("ee-ok.test", "ee-bad.test", "ta-cert.test", "ta-spki.test", "ta-noname.test",
                "ta-otherca.test", "insecure.test", "notlsa-plain.test", "nxtlsa.test",
-               "unusable.test", "servfail.test", "servfail2.test", "plain.test")
+               "unusable.test", "servfail.test", "servfail2.test", "timeout.test", "plain.test")
 
     @classmethod
     def setUpClass(cls):
@@ -385,6 +388,9 @@ class Dane(unittest.TestCase):
                          ("OK", "yes", 1))
         # The handshake was tried (the MX was reached) and refused by relayd.
         self.assertGreater(self.sinks[EE].connections, before)
+        self.assertFalse(self.relayd.log_lines(r"flush domain=ee-bad\.test .*tls established",
+                                               after=s["mark"]))
+        self.assertNotIn("user@ee-bad.test", self.sinks[EE].rcpt_log)
         self.assertFalse(self.relayd.log_lines(r"to=<user@ee-bad\.test> .*status=sent",
                                                after=s["mark"]))
         d = self.delivery("user@ee-bad.test", s["mark"])
@@ -471,6 +477,16 @@ class Dane(unittest.TestCase):
                          "relayd connected to an MX whose TLSA lookup failed")
         self.assertEqual(self.messages_for(SFAIL, "servfail2.test"), [])
 
+    def test_6_tlsa_timeout_only_mx_defers(self):
+        before = self.sinks[SFAIL].connections
+        rec, s = self.assertDeferred("timeout.test", SFAIL, TLSA_FAIL_WHY)
+        self.assertIn("mx-timeout.test", rec["last_error"], rec)
+        st, secure, n = self.tlsa_line("timeout.test", "mx-timeout.test", s["mark"])
+        self.assertNotIn(st, ("OK", "ENOENT"), "a timeout taken for an answer or for NODATA")
+        self.assertTLSAQueried("mx-timeout.test")
+        self.assertEqual(self.sinks[SFAIL].connections, before,
+                         "relayd connected to an MX whose TLSA lookup timed out")
+
     # ---- 7. secure TLSA, no STARTTLS --------------------------------------------------------
 
     def test_7_secure_tlsa_without_starttls_defers(self):
@@ -479,6 +495,8 @@ class Dane(unittest.TestCase):
         self.assertEqual(self.tlsa_line("plain.test", "mx-plain.test", s["mark"]),
                          ("OK", "yes", 1))
         self.assertGreater(self.sinks[PLAIN].connections, before)
+        self.assertNotIn("user@plain.test", self.sinks[PLAIN].rcpt_log,
+                         "RCPT sent in plaintext to an MX with secure TLSA records")
         self.assertFalse(self.relayd.log_lines(r"to=<user@plain\.test> .*tls=none "
                                                r"status=sent", after=s["mark"]))
 

@@ -126,8 +126,8 @@ static void test_bad_lines(void **state)
         int rc = parse(bad_cases[i].text, &c, &e);
         if (rc != HF_ECONFIG || e.n < 1 || e.v[0].line != bad_cases[i].line ||
             !strstr(e.v[0].msg, bad_cases[i].words)) {
-            fprintf(stderr, "case %zu (%s): rc=%d n=%zu line=%d msg=%s\n", i, bad_cases[i].text,
-                    rc, e.n, e.n ? e.v[0].line : -1, e.n ? e.v[0].msg : "");
+            fprintf(stderr, "case %zu (%s): rc=%d n=%zu line=%d msg=%s\n", i, bad_cases[i].text, rc,
+                    e.n, e.n ? e.v[0].line : -1, e.n ? e.v[0].msg : "");
             fail();
         }
         assert_string_equal(e.v[0].file, "/etc/t/relayd.conf");
@@ -141,8 +141,8 @@ static void test_all_errors_reported(void **state)
     (void)state;
     struct cfg c;
     struct cfg_errors e;
-    int rc = parse("a = 1\nmax_recipients = x\n\nbare_lf = no\nlisten = 127.0.0.1:25\nb=2\n", &c,
-                   &e);
+    int rc =
+        parse("a = 1\nmax_recipients = x\n\nbare_lf = no\nlisten = 127.0.0.1:25\nb=2\n", &c, &e);
     assert_int_equal(rc, HF_ECONFIG);
     assert_int_equal(e.n, 4);
     assert_int_equal(e.v[0].line, 1);

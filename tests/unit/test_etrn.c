@@ -80,7 +80,7 @@ static void test_match(void **state)
         {"example.com", 1, "example.com;"},
         {"@example.com", 2, "example.com;sub.example.com;"}, /* never badexample.com */
         {"badexample.com", 1, "badexample.com;"},
-        {"x.example.com", 0, ""},               /* no subdomains=yes on example.com */
+        {"x.example.com", 0, ""},                   /* no subdomains=yes on example.com */
         {"a.b.backup.test", 1, "a.b.backup.test;"}, /* inside subdomains=yes */
         {"@backup.test", 1, "backup.test;"},
         {"other.test", 0, ""},
@@ -149,9 +149,9 @@ static void test_rate(void **state)
     uint64_t k = etrn_hash("127.0.0.1");
     for (int i = 0; i < 3; i++)
         assert_true(etrn_rate_take(&r, k, 6000, 3));
-    assert_false(etrn_rate_take(&r, k, 6010, 3)); /* 4th in the same minute */
+    assert_false(etrn_rate_take(&r, k, 6010, 3));                     /* 4th in the same minute */
     assert_true(etrn_rate_take(&r, etrn_hash("127.0.0.2"), 6010, 3)); /* other key */
-    assert_true(etrn_rate_take(&r, k, 6060, 3));  /* next minute */
+    assert_true(etrn_rate_take(&r, k, 6060, 3));                      /* next minute */
     etrn_rate_close(&r);
 }
 
@@ -164,28 +164,63 @@ struct decide_case {
     const char *text;
 };
 
-#define OKCTX(trusted, msgs) {true, true, trusted, true, true, false, false, msgs}
+#define OKCTX(trusted, msgs)                                                                       \
+    {                                                                                              \
+        true, true, trusted, true, true, false, false, msgs                                        \
+    }
 
 static const struct decide_case decide_cases[] = {
-    {"branch.test", true, OKCTX(true, 0), 251, false, "OK, no messages waiting for node branch.test"},
+    {"branch.test", true, OKCTX(true, 0), 251, false,
+     "OK, no messages waiting for node branch.test"},
     {"branch.test", true, OKCTX(false, 0), 250, false, "OK, queuing for node branch.test started"},
-    {"branch.test", true, OKCTX(true, 3), 253, true, "OK, 3 pending messages for node branch.test started"},
-    {"branch.test", true, OKCTX(true, 1), 253, true, "OK, 1 pending message for node branch.test started"},
+    {"branch.test", true, OKCTX(true, 3), 253, true,
+     "OK, 3 pending messages for node branch.test started"},
+    {"branch.test", true, OKCTX(true, 1), 253, true,
+     "OK, 1 pending message for node branch.test started"},
     {"branch.test", true, OKCTX(false, 3), 250, true, "OK, queuing for node branch.test started"},
-    {"@branch.test", true, OKCTX(true, 2), 253, true, "OK, 2 pending messages for node @branch.test started"},
-    {"other.test", false, OKCTX(true, 0), 459, false, "Node other.test not allowed: not a domain this relay serves"},
-    {"#nope", false, OKCTX(true, 0), 459, false, "Node #nope not allowed: no such queue on this relay"},
-    {"branch.test", true, {false, true, false, true, true, false, false, 3}, 459, false,
+    {"@branch.test", true, OKCTX(true, 2), 253, true,
+     "OK, 2 pending messages for node @branch.test started"},
+    {"other.test", false, OKCTX(true, 0), 459, false,
+     "Node other.test not allowed: not a domain this relay serves"},
+    {"#nope", false, OKCTX(true, 0), 459, false,
+     "Node #nope not allowed: no such queue on this relay"},
+    {"branch.test",
+     true,
+     {false, true, false, true, true, false, false, 3},
+     459,
+     false,
      "Node branch.test not allowed: ETRN is not permitted from your address"},
-    {"branch.test", true, {true, false, false, true, true, false, false, 3}, 459, false,
+    {"branch.test",
+     true,
+     {true, false, false, true, true, false, false, 3},
+     459,
+     false,
      "Node branch.test not allowed: authenticate first (AUTH)"},
-    {"branch.test", true, {true, true, true, false, true, false, false, 3}, 458, false,
-     "Unable to queue messages for node branch.test: too many ETRN requests from your address, try again later"},
-    {"branch.test", true, {true, true, true, true, false, false, false, 3}, 458, false,
-     "Unable to queue messages for node branch.test: too many queue runs for it recently, try again later"},
-    {"branch.test", true, {true, true, true, true, true, true, false, 3}, 458, false,
+    {"branch.test",
+     true,
+     {true, true, true, false, true, false, false, 3},
+     458,
+     false,
+     "Unable to queue messages for node branch.test: too many ETRN requests from your address, try "
+     "again later"},
+    {"branch.test",
+     true,
+     {true, true, true, true, false, false, false, 3},
+     458,
+     false,
+     "Unable to queue messages for node branch.test: too many queue runs for it recently, try "
+     "again later"},
+    {"branch.test",
+     true,
+     {true, true, true, true, true, true, false, 3},
+     458,
+     false,
      "Unable to queue messages for node branch.test: a queue run for it is already in progress"},
-    {"branch.test", true, {true, true, true, true, true, false, true, 3}, 458, false,
+    {"branch.test",
+     true,
+     {true, true, true, true, true, false, true, 3},
+     458,
+     false,
      "Unable to queue messages for node branch.test: the operator holds this queue"},
 };
 
@@ -209,7 +244,7 @@ static void test_decide(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse), cmocka_unit_test(test_match), cmocka_unit_test(test_nets),
+        cmocka_unit_test(test_parse), cmocka_unit_test(test_match),  cmocka_unit_test(test_nets),
         cmocka_unit_test(test_rate),  cmocka_unit_test(test_decide),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -192,8 +192,8 @@ static void test_tombstones_batches(void **state)
         if (m.cap > max_cap)
             max_cap = m.cap;
     }
-    print_message("batch put/del cycles: cap after first round %zu, largest %zu\n",
-                  cap_after_first, max_cap);
+    print_message("batch put/del cycles: cap after first round %zu, largest %zu\n", cap_after_first,
+                  max_cap);
     assert_true(max_cap <= 2 * cap_after_first);
     idmap_close(&m);
 }

@@ -1,0 +1,125 @@
+/* Internals shared by flush.c (queue runs: loading, DNS, TLSA, results, the retry timer)
+ * and flush_conn.c (one outbound SMTP connection of a run). Not a public interface:
+ * everything else uses flush.h. */
+#ifndef HF_FLUSH_INT_H
+#define HF_FLUSH_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "flush.h"
+#include "mx.h"
+#include "smtpc.h"
+
+#define FLUSH_ATTEMPTS_MAX 32
+#define FLUSH_WORKERS_MAX  16
+#define FLUSH_LINE_MAX     2048
+
+struct conn;
+struct dns;
+
+struct flush_item {
+    uint64_t id;
+    struct queue_env env;
+    struct queue_rcpt *rcpts; /* this domain's recipients of the message */
+    size_t nrcpt;
+    bool taken; /* handed to a worker */
+    bool done;  /* results decided (committed or being committed) */
+};
+
+struct flush_run;
+
+struct flush_worker {
+    struct flush_run *run;
+    struct conn *conn;
+    size_t attempt; /* index into run->attempts */
+    struct smtpc sc;
+    bool sc_live;
+    struct flush_item *cur;
+    struct smtpc_rcpt *cur_rcpts;
+    char *cur_notify;     /* NOTIFY strings for cur's recipients, 32 octets each */
+    struct smtpc_msg msg; /* the message smtpc borrows until MSG_DONE */
+    const char *ret;
+    char line[FLUSH_LINE_MAX];
+    size_t line_len;
+    bool done;
+    bool tls_switch;              /* STARTTLS accepted: drop the rest of this read */
+    bool dane_required;           /* usable DNSSEC-signed TLSA records must match */
+    char why[400];                /* why this connection failed, when we know better than
+                                     the dialogue (a TLS check) */
+    char relay[MX_NAME_MAX + 64]; /* host[addr]:port of the current attempt, for logs */
+    char tls_desc[160];           /* how TLS went on this connection, for delivery lines */
+};
+
+/* TLSA records of one exchanger (RFC 7672), copied out of the DNS answer. */
+struct flush_tlsa_rr {
+    uint8_t usage, selector, mtype;
+    unsigned char *data;
+    size_t len;
+};
+
+struct flush_tlsa {
+    bool looked_up;
+    int status;  /* 0, -ENOENT (none), HF_EDNSTEMP / HF_EDNS (lookup failed) */
+    bool secure; /* DNSSEC-validated (AD bit) */
+    struct flush_tlsa_rr *rr;
+    size_t n;
+};
+
+struct flush_run {
+    struct flush *fl;
+    uint64_t id;
+    char domain[256];
+    char reason[32];
+    struct flush_watch watch;
+    bool watched;
+    int64_t started;
+    struct flush_item *items;
+    size_t nitems, next_item;
+    struct mx_attempt attempts[FLUSH_ATTEMPTS_MAX];
+    struct flush_tlsa tlsa[FLUSH_ATTEMPTS_MAX]; /* tls = dane: per attempt */
+    size_t tlsa_pending;
+    size_t nattempts;
+    bool static_hop;
+    struct flush_worker *workers[FLUSH_WORKERS_MAX];
+    size_t nworkers, workers_live;
+    size_t pending_commits;
+    bool finishing;
+    bool due_only; /* retry timer: only recipients whose next attempt has come */
+    int64_t now;
+    struct flush_summary sum;
+};
+
+struct flush {
+    struct relayd *rd;
+    struct dns *dns;
+    struct idmap runs; /* run id -> run (for DNS answers and commits) */
+    struct flush_run **active;
+    size_t nactive;
+    uint64_t next_id;
+    const char **self_names;
+    size_t nself_names;
+    struct sockaddr_storage *self_addrs;
+    size_t nself_addrs;
+    bool stopping;
+    uv_timer_t retry;
+    bool retry_armed;
+};
+
+/* flush.c */
+int64_t flush__now(void);
+const char *flush__tls_policy(const struct flush_run *run);
+/* Records every recipient of it: results r[i], or one shared result when r is NULL; logs
+ * one line each and queues the changes to the writer thread. */
+void flush__record(struct flush_run *run, struct flush_item *it, const char *relay, const char *tls,
+                   const struct smtpc_result *r, const struct smtpc_result *shared);
+/* Ends the run once no worker and no commit is outstanding. */
+void flush__run_maybe_finish(struct flush_run *run);
+
+/* flush_conn.c */
+/* Connects w to run->attempts[w->attempt] (or the next that works) and delivers; ends the
+ * worker (flush__run_maybe_finish) when no attempt is left. */
+void flush__worker_start(struct flush_worker *w);
+
+#endif
