@@ -66,41 +66,7 @@
 #include "ctlclient.h"
 #include "hf_err.h"
 #include "queue.h"
-
-enum ctl_exit {
-    CTL_EX_OK = 0,
-    CTL_EX_NOTFOUND = 1,
-    CTL_EX_USAGE = 2,
-    CTL_EX_NOQUEUE = 3,
-    CTL_EX_ERROR = 4,
-    CTL_EX_NORELAYD = 5,
-};
-
-#define CTL_DEFAULT_CONF "/etc/holdfast/relayd.conf"
-#define CTL_HDR_MAX      (256u * 1024u)
-
-/* Options given on the command line, in any position (GNU getopt permutes). */
-struct ctl_opts {
-    const char *conf;
-    const char *qdir;
-    const char *sock; /* control socket (-s, or control_socket from the configuration) */
-    const struct cfg *cfg; /* the configuration when one was loaded (policy column) */
-    bool json;
-    bool body;
-    bool wait;
-    bool yes;
-    bool all;
-    const char *domain; /* delete --domain */
-};
-
-/* Arguments of a command, validated before the queue is opened. */
-struct ctl_args {
-    uint64_t id;
-    char idstr[QUEUE_ID_STR];
-    bool has_domain;
-    bool subdomains;
-    char domain[256];
-};
+#include "relayctl.h"
 
 #define CTL_OPT_JSON 0x1u
 #define CTL_OPT_BODY 0x2u
@@ -111,194 +77,11 @@ struct ctl_cmd {
     const char *help;
     int min_args, max_args;
     unsigned opts; /* CTL_OPT_* the command accepts */
-    int (*check)(int argc, char **argv, struct ctl_args *a);
-    int (*run)(struct queue *q, const struct ctl_opts *o, const struct ctl_args *a);
+    int (*check)(int argc, char **argv, struct relayctl_args *a);
+    int (*run)(struct queue *q, const struct relayctl_opts *o, const struct relayctl_args *a);
     /* Commands that act go through relayd's control socket instead of the queue. */
-    int (*act)(const struct ctl_opts *o, int argc, char **argv);
+    int (*act)(const struct relayctl_opts *o, int argc, char **argv);
 };
-
-/* ---- output helpers ---------------------------------------------------------------- */
-
-static const char ctl_hex[] = "0123456789abcdef";
-
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 when it is not one (overlong forms,
- * surrogates and code points past U+10FFFF are invalid, RFC 3629 4). */
-static size_t ctl_utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    if (cp >= 0xd800 && cp <= 0xdfff)
-        return 0;
-    return len;
-}
-
-/* Writes s[0..n) as a JSON string literal, quotes included. */
-static void ctl_json_strn(FILE *f, const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    putc('"', f);
-    for (size_t i = 0; i < n;) {
-        unsigned char c = p[i];
-        if (c == '"' || c == '\\') {
-            putc('\\', f);
-            putc(c, f);
-            i++;
-        } else if (c < 0x20 || c == 0x7f) {
-            /* RFC 8259 7: the short escapes for 0x08..0x0d where they exist. */
-            static const char *const short_esc[] = {"\\b", "\\t", "\\n", NULL, "\\f", "\\r"};
-            if (c >= 0x08 && c <= 0x0d && short_esc[c - 0x08])
-                fputs(short_esc[c - 0x08], f);
-            else
-                fprintf(f, "\\u00%c%c", ctl_hex[c >> 4], ctl_hex[c & 15]);
-            i++;
-        } else if (c < 0x80) {
-            putc(c, f);
-            i++;
-        } else {
-            size_t len = ctl_utf8_len(p + i, n - i);
-            if (len == 0) {
-                fprintf(f, "\\u00%c%c", ctl_hex[c >> 4], ctl_hex[c & 15]);
-                i++;
-            } else {
-                fwrite(p + i, 1, len, f);
-                i += len;
-            }
-        }
-    }
-    putc('"', f);
-}
-
-static void ctl_json_str(FILE *f, const char *s)
-{
-    ctl_json_strn(f, s, strlen(s));
-}
-
-/* Writes s[0..n) for a terminal: printable ASCII and valid UTF-8 as they are, tab as is,
- * every other control or stray byte as \xHH, so text from the network cannot move the
- * cursor or change the terminal's state. CRLF and LF become a newline when keep_lines. */
-static void ctl_text_strn(FILE *f, const char *s, size_t n, bool keep_lines)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        unsigned char c = p[i];
-        if (keep_lines && c == '\r' && i + 1 < n && p[i + 1] == '\n') {
-            putc('\n', f);
-            i += 2;
-            continue;
-        }
-        if (keep_lines && c == '\n') {
-            putc('\n', f);
-            i++;
-            continue;
-        }
-        size_t len = c >= 0x80 ? ctl_utf8_len(p + i, n - i) : 1;
-        if (c == '\t' || (c >= 0x20 && c < 0x7f)) {
-            putc(c, f);
-            i++;
-        } else if (c >= 0x80 && len > 0) {
-            fwrite(p + i, 1, len, f);
-            i += len;
-        } else {
-            fprintf(f, "\\x%c%c", ctl_hex[c >> 4], ctl_hex[c & 15]);
-            i++;
-        }
-    }
-}
-
-static void ctl_text_str(FILE *f, const char *s)
-{
-    ctl_text_strn(f, s, strlen(s), false);
-}
-
-/* Formats octets as "512", "1.5K", "12M", "3.2G" into buf. */
-static const char *ctl_human_bytes(uint64_t n, char *buf, size_t bufsz)
-{
-    static const char units[] = "KMGTPE";
-    if (n < 1024) {
-        snprintf(buf, bufsz, "%" PRIu64, n);
-        return buf;
-    }
-    double v = (double)n;
-    int u = -1;
-    while (v >= 1024.0 && u < 5) {
-        v /= 1024.0;
-        u++;
-    }
-    if (v < 10.0)
-        snprintf(buf, bufsz, "%.1f%c", v, units[u]);
-    else
-        snprintf(buf, bufsz, "%.0f%c", v, units[u]);
-    return buf;
-}
-
-/* Formats an age in seconds as "42s", "5m", "3h", "2d" into buf ("-" when unknown). */
-static const char *ctl_human_age(int64_t when, int64_t now, char *buf, size_t bufsz)
-{
-    if (when <= 0) {
-        snprintf(buf, bufsz, "-");
-        return buf;
-    }
-    int64_t d = now - when;
-    if (d < 0)
-        d = 0;
-    if (d < 120)
-        snprintf(buf, bufsz, "%" PRId64 "s", d);
-    else if (d < 2 * 3600)
-        snprintf(buf, bufsz, "%" PRId64 "m", d / 60);
-    else if (d < 2 * 86400)
-        snprintf(buf, bufsz, "%" PRId64 "h", d / 3600);
-    else
-        snprintf(buf, bufsz, "%" PRId64 "d", d / 86400);
-    return buf;
-}
-
-/* Formats unix seconds as local "YYYY-MM-DD HH:MM:SS". */
-static const char *ctl_time(int64_t t, char *buf, size_t bufsz)
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (localtime_r(&tt, &tm) == NULL || strftime(buf, bufsz, "%Y-%m-%d %H:%M:%S", &tm) == 0)
-        snprintf(buf, bufsz, "@%" PRId64, t);
-    return buf;
-}
-
-static const char *ctl_state_name(int state)
-{
-    switch (state) {
-    case QUEUE_RS_PENDING:
-        return "pending";
-    case QUEUE_RS_DEFERRED:
-        return "deferred";
-    case QUEUE_RS_FAILED:
-        return "failed";
-    default:
-        return "unknown";
-    }
-}
 
 /* ---- messages: collected ids, envelope and recipients ------------------------------ */
 
@@ -386,33 +169,33 @@ static int ctl_print_rcpt(const struct queue_rcpt *r, void *arg)
     if (o->json) {
         fputs(o->printed ? "," : "", f);
         fputs("{\"addr\":", f);
-        ctl_json_str(f, r->addr);
+        relayctl_json_str(f, r->addr);
         fputs(",\"domain\":", f);
-        ctl_json_str(f, r->domain);
+        relayctl_json_str(f, r->domain);
         fprintf(f,
                 ",\"state\":\"%s\",\"attempts\":%" PRIu32 ",\"next_attempt\":%" PRId64
                 ",\"last_attempt\":%" PRId64 ",\"last_error\":",
-                ctl_state_name(r->state), r->attempts, r->next_attempt, r->last_attempt);
-        ctl_json_str(f, r->last_error);
+                relayctl_state_name(r->state), r->attempts, r->next_attempt, r->last_attempt);
+        relayctl_json_str(f, r->last_error);
         fputs(",\"orcpt\":", f);
-        ctl_json_str(f, r->orcpt);
+        relayctl_json_str(f, r->orcpt);
         fputs(",\"notify\":", f);
         ctl_json_notify(f, r->notify);
         putc('}', f);
     } else {
         char t[64];
         fputs("    <", f);
-        ctl_text_str(f, r->addr);
-        fprintf(f, ">  %s, attempts %" PRIu32, ctl_state_name(r->state), r->attempts);
+        relayctl_text_str(f, r->addr);
+        fprintf(f, ">  %s, attempts %" PRIu32, relayctl_state_name(r->state), r->attempts);
         if (r->last_attempt > 0)
-            fprintf(f, ", last %s", ctl_time(r->last_attempt, t, sizeof(t)));
+            fprintf(f, ", last %s", relayctl_time(r->last_attempt, t, sizeof(t)));
         if (r->state == QUEUE_RS_DEFERRED)
             fprintf(f, ", next %s",
-                    r->next_attempt > 0 ? ctl_time(r->next_attempt, t, sizeof(t)) : "now");
+                    r->next_attempt > 0 ? relayctl_time(r->next_attempt, t, sizeof(t)) : "now");
         putc('\n', f);
         if (r->last_error[0]) {
             fputs("        (", f);
-            ctl_text_str(f, r->last_error);
+            relayctl_text_str(f, r->last_error);
             fputs(")\n", f);
         }
     }
@@ -438,7 +221,7 @@ static void ctl_json_env(FILE *f, const struct queue_env *e)
     char id[QUEUE_ID_STR];
     fprintf(f, "{\"id\":\"%s\",\"size\":%" PRIu64 ",\"arrival\":%" PRId64 ",\"sender\":",
             queue_id_str(e->id, id), e->size, e->arrival);
-    ctl_json_str(f, e->sender);
+    relayctl_json_str(f, e->sender);
     fputs(",\"flags\":[", f);
     const char *sep = "";
     if (e->flags & QUEUE_F_8BITMIME) {
@@ -452,11 +235,11 @@ static void ctl_json_env(FILE *f, const struct queue_env *e)
     if (e->flags & QUEUE_F_HELD)
         fprintf(f, "%s\"HELD\"", sep);
     fputs("],\"client_name\":", f);
-    ctl_json_str(f, e->client_name);
+    relayctl_json_str(f, e->client_name);
     fputs(",\"client_addr\":", f);
-    ctl_json_str(f, e->client_addr);
+    relayctl_json_str(f, e->client_addr);
     fputs(",\"envid\":", f);
-    ctl_json_str(f, e->envid);
+    relayctl_json_str(f, e->envid);
     const char *ret = ctl_ret_name(e->ret);
     if (ret)
         fprintf(f, ",\"ret\":\"%s\"", ret);
@@ -486,16 +269,6 @@ static int ctl_read_error(const char *what, const char *idstr, int rc)
     return CTL_EX_ERROR;
 }
 
-struct ctl_act_out {
-    bool json;
-    bool any_err;
-    size_t nstat;
-    size_t nrun;
-    char running[64][256]; /* RUNNING answers */
-};
-
-static void ctl_act_line(const char *line, void *arg);
-
 /* ---- queue ------------------------------------------------------------------------- */
 
 /* One line of the human queue summary, kept until every domain is known so the columns can
@@ -513,8 +286,8 @@ struct ctl_queue_out {
     int64_t now;
     size_t n;
     struct queue *q;
-    const struct ctl_opts *opt;
-    struct ctl_act_out *run; /* RUNNING answers; nrun 0 when relayd did not answer */
+    const struct relayctl_opts *opt;
+    struct relayctl_act_out *run; /* RUNNING answers; nrun 0 when relayd did not answer */
     bool relayd_up;
     struct ctl_qrow *rows; /* human output */
     size_t nrows;
@@ -536,13 +309,13 @@ static void ctl_queue_print_rows(const struct ctl_queue_out *o)
     for (size_t i = 0; i < o->nrows; i++) {
         const struct ctl_qrow *r = &o->rows[i];
         /* Domains come from our own validated keys, but escape them anyway. */
-        ctl_text_str(stdout, r->domain);
+        relayctl_text_str(stdout, r->domain);
         int l = (int)strlen(r->domain);
         printf("%*s %8" PRIu64 " %6" PRIu64 " %7s %7s  %-*s %8s  %s\n", dw - l, "", r->messages,
                r->rcpts, r->size, r->oldest, pw, r->policy, r->last, r->state);
         if (r->error[0]) {
             printf("%*s last result: ", dw, "");
-            ctl_text_str(stdout, r->error);
+            relayctl_text_str(stdout, r->error);
             putc('\n', stdout);
         }
     }
@@ -567,7 +340,7 @@ static int ctl_last_cb(const struct queue_rcpt *r, void *arg)
 }
 
 /* How the configuration says the domain's mail leaves: "dns", "next-hop [x]:p", "+hold". */
-static const char *ctl_policy(const struct ctl_opts *opt, const char *domain, char *buf,
+static const char *ctl_policy(const struct relayctl_opts *opt, const char *domain, char *buf,
                               size_t sz)
 {
     if (!opt->cfg) {
@@ -599,16 +372,15 @@ static int ctl_queue_domain(const struct queue_domain_stats *s, void *arg)
     if (o->json) {
         fputs(o->n ? "," : "", f);
         fputs("{\"domain\":", f);
-        ctl_json_str(f, s->domain);
+        relayctl_json_str(f, s->domain);
         fprintf(f,
                 ",\"messages\":%" PRIu64 ",\"rcpts\":%" PRIu64 ",\"bytes\":%" PRIu64
                 ",\"oldest\":%" PRId64 ",\"held\":%s,\"policy\":",
                 s->messages, s->rcpts, s->bytes, s->oldest, s->held ? "true" : "false");
-        ctl_json_str(f, pol);
+        relayctl_json_str(f, pol);
         fprintf(f, ",\"last_attempt\":%" PRId64 ",\"last_result\":", last.when);
-        ctl_json_str(f, last.error);
-        fprintf(f, ",\"flushing\":%s}",
-                !o->relayd_up ? "null" : flushing ? "true" : "false");
+        relayctl_json_str(f, last.error);
+        fprintf(f, ",\"flushing\":%s}", !o->relayd_up ? "null" : flushing ? "true" : "false");
     } else {
         char b[32], age[32], la[32];
         char state[32];
@@ -623,12 +395,12 @@ static int ctl_queue_domain(const struct queue_domain_stats *s, void *arg)
         snprintf(r->domain, sizeof(r->domain), "%s", s->domain);
         r->messages = s->messages;
         r->rcpts = s->rcpts;
-        snprintf(r->size, sizeof(r->size), "%s", ctl_human_bytes(s->bytes, b, sizeof(b)));
+        snprintf(r->size, sizeof(r->size), "%s", relayctl_human_bytes(s->bytes, b, sizeof(b)));
         snprintf(r->oldest, sizeof(r->oldest), "%s",
-                 ctl_human_age(s->oldest, o->now, age, sizeof(age)));
+                 relayctl_human_age(s->oldest, o->now, age, sizeof(age)));
         snprintf(r->policy, sizeof(r->policy), "%s", pol);
         snprintf(r->last, sizeof(r->last), "%s",
-                 last.when ? ctl_human_age(last.when, o->now, la, sizeof(la)) : "never");
+                 last.when ? relayctl_human_age(last.when, o->now, la, sizeof(la)) : "never");
         snprintf(r->state, sizeof(r->state), "%s", state[0] ? state : "waiting");
         snprintf(r->error, sizeof(r->error), "%s", last.error);
         o->n++;
@@ -638,13 +410,14 @@ static int ctl_queue_domain(const struct queue_domain_stats *s, void *arg)
     return 0;
 }
 
-static int ctl_cmd_queue(struct queue *q, const struct ctl_opts *opt, const struct ctl_args *a)
+static int ctl_cmd_queue(struct queue *q, const struct relayctl_opts *opt,
+                         const struct relayctl_args *a)
 {
     (void)a;
-    static struct ctl_act_out run;
+    static struct relayctl_act_out run;
     memset(&run, 0, sizeof(run));
     bool up = opt->sock && *opt->sock &&
-              ctlclient_request(opt->sock, "RUNNING", 5, ctl_act_line, &run) == 0;
+              ctlclient_request(opt->sock, "RUNNING", 5, relayctl_act_line, &run) == 0;
     struct ctl_queue_out o = {.f = stdout,
                               .json = opt->json,
                               .now = (int64_t)time(NULL),
@@ -680,8 +453,9 @@ static int ctl_cmd_queue(struct queue *q, const struct ctl_opts *opt, const stru
             printf("queue is empty\n");
         printf("-- total: %" PRIu64 " message%s, %" PRIu64 " recipient%s, %s (map %s of %s)%s\n",
                t.messages, t.messages == 1 ? "" : "s", t.rcpts, t.rcpts == 1 ? "" : "s",
-               ctl_human_bytes(t.bytes, b, sizeof(b)), ctl_human_bytes(t.map_used, mu, sizeof(mu)),
-               ctl_human_bytes(t.map_size, ms, sizeof(ms)),
+               relayctl_human_bytes(t.bytes, b, sizeof(b)),
+               relayctl_human_bytes(t.map_used, mu, sizeof(mu)),
+               relayctl_human_bytes(t.map_size, ms, sizeof(ms)),
                up ? "" : "; relayd not reachable: flush state unknown");
     }
     return CTL_EX_OK;
@@ -691,7 +465,7 @@ static int ctl_cmd_queue(struct queue *q, const struct ctl_opts *opt, const stru
 
 /* The recipients a listing asks for (a domain, @domain or all), sorted by message id. Returns
  * 0, or an error already printed (refs freed). */
-static int ctl_refs_load(struct queue *q, const struct ctl_args *a, struct ctl_refs *refs)
+static int ctl_refs_load(struct queue *q, const struct relayctl_args *a, struct ctl_refs *refs)
 {
     int rc =
         queue_scan_rcpts(q, a->has_domain ? a->domain : NULL, a->subdomains, ctl_refs_add, refs);
@@ -706,7 +480,8 @@ static int ctl_refs_load(struct queue *q, const struct ctl_args *a, struct ctl_r
     return 0;
 }
 
-static int ctl_cmd_list(struct queue *q, const struct ctl_opts *opt, const struct ctl_args *a)
+static int ctl_cmd_list(struct queue *q, const struct relayctl_opts *opt,
+                        const struct relayctl_args *a)
 {
     struct ctl_refs refs = {0};
     int ex = CTL_EX_OK;
@@ -748,8 +523,8 @@ static int ctl_cmd_list(struct queue *q, const struct ctl_opts *opt, const struc
             if (nmsg == 0)
                 printf("%-16s %10s  %-19s  %s\n", "QUEUE ID", "SIZE", "ARRIVAL", "SENDER");
             printf("%-16s %10" PRIu64 "  %-19s  <", idstr, e.size,
-                   ctl_time(e.arrival, t, sizeof(t)));
-            ctl_text_str(f, e.sender);
+                   relayctl_time(e.arrival, t, sizeof(t)));
+            relayctl_text_str(f, e.sender);
             putc('>', f);
             ctl_text_flags(f, e.flags);
             putc('\n', f);
@@ -782,7 +557,7 @@ static int ctl_cmd_list(struct queue *q, const struct ctl_opts *opt, const struc
     } else {
         char b[32];
         printf("-- %zu message%s, %s\n", nmsg, nmsg == 1 ? "" : "s",
-               ctl_human_bytes(bytes, b, sizeof(b)));
+               relayctl_human_bytes(bytes, b, sizeof(b)));
     }
     return CTL_EX_OK;
 }
@@ -841,7 +616,8 @@ static int ctl_hdr_add(const char *data, size_t len, void *arg)
     return 0;
 }
 
-static int ctl_cmd_show(struct queue *q, const struct ctl_opts *opt, const struct ctl_args *a)
+static int ctl_cmd_show(struct queue *q, const struct relayctl_opts *opt,
+                        const struct relayctl_args *a)
 {
     FILE *f = stdout;
     struct queue_env e;
@@ -877,22 +653,22 @@ static int ctl_cmd_show(struct queue *q, const struct ctl_opts *opt, const struc
         ctl_json_env(f, &e);
         rc = queue_get_rcpts(q, a->id, ctl_print_rcpt, &o);
         fputs("],\"headers\":", f);
-        ctl_json_strn(f, h.buf, h.len);
+        relayctl_json_strn(f, h.buf, h.len);
         if (h.truncated)
             fputs(",\"headers_truncated\":true", f);
         fputs("}\n", f);
     } else {
         char t[64], age[32];
         printf("id:          %s\n", a->idstr);
-        printf("arrival:     %s (%s ago)\n", ctl_time(e.arrival, t, sizeof(t)),
-               ctl_human_age(e.arrival, o.now, age, sizeof(age)));
+        printf("arrival:     %s (%s ago)\n", relayctl_time(e.arrival, t, sizeof(t)),
+               relayctl_human_age(e.arrival, o.now, age, sizeof(age)));
         printf("size:        %" PRIu64 "\n", e.size);
         fputs("sender:      <", f);
-        ctl_text_str(f, e.sender);
+        relayctl_text_str(f, e.sender);
         fputs(">\nclient:      ", f);
-        ctl_text_str(f, e.client_name);
+        relayctl_text_str(f, e.client_name);
         fputs(" [", f);
-        ctl_text_str(f, e.client_addr);
+        relayctl_text_str(f, e.client_addr);
         fputs("]\nflags:      ", f);
         if (e.flags == 0)
             fputs(" -", f);
@@ -900,7 +676,7 @@ static int ctl_cmd_show(struct queue *q, const struct ctl_opts *opt, const struc
         putc('\n', f);
         if (e.envid[0]) {
             fputs("envid:       ", f);
-            ctl_text_str(f, e.envid);
+            relayctl_text_str(f, e.envid);
             putc('\n', f);
         }
         if (ctl_ret_name(e.ret))
@@ -908,7 +684,7 @@ static int ctl_cmd_show(struct queue *q, const struct ctl_opts *opt, const struc
         printf("recipients:  %" PRIu32 "\n", e.nrcpt);
         rc = queue_get_rcpts(q, a->id, ctl_print_rcpt, &o);
         printf("headers:\n");
-        ctl_text_strn(f, h.buf, h.len, true);
+        relayctl_text_strn(f, h.buf, h.len, true);
         if (h.len > 0 && h.buf[h.len - 1] != '\n')
             putc('\n', f);
         if (h.truncated)
@@ -922,7 +698,7 @@ static int ctl_cmd_show(struct queue *q, const struct ctl_opts *opt, const struc
 
 /* ---- argument checks --------------------------------------------------------------- */
 
-static int ctl_check_none(int argc, char **argv, struct ctl_args *a)
+static int ctl_check_none(int argc, char **argv, struct relayctl_args *a)
 {
     (void)argc;
     (void)argv;
@@ -930,13 +706,13 @@ static int ctl_check_none(int argc, char **argv, struct ctl_args *a)
     return 0;
 }
 
-static int ctl_check_id(int argc, char **argv, struct ctl_args *a)
+int relayctl_check_id(int argc, char **argv, struct relayctl_args *a)
 {
     (void)argc;
     const char *s = argv[0];
     if (strlen(s) != QUEUE_ID_STR - 1 || queue_id_parse(s, &a->id) < 0) {
         fprintf(stderr, "relayctl: bad queue id '");
-        ctl_text_str(stderr, s);
+        relayctl_text_str(stderr, s);
         fprintf(stderr, "': expected %d hexadecimal digits\n", QUEUE_ID_STR - 1);
         return CTL_EX_USAGE;
     }
@@ -945,7 +721,7 @@ static int ctl_check_id(int argc, char **argv, struct ctl_args *a)
 }
 
 /* DOMAIN or @DOMAIN (the domain and its subdomains, as in ETRN @DOMAIN, RFC 1985). */
-static int ctl_check_domain(int argc, char **argv, struct ctl_args *a)
+int relayctl_check_domain(int argc, char **argv, struct relayctl_args *a)
 {
     if (argc == 0)
         return 0;
@@ -965,7 +741,7 @@ static int ctl_check_domain(int argc, char **argv, struct ctl_args *a)
     }
     if (!ok) {
         fprintf(stderr, "relayctl: bad domain '");
-        ctl_text_str(stderr, argv[0]);
+        relayctl_text_str(stderr, argv[0]);
         fprintf(stderr, "': expected DOMAIN or @DOMAIN\n");
         return CTL_EX_USAGE;
     }
@@ -974,7 +750,6 @@ static int ctl_check_domain(int argc, char **argv, struct ctl_args *a)
     a->has_domain = true;
     return 0;
 }
-
 
 /* ---- mailq: the Sendmail/Postfix listing ----------------------------------------------- */
 
@@ -995,18 +770,19 @@ static int ctl_mailq_rcpt(const struct queue_rcpt *r, void *arg)
     }
     if (r->last_error[0]) {
         printf("%47s(", "");
-        ctl_text_str(stdout, r->last_error);
+        relayctl_text_str(stdout, r->last_error);
         printf(")\n");
     }
     printf("%47s", "");
-    ctl_text_str(stdout, r->addr);
+    relayctl_text_str(stdout, r->addr);
     putc('\n', stdout);
     return 0;
 }
 
 /* Postfix's mailq layout: "-Queue ID- --Size-- ----Arrival Time---- -Sender/Recipient--",
  * '!' after the id of a held message, the last error in parentheses above each recipient. */
-static int ctl_cmd_mailq(struct queue *q, const struct ctl_opts *opt, const struct ctl_args *a)
+static int ctl_cmd_mailq(struct queue *q, const struct relayctl_opts *opt,
+                         const struct relayctl_args *a)
 {
     (void)opt;
     struct ctl_refs refs = {0};
@@ -1033,7 +809,7 @@ static int ctl_cmd_mailq(struct queue *q, const struct ctl_opts *opt, const stru
         strftime(t, sizeof(t), "%a %b %e %H:%M:%S", &tm);
         printf("%-16s%c%8" PRIu64 " %-20s ", queue_id_str(e.id, idstr),
                (e.flags & QUEUE_F_HELD) ? '!' : ' ', e.size, t);
-        ctl_text_str(stdout, e.sender[0] ? e.sender : "MAILER-DAEMON");
+        relayctl_text_str(stdout, e.sender[0] ? e.sender : "MAILER-DAEMON");
         putc('\n', stdout);
         struct ctl_mailq_rcpt m = {a->has_domain ? &refs.v[i] : NULL, j - i};
         queue_get_rcpts(q, e.id, ctl_mailq_rcpt, &m);
@@ -1051,203 +827,6 @@ static int ctl_cmd_mailq(struct queue *q, const struct ctl_opts *opt, const stru
     return CTL_EX_OK;
 }
 
-/* ---- actions through relayd's control socket ------------------------------------------ */
-
-
-static void ctl_act_line(const char *line, void *arg)
-{
-    struct ctl_act_out *o = arg;
-    if (strncmp(line, "ok ", 3) == 0) {
-        ctl_text_str(stdout, line + 3);
-        putc('\n', stdout);
-    } else if (strncmp(line, "event ", 6) == 0) {
-        ctl_text_str(stdout, line + 6);
-        putc('\n', stdout);
-    } else if (strncmp(line, "err ", 4) == 0) {
-        o->any_err = true;
-        fputs("relayctl: ", stderr);
-        ctl_text_str(stderr, line + 4);
-        putc('\n', stderr);
-    } else if (strncmp(line, "stat ", 5) == 0) {
-        const char *name = line + 5;
-        const char *sp = strchr(name, ' ');
-        if (!sp)
-            return;
-        if (o->json) {
-            fputs(o->nstat ? "," : "{", stdout);
-            ctl_json_strn(stdout, name, (size_t)(sp - name));
-            printf(":%s", sp + 1);
-        } else {
-            printf("%-24.*s %s\n", (int)(sp - name), name, sp + 1);
-        }
-        o->nstat++;
-    } else if (strncmp(line, "running ", 8) == 0) {
-        if (o->nrun < 64)
-            snprintf(o->running[o->nrun++], 256, "%s", line + 8);
-    }
-}
-
-/* Sends one request; maps "relayd is not running" and socket errors to clear messages. */
-static int ctl_act_send(const struct ctl_opts *o, const char *req, int timeout_s,
-                        struct ctl_act_out *out)
-{
-    if (!o->sock || !*o->sock) {
-        fprintf(stderr, "relayctl: no control socket: give -c FILE (control_socket) or -s PATH\n");
-        return CTL_EX_USAGE;
-    }
-    int rc = ctlclient_request(o->sock, req, timeout_s, ctl_act_line, out);
-    if (rc == -ENOENT || rc == -ECONNREFUSED) {
-        fprintf(stderr,
-                "relayctl: relayd is not running (no control socket at %s); changes need a "
-                "running relayd, read commands (queue, list, show) work without it\n",
-                o->sock);
-        return CTL_EX_NORELAYD;
-    }
-    if (rc == -EACCES || rc == -EPERM) {
-        fprintf(stderr, "relayctl: no permission to use the control socket %s (run as relayd's "
-                        "user or root)\n",
-                o->sock);
-        return CTL_EX_NORELAYD;
-    }
-    if (rc < 0) {
-        fprintf(stderr, "relayctl: control socket %s: %s\n", o->sock, hf_strerror(rc));
-        return CTL_EX_ERROR;
-    }
-    return out->any_err ? CTL_EX_NOTFOUND : CTL_EX_OK;
-}
-
-/* Builds "VERB arg arg ..." from argv, refusing arguments with spaces or newlines. */
-static int ctl_act_join(char *buf, size_t sz, const char *verb, int argc, char **argv)
-{
-    size_t o = (size_t)snprintf(buf, sz, "%s", verb);
-    for (int i = 0; i < argc; i++) {
-        if (strpbrk(argv[i], " \t\r\n") || o + strlen(argv[i]) + 2 >= sz) {
-            fprintf(stderr, "relayctl: bad argument '");
-            ctl_text_str(stderr, argv[i]);
-            fprintf(stderr, "'\n");
-            return CTL_EX_USAGE;
-        }
-        o += (size_t)snprintf(buf + o, sz - o, " %s", argv[i]);
-    }
-    return 0;
-}
-
-static int ctl_act_flush(const struct ctl_opts *o, int argc, char **argv)
-{
-    if ((o->all && argc != 0) || (!o->all && argc != 1)) {
-        fprintf(stderr, "relayctl: usage: relayctl flush DOMAIN|@DOMAIN|--all [--wait]\n");
-        return CTL_EX_USAGE;
-    }
-    if (!o->all) {
-        struct ctl_args a = {0};
-        int ex = ctl_check_domain(1, argv, &a);
-        if (ex)
-            return ex;
-    }
-    char req[1024];
-    snprintf(req, sizeof(req), "FLUSH %s%s", o->all ? "--all" : argv[0], o->wait ? " WAIT" : "");
-    if (!o->all && strpbrk(argv[0], " \t\r\n"))
-        return CTL_EX_USAGE;
-    struct ctl_act_out out = {0};
-    return ctl_act_send(o, req, o->wait ? 0 : 30, &out);
-}
-
-static int ctl_act_simple(const struct ctl_opts *o, const char *verb, int argc, char **argv)
-{
-    char req[8192];
-    int ex = ctl_act_join(req, sizeof(req), verb, argc, argv);
-    if (ex)
-        return ex;
-    struct ctl_act_out out = {0};
-    return ctl_act_send(o, req, 30, &out);
-}
-
-/* hold/release take queue ids or plain domains (no @DOMAIN: a hold is per domain). */
-static int ctl_check_ids_or_domains(int argc, char **argv)
-{
-    for (int i = 0; i < argc; i++) {
-        uint64_t id;
-        if (strlen(argv[i]) == QUEUE_ID_STR - 1 && queue_id_parse(argv[i], &id) == 0)
-            continue;
-        struct ctl_args a = {0};
-        int ex = ctl_check_domain(1, argv + i, &a);
-        if (ex)
-            return ex;
-        if (a.subdomains) {
-            fprintf(stderr, "relayctl: hold and release take DOMAIN or ID, not @DOMAIN\n");
-            return CTL_EX_USAGE;
-        }
-    }
-    return 0;
-}
-
-static int ctl_act_hold(const struct ctl_opts *o, int argc, char **argv)
-{
-    int ex = ctl_check_ids_or_domains(argc, argv);
-    return ex ? ex : ctl_act_simple(o, "HOLD", argc, argv);
-}
-
-static int ctl_act_release(const struct ctl_opts *o, int argc, char **argv)
-{
-    int ex = ctl_check_ids_or_domains(argc, argv);
-    return ex ? ex : ctl_act_simple(o, "RELEASE", argc, argv);
-}
-
-static int ctl_act_requeue(const struct ctl_opts *o, int argc, char **argv)
-{
-    for (int i = 0; i < argc; i++) {
-        struct ctl_args a;
-        int ex = ctl_check_id(1, argv + i, &a);
-        if (ex)
-            return ex;
-    }
-    return ctl_act_simple(o, "REQUEUE", argc, argv);
-}
-
-static int ctl_act_delete(const struct ctl_opts *o, int argc, char **argv)
-{
-    if ((o->domain && argc) || (!o->domain && !argc)) {
-        fprintf(stderr, "relayctl: usage: relayctl delete ID... | --domain DOMAIN [--yes]\n");
-        return CTL_EX_USAGE;
-    }
-    for (int i = 0; i < argc; i++) {
-        struct ctl_args a;
-        int ex = ctl_check_id(1, argv + i, &a);
-        if (ex)
-            return ex;
-    }
-    if (!o->yes && isatty(STDIN_FILENO)) {
-        if (o->domain)
-            fprintf(stderr, "Delete every queued recipient of %s? This cannot be undone [y/N] ",
-                    o->domain);
-        else
-            fprintf(stderr, "Delete %d message%s? This cannot be undone [y/N] ", argc,
-                    argc == 1 ? "" : "s");
-        char ans[16];
-        if (!fgets(ans, sizeof(ans), stdin) || (ans[0] != 'y' && ans[0] != 'Y')) {
-            fprintf(stderr, "relayctl: nothing deleted\n");
-            return CTL_EX_OK;
-        }
-    }
-    if (o->domain) {
-        char *d[1] = {(char *)o->domain};
-        return ctl_act_simple(o, "DELETE-DOMAIN", 1, d);
-    }
-    return ctl_act_simple(o, "DELETE", argc, argv);
-}
-
-static int ctl_act_stats(const struct ctl_opts *o, int argc, char **argv)
-{
-    (void)argc;
-    (void)argv;
-    struct ctl_act_out out = {.json = o->json};
-    int ex = ctl_act_send(o, "STATS", 30, &out);
-    if (o->json && out.nstat)
-        fputs("}\n", stdout);
-    return ex;
-}
-
-
 /* Commands. Those that change the queue (flush, hold, release, delete, requeue) belong
  * here too once relayd's control socket exists; they will connect to it instead of
  * opening the queue, so they get a run function of their own kind (see main()). */
@@ -1258,29 +837,29 @@ static const struct ctl_cmd ctl_cmds[] = {
      0, 0, CTL_OPT_JSON, ctl_check_none, ctl_cmd_queue, NULL},
     {"mailq", "mailq [DOMAIN|@DOMAIN]",
      "Sendmail/Postfix-compatible listing (also when run as 'mailq' through a symlink)", 0, 1, 0,
-     ctl_check_domain, ctl_cmd_mailq, NULL},
+     relayctl_check_domain, ctl_cmd_mailq, NULL},
     {"list", "list [DOMAIN|@DOMAIN] [--json]",
      "every queued message with its recipients (@DOMAIN: with subdomains)", 0, 1, CTL_OPT_JSON,
-     ctl_check_domain, ctl_cmd_list, NULL},
+     relayctl_check_domain, ctl_cmd_list, NULL},
     {"show", "show ID [--body] [--json]",
      "one message: envelope, recipients and headers; --body: the stored message, byte-exact", 1, 1,
-     CTL_OPT_JSON | CTL_OPT_BODY, ctl_check_id, ctl_cmd_show, NULL},
+     CTL_OPT_JSON | CTL_OPT_BODY, relayctl_check_id, ctl_cmd_show, NULL},
     {"flush", "flush DOMAIN|@DOMAIN|--all [--wait]",
      "deliver now (the same queue run ETRN starts); --wait follows it and prints each "
      "recipient's outcome",
-     0, 1, 0, NULL, NULL, ctl_act_flush},
+     0, 1, 0, NULL, NULL, relayctl_act_flush},
     {"hold", "hold DOMAIN|ID", "stop delivering a domain or a message until released", 1, 64, 0,
-     NULL, NULL, ctl_act_hold},
-    {"release", "release DOMAIN|ID", "undo hold", 1, 64, 0, NULL, NULL, ctl_act_release},
+     NULL, NULL, relayctl_act_hold},
+    {"release", "release DOMAIN|ID", "undo hold", 1, 64, 0, NULL, NULL, relayctl_act_release},
     {"delete", "delete ID...|--domain DOMAIN [--yes]",
-     "remove messages (or a domain's recipients) for good; asks on a terminal unless --yes", 0,
-     256, 0, NULL, NULL, ctl_act_delete},
+     "remove messages (or a domain's recipients) for good; asks on a terminal unless --yes", 0, 256,
+     0, NULL, NULL, relayctl_act_delete},
     {"requeue", "requeue ID...", "make messages due now (retry schedule reset)", 1, 256, 0, NULL,
-     NULL, ctl_act_requeue},
+     NULL, relayctl_act_requeue},
     {"stats", "stats [--json]",
      "counters since relayd started: accepted, refused, delivered, deferred, failed, ETRN "
      "replies, connections",
-     0, 0, CTL_OPT_JSON, NULL, NULL, ctl_act_stats},
+     0, 0, CTL_OPT_JSON, NULL, NULL, relayctl_act_stats},
 };
 
 static void ctl_usage(FILE *f)
@@ -1381,7 +960,7 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    struct ctl_opts opt = {0};
+    struct relayctl_opts opt = {0};
     int c;
     /* Run as "mailq" (a symlink): the Sendmail/Postfix listing. */
     char *argv0 = strdup(argv[0]);
@@ -1439,7 +1018,7 @@ int main(int argc, char **argv)
             cmd = &ctl_cmds[i];
     if (cmd == NULL) {
         fprintf(stderr, "relayctl: unknown command '");
-        ctl_text_str(stderr, name);
+        relayctl_text_str(stderr, name);
         fprintf(stderr, "'. Try 'relayctl --help'.\n");
         return CTL_EX_USAGE;
     }
@@ -1462,15 +1041,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "relayctl: give either -c FILE or -q DIR, not both\n");
         return CTL_EX_USAGE;
     }
-    if ((opt.wait || opt.all) && cmd->act != ctl_act_flush) {
+    if ((opt.wait || opt.all) && cmd->act != relayctl_act_flush) {
         fprintf(stderr, "relayctl: --wait and --all go with flush\n");
         return CTL_EX_USAGE;
     }
-    if ((opt.yes || opt.domain) && cmd->act != ctl_act_delete) {
+    if ((opt.yes || opt.domain) && cmd->act != relayctl_act_delete) {
         fprintf(stderr, "relayctl: --yes and --domain go with delete\n");
         return CTL_EX_USAGE;
     }
-    struct ctl_args args = {0};
+    struct relayctl_args args = {0};
     int ex = cmd->check ? cmd->check(nargs, argv + optind, &args) : 0;
     if (ex != 0)
         return ex;

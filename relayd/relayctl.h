@@ -1,0 +1,94 @@
+/* relayctl's pieces shared between its files: options, exit codes, output helpers
+ * (relayctl_out.c) and the commands that act through relayd's control socket
+ * (relayctl_act.c). relayctl.c holds the read commands, the command table and main(). */
+#ifndef HF_RELAYCTL_H
+#define HF_RELAYCTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cfg.h"
+#include "queue.h"
+
+enum ctl_exit {
+    CTL_EX_OK = 0,
+    CTL_EX_NOTFOUND = 1,
+    CTL_EX_USAGE = 2,
+    CTL_EX_NOQUEUE = 3,
+    CTL_EX_ERROR = 4,
+    CTL_EX_NORELAYD = 5,
+};
+
+#define CTL_DEFAULT_CONF "/etc/holdfast/relayd.conf"
+#define CTL_HDR_MAX      (256u * 1024u)
+
+/* Options given on the command line, in any position (GNU getopt permutes). */
+struct relayctl_opts {
+    const char *conf;
+    const char *qdir;
+    const char *sock;      /* control socket (-s, or control_socket from the configuration) */
+    const struct cfg *cfg; /* the configuration when one was loaded (policy column) */
+    bool json;
+    bool body;
+    bool wait;
+    bool yes;
+    bool all;
+    const char *domain; /* delete --domain */
+};
+
+/* Arguments of a command, validated before the queue is opened. */
+struct relayctl_args {
+    uint64_t id;
+    char idstr[QUEUE_ID_STR];
+    bool has_domain;
+    bool subdomains;
+    char domain[256];
+};
+
+struct relayctl_act_out {
+    bool json;
+    bool any_err;
+    size_t nstat;
+    size_t nrun;
+    char running[64][256]; /* RUNNING answers */
+};
+
+/* ---- output (relayctl_out.c) ---- */
+
+/* Writes s[0..n) as a JSON string (quotes included), escaping per RFC 8259; bytes that are
+ * not valid UTF-8 become \u00XX. */
+void relayctl_json_strn(FILE *f, const char *s, size_t n);
+void relayctl_json_str(FILE *f, const char *s);
+/* Writes s[0..n) for a terminal: control bytes escaped (newlines kept when keep_lines). */
+void relayctl_text_strn(FILE *f, const char *s, size_t n, bool keep_lines);
+void relayctl_text_str(FILE *f, const char *s);
+/* "1.2K", "3.4M"... into buf; returns buf. */
+const char *relayctl_human_bytes(uint64_t n, char *buf, size_t bufsz);
+/* "5s", "3m", "2h", "4d" since when (or "-" when 0); returns buf. */
+const char *relayctl_human_age(int64_t when, int64_t now, char *buf, size_t bufsz);
+/* Local time "YYYY-MM-DD HH:MM:SS"; returns buf. */
+const char *relayctl_time(int64_t t, char *buf, size_t bufsz);
+/* "pending", "deferred", "failed". */
+const char *relayctl_state_name(int state);
+
+/* ---- argument checks (relayctl.c) ---- */
+
+int relayctl_check_id(int argc, char **argv, struct relayctl_args *a);
+int relayctl_check_domain(int argc, char **argv, struct relayctl_args *a);
+
+/* ---- actions through the control socket (relayctl_act.c) ---- */
+
+/* Prints one answer line of relayd (ok/err/event/stat/running) and records it in arg
+ * (struct relayctl_act_out). */
+void relayctl_act_line(const char *line, void *arg);
+/* Each returns relayctl's exit code. */
+int relayctl_act_flush(const struct relayctl_opts *o, int argc, char **argv);
+int relayctl_act_hold(const struct relayctl_opts *o, int argc, char **argv);
+int relayctl_act_release(const struct relayctl_opts *o, int argc, char **argv);
+int relayctl_act_delete(const struct relayctl_opts *o, int argc, char **argv);
+int relayctl_act_requeue(const struct relayctl_opts *o, int argc, char **argv);
+int relayctl_act_stats(const struct relayctl_opts *o, int argc, char **argv);
+
+#endif
