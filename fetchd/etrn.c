@@ -188,7 +188,7 @@ static void etrn_target_results(struct etrn_target *t)
         enum release_verdict v = fetchd_etrn_verdict(code);
         if (ended && code == 0 && s->outcome == SMTPC_FAIL)
             v = RELEASE_FATAL;
-        const char *text = t->why[0]           ? t->why
+        const char *text = t->why[0]             ? t->why
                            : ended && s->text[0] ? s->text
                                                  : "connection closed before the reply";
         etrn_record(t, k, code, text, v);

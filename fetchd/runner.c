@@ -62,9 +62,9 @@ struct runner {
     size_t nrelays;
     struct mta_wait *mta;
     struct tls_ctx *tls; /* one client context for every relay with tls != no */
-    bool worked;  /* something ran since the last on_idle */
-    bool failed;  /* some domain was not DONE since the last on_idle */
-    bool skipped; /* some relay cannot run */
+    bool worked;         /* something ran since the last on_idle */
+    bool failed;         /* some domain was not DONE since the last on_idle */
+    bool skipped;        /* some relay cannot run */
     bool closing;
     int refs; /* open retry timers + running steps */
 };
@@ -110,16 +110,17 @@ int runner_check(const struct cfg *c, struct cfg_errors *errs)
         int port;
         if (mta_parse(c->local_mta, host, sizeof(host), &port) < 0) {
             if (cfg_errors_add(errs, file, 0,
-                           "'local_mta = %s': must be host:port, [v6addr]:port or host",
-                           c->local_mta) < 0)
+                               "'local_mta = %s': must be host:port, [v6addr]:port or host",
+                               c->local_mta) < 0)
                 return -ENOMEM;
             n++;
         }
     }
     if (c->retry_delay_max < c->retry_delay) {
         if (cfg_errors_add(errs, file, 0,
-                       "retry_delay_max (%" PRIu64 ") is smaller than retry_delay (%" PRIu64 ")",
-                       c->retry_delay_max, c->retry_delay) < 0)
+                           "retry_delay_max (%" PRIu64 ") is smaller than retry_delay (%" PRIu64
+                           ")",
+                           c->retry_delay_max, c->retry_delay) < 0)
             return -ENOMEM;
         n++;
     }
@@ -140,7 +141,8 @@ int runner_check(const struct cfg *c, struct cfg_errors *errs)
         explicit_bzero(pw, sizeof(pw));
         if (!why)
             continue;
-        if (cfg_errors_add(errs, file, c->relays[i].line, "relay %s: %s", c->relays[i].name, why) < 0)
+        if (cfg_errors_add(errs, file, c->relays[i].line, "relay %s: %s", c->relays[i].name, why) <
+            0)
             return -ENOMEM;
         n++;
     }

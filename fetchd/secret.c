@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-
 #define SECRET_READ_MAX 4096 /* only the first line matters */
 
 int secret_load(const char *path, char *out, size_t sz, char *why, size_t whysz)
@@ -41,8 +40,7 @@ int secret_load(const char *path, char *out, size_t sz, char *why, size_t whysz)
     }
     if (st.st_mode & (S_IRWXG | S_IRWXO)) {
         rc = -EPERM;
-        snprintf(why, whysz,
-                 "mode %04o gives group or others access to the password; chmod 600 it",
+        snprintf(why, whysz, "mode %04o gives group or others access to the password; chmod 600 it",
                  (unsigned)(st.st_mode & 07777));
         goto out;
     }

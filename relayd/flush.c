@@ -375,8 +375,15 @@ static void flush_on_mx_ctx(const struct dns_mx_result *res, void *arg)
         return;
     if (res->status < 0) {
         run->sum.status = res->status == HF_EDNS ? HF_EDNS : HF_EDNSTEMP;
-        snprintf(run->sum.error, sizeof(run->sum.error), "DNS lookup of %s failed: %s", run->domain,
-                 hf_strerror(res->status));
+        if (res->status == HF_EDNS)
+            snprintf(run->sum.error, sizeof(run->sum.error),
+                     "DNS lookup of %s failed: no such domain (NXDOMAIN) or no usable name; "
+                     "kept queued, a domain we relay for may appear in DNS later",
+                     run->domain);
+        else
+            snprintf(run->sum.error, sizeof(run->sum.error),
+                     "DNS lookup of %s failed: %s, will retry", run->domain,
+                     hf_strerror(res->status));
         log_warn("flush domain=%s dns failed err=%s: mail stays queued", run->domain,
                  hf_errname(res->status));
         flush__run_maybe_finish(run);

@@ -2,9 +2,9 @@
  * return codes are translated into ours (MDB_NOTFOUND -> -ENOENT, MDB_MAP_FULL -> -ENOSPC,
  * damaged or foreign files -> HF_ECORRUPT, MDB_VERSION_MISMATCH -> HF_EVERSION).
  *
- * Records are written in an explicit, versioned binary encoding (a format octet, big-endian
- * integers, u16-length-prefixed strings) and validated when read; C structs never reach the
- * disk. The envelope record also lists the message's queued recipients as (idx, domain key)
+ * Records and keys are built and validated by queue_rec.c (a versioned binary encoding; C
+ * structs never reach the disk); this file stores them and keeps them consistent. The
+ * envelope record also lists the message's queued recipients as (idx, domain key)
  * pairs: rcpt keys start with the domain key, so this list is how a message finds its own
  * recipients without a scan. The domain table's counters change in the same transaction as
  * the rcpt records they count; its "oldest" is the arrival of the domain's lowest-id message
@@ -33,14 +33,11 @@
 #include "addr.h"
 #include "hf_err.h"
 #include "log.h"
+#include "queue_rec.h"
 
 #define QUEUE_LAYOUT_VERSION 1u /* meta "version": the set of tables and their keys */
-#define QUEUE_REC_V1         1u /* first octet of every msg, rcpt and domain record */
 #define QUEUE_DEF_MAP        (256ull * 1024 * 1024)
 #define QUEUE_DEF_MAX_MAP    (64ull * 1024 * 1024 * 1024)
-#define QUEUE_DKEY_SZ        (ADDR_DOMAIN_MAX + 3) /* reversed key, trailing '.', NUL */
-#define QUEUE_RKEY_MAX       (QUEUE_DKEY_SZ + 13)  /* dkey '\0' id idx */
-#define QUEUE_RCPT_MAX       100000u               /* sanity bound when decoding */
 #define QUEUE_ID_MS_MASK     ((UINT64_C(1) << 48) - 1)
 
 struct queue {
@@ -95,325 +92,6 @@ static int queue_err(int rc)
     default:
         return rc > 0 ? -rc : -EIO;
     }
-}
-
-/* ---- big-endian encoding -------------------------------------------------------------- */
-
-static void queue_be32(unsigned char *p, uint32_t v)
-{
-    for (int i = 3; i >= 0; i--, v >>= 8)
-        p[i] = (unsigned char)v;
-}
-
-static void queue_be64(unsigned char *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (unsigned char)v;
-}
-
-static uint32_t queue_get32(const unsigned char *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t queue_get64(const unsigned char *p)
-{
-    return (uint64_t)queue_get32(p) << 32 | queue_get32(p + 4);
-}
-
-/* A growing output buffer; the first allocation failure sticks in err. */
-struct queue_buf {
-    unsigned char *p;
-    size_t len, cap;
-    int err;
-};
-
-static void queue_buf_put(struct queue_buf *b, const void *d, size_t n)
-{
-    if (b->err)
-        return;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 512;
-        while (cap < b->len + n)
-            cap *= 2;
-        unsigned char *p = realloc(b->p, cap);
-        if (!p) {
-            b->err = -ENOMEM;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, d, n);
-    b->len += n;
-}
-
-static void queue_buf_u8(struct queue_buf *b, unsigned v)
-{
-    unsigned char c = (unsigned char)v;
-    queue_buf_put(b, &c, 1);
-}
-
-static void queue_buf_u32(struct queue_buf *b, uint32_t v)
-{
-    unsigned char p[4];
-    queue_be32(p, v);
-    queue_buf_put(b, p, 4);
-}
-
-static void queue_buf_u64(struct queue_buf *b, uint64_t v)
-{
-    unsigned char p[8];
-    queue_be64(p, v);
-    queue_buf_put(b, p, 8);
-}
-
-/* A string as u16 length + octets. Callers pass strings already bounded by their field. */
-static void queue_buf_str(struct queue_buf *b, const char *s)
-{
-    size_t n = strlen(s);
-    unsigned char p[2] = {(unsigned char)(n >> 8), (unsigned char)n};
-    queue_buf_put(b, p, 2);
-    queue_buf_put(b, s, n);
-}
-
-/* A bounds-checked reader; any violation sets bad and makes later reads return zeros. */
-struct queue_rd {
-    const unsigned char *p;
-    size_t left;
-    bool bad;
-};
-
-static const unsigned char *queue_rd_take(struct queue_rd *r, size_t n)
-{
-    if (r->bad || r->left < n) {
-        r->bad = true;
-        return NULL;
-    }
-    const unsigned char *p = r->p;
-    r->p += n;
-    r->left -= n;
-    return p;
-}
-
-static unsigned queue_rd_u8(struct queue_rd *r)
-{
-    const unsigned char *p = queue_rd_take(r, 1);
-    return p ? p[0] : 0;
-}
-
-static uint32_t queue_rd_u32(struct queue_rd *r)
-{
-    const unsigned char *p = queue_rd_take(r, 4);
-    return p ? queue_get32(p) : 0;
-}
-
-static uint64_t queue_rd_u64(struct queue_rd *r)
-{
-    const unsigned char *p = queue_rd_take(r, 8);
-    return p ? queue_get64(p) : 0;
-}
-
-/* Copies a string into out (size outsz): too long or holding a NUL octet is corrupt. */
-static size_t queue_rd_str(struct queue_rd *r, char *out, size_t outsz)
-{
-    const unsigned char *lp = queue_rd_take(r, 2);
-    size_t n = lp ? (size_t)lp[0] << 8 | lp[1] : 0;
-    const unsigned char *p = queue_rd_take(r, n);
-    if (!p || n >= outsz || memchr(p, '\0', n)) {
-        r->bad = true;
-        out[0] = '\0';
-        return 0;
-    }
-    memcpy(out, p, n);
-    out[n] = '\0';
-    return n;
-}
-
-/* ---- keys ----------------------------------------------------------------------------- */
-
-static size_t queue_rcpt_key(unsigned char *out, const char *dkey, size_t dlen, uint64_t id,
-                             uint32_t idx)
-{
-    memcpy(out, dkey, dlen);
-    out[dlen] = '\0';
-    queue_be64(out + dlen + 1, id);
-    queue_be32(out + dlen + 9, idx);
-    return dlen + 13;
-}
-
-static void queue_body_key(unsigned char out[12], uint64_t id, uint32_t chunk)
-{
-    queue_be64(out, id);
-    queue_be32(out + 8, chunk);
-}
-
-/* ---- records -------------------------------------------------------------------------- */
-
-/* One queued recipient as listed in its envelope record. */
-struct queue_ent {
-    uint32_t idx;
-    size_t klen;
-    char key[QUEUE_DKEY_SZ];
-};
-
-/* A decoded envelope record: the public envelope plus what only this file needs. */
-struct queue_rec {
-    struct queue_env env;
-    uint64_t body_len;
-    size_t nent;
-    struct queue_ent *ent; /* malloc'd, in idx order */
-};
-
-static void queue_rec_free(struct queue_rec *rec)
-{
-    free(rec->ent);
-    rec->ent = NULL;
-    rec->nent = 0;
-}
-
-/* msg value: ver, arrival, size, body_len, flags, ret, envid, sender, client_name,
- * client_addr, count, then count x (idx, domain key). */
-static int queue_rec_encode(const struct queue_rec *rec, struct queue_buf *b)
-{
-    const struct queue_env *e = &rec->env;
-    queue_buf_u8(b, QUEUE_REC_V1);
-    queue_buf_u64(b, (uint64_t)e->arrival);
-    queue_buf_u64(b, e->size);
-    queue_buf_u64(b, rec->body_len);
-    queue_buf_u32(b, e->flags);
-    queue_buf_u8(b, (unsigned)e->ret);
-    queue_buf_str(b, e->envid);
-    queue_buf_str(b, e->sender);
-    queue_buf_str(b, e->client_name);
-    queue_buf_str(b, e->client_addr);
-    queue_buf_u32(b, (uint32_t)rec->nent);
-    for (size_t i = 0; i < rec->nent; i++) {
-        queue_buf_u32(b, rec->ent[i].idx);
-        queue_buf_str(b, rec->ent[i].key);
-    }
-    return b->err;
-}
-
-static int queue_rec_decode(uint64_t id, const MDB_val *v, struct queue_rec *rec)
-{
-    struct queue_rd r = {v->mv_data, v->mv_size, false};
-    memset(rec, 0, sizeof(*rec));
-    struct queue_env *e = &rec->env;
-    e->id = id;
-    if (queue_rd_u8(&r) != QUEUE_REC_V1)
-        return HF_ECORRUPT;
-    e->arrival = (int64_t)queue_rd_u64(&r);
-    e->size = queue_rd_u64(&r);
-    rec->body_len = queue_rd_u64(&r);
-    e->flags = queue_rd_u32(&r);
-    e->ret = (int)queue_rd_u8(&r);
-    queue_rd_str(&r, e->envid, sizeof(e->envid));
-    queue_rd_str(&r, e->sender, sizeof(e->sender));
-    queue_rd_str(&r, e->client_name, sizeof(e->client_name));
-    queue_rd_str(&r, e->client_addr, sizeof(e->client_addr));
-    uint32_t n = queue_rd_u32(&r);
-    const unsigned known = QUEUE_F_8BITMIME | QUEUE_F_SMTPUTF8 | QUEUE_F_HELD;
-    /* Each entry takes at least 4 + 2 + 2 octets, which bounds n before allocating. */
-    if (r.bad || (e->flags & ~known) || e->ret > SMTP_RET_HDRS || n == 0 || n > QUEUE_RCPT_MAX ||
-        (size_t)n * 8 > r.left)
-        return HF_ECORRUPT;
-    rec->ent = malloc(n * sizeof(*rec->ent));
-    if (!rec->ent)
-        return -ENOMEM;
-    rec->nent = n;
-    for (uint32_t i = 0; i < n; i++) {
-        struct queue_ent *t = &rec->ent[i];
-        t->idx = queue_rd_u32(&r);
-        t->klen = queue_rd_str(&r, t->key, sizeof(t->key));
-        if (r.bad || t->klen < 2 || t->key[t->klen - 1] != '.' ||
-            (i > 0 && t->idx <= rec->ent[i - 1].idx))
-            goto corrupt;
-    }
-    if (r.left != 0)
-        goto corrupt;
-    e->nrcpt = n;
-    return 0;
-corrupt:
-    queue_rec_free(rec);
-    return HF_ECORRUPT;
-}
-
-/* rcpt value: ver, addr, domain, orcpt, notify, state, attempts, next, last, last_error.
- * id and idx live in the key. */
-static int queue_rcpt_encode(const struct queue_rcpt *rc, struct queue_buf *b)
-{
-    queue_buf_u8(b, QUEUE_REC_V1);
-    queue_buf_str(b, rc->addr);
-    queue_buf_str(b, rc->domain);
-    queue_buf_str(b, rc->orcpt);
-    queue_buf_u32(b, rc->notify);
-    queue_buf_u8(b, (unsigned)rc->state);
-    queue_buf_u32(b, rc->attempts);
-    queue_buf_u64(b, (uint64_t)rc->next_attempt);
-    queue_buf_u64(b, (uint64_t)rc->last_attempt);
-    queue_buf_str(b, rc->last_error);
-    return b->err;
-}
-
-static int queue_rcpt_decode(const MDB_val *k, const MDB_val *v, struct queue_rcpt *out)
-{
-    const unsigned char *kp = k->mv_data;
-    if (k->mv_size < 15 || kp[k->mv_size - 13] != '\0')
-        return HF_ECORRUPT;
-    memset(out, 0, sizeof(*out));
-    out->id = queue_get64(kp + k->mv_size - 12);
-    out->idx = queue_get32(kp + k->mv_size - 4);
-    struct queue_rd r = {v->mv_data, v->mv_size, false};
-    if (queue_rd_u8(&r) != QUEUE_REC_V1)
-        return HF_ECORRUPT;
-    queue_rd_str(&r, out->addr, sizeof(out->addr));
-    queue_rd_str(&r, out->domain, sizeof(out->domain));
-    queue_rd_str(&r, out->orcpt, sizeof(out->orcpt));
-    out->notify = queue_rd_u32(&r);
-    out->state = (int)queue_rd_u8(&r);
-    out->attempts = queue_rd_u32(&r);
-    out->next_attempt = (int64_t)queue_rd_u64(&r);
-    out->last_attempt = (int64_t)queue_rd_u64(&r);
-    queue_rd_str(&r, out->last_error, sizeof(out->last_error));
-    const unsigned notify_known =
-        SMTP_NOTIFY_NEVER | SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY;
-    if (r.bad || r.left != 0 || out->state > QUEUE_RS_FAILED || (out->notify & ~notify_known))
-        return HF_ECORRUPT;
-    return 0;
-}
-
-/* domain value: ver, name, messages, rcpts, bytes, oldest, flags (bit 0: held). */
-#define QUEUE_DOM_HELD 0x1u
-
-static int queue_dom_encode(const struct queue_domain_stats *d, struct queue_buf *b)
-{
-    queue_buf_u8(b, QUEUE_REC_V1);
-    queue_buf_str(b, d->domain);
-    queue_buf_u64(b, d->messages);
-    queue_buf_u64(b, d->rcpts);
-    queue_buf_u64(b, d->bytes);
-    queue_buf_u64(b, (uint64_t)d->oldest);
-    queue_buf_u8(b, d->held ? QUEUE_DOM_HELD : 0);
-    return b->err;
-}
-
-static int queue_dom_decode(const MDB_val *v, struct queue_domain_stats *d)
-{
-    struct queue_rd r = {v->mv_data, v->mv_size, false};
-    memset(d, 0, sizeof(*d));
-    if (queue_rd_u8(&r) != QUEUE_REC_V1)
-        return HF_ECORRUPT;
-    queue_rd_str(&r, d->domain, sizeof(d->domain));
-    d->messages = queue_rd_u64(&r);
-    d->rcpts = queue_rd_u64(&r);
-    d->bytes = queue_rd_u64(&r);
-    d->oldest = (int64_t)queue_rd_u64(&r);
-    unsigned fl = queue_rd_u8(&r);
-    if (r.bad || r.left != 0 || (fl & ~QUEUE_DOM_HELD) || d->messages > d->rcpts)
-        return HF_ECORRUPT;
-    d->held = fl & QUEUE_DOM_HELD;
-    return 0;
 }
 
 /* ---- transactions --------------------------------------------------------------------- */
@@ -516,35 +194,36 @@ static int queue_write(struct queue *q, queue_write_fn fn, void *arg, size_t nee
 
 /* ---- small table helpers (inside a transaction) --------------------------------------- */
 
-/* Reads and decodes the envelope of id; *rec is always initialised (queue_rec_free). */
-static int queue_get_rec(struct queue *q, MDB_txn *txn, uint64_t id, struct queue_rec *rec)
+/* Reads and decodes the envelope of id; *rec is always initialised (queue_rec_msg_free). */
+static int queue_get_rec(struct queue *q, MDB_txn *txn, uint64_t id, struct queue_rec_msg *rec)
 {
     memset(rec, 0, sizeof(*rec));
-    unsigned char kb[8];
-    queue_be64(kb, id);
-    MDB_val k = {8, kb}, v;
+    unsigned char kb[QUEUE_REC_MKEY_LEN];
+    queue_rec_msg_key(kb, id);
+    MDB_val k = {sizeof(kb), kb}, v;
     int rc = mdb_get(txn, q->msg, &k, &v);
     if (rc)
         return queue_err(rc);
-    return queue_rec_decode(id, &v, rec);
+    return queue_rec_msg_decode(id, v.mv_data, v.mv_size, rec);
 }
 
 static int queue_put_val(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen,
-                         const struct queue_buf *b, unsigned flags)
+                         const struct queue_rec_buf *b, unsigned flags)
 {
     MDB_val k = {klen, (void *)key}, v = {b->len, b->p};
     return queue_err(mdb_put(txn, dbi, &k, &v, flags));
 }
 
-static int queue_put_rec(struct queue *q, MDB_txn *txn, const struct queue_rec *rec, unsigned flags)
+static int queue_put_rec(struct queue *q, MDB_txn *txn, const struct queue_rec_msg *rec,
+                         unsigned flags)
 {
-    unsigned char kb[8];
-    queue_be64(kb, rec->env.id);
-    struct queue_buf b = {0};
-    int rc = queue_rec_encode(rec, &b);
+    unsigned char kb[QUEUE_REC_MKEY_LEN];
+    queue_rec_msg_key(kb, rec->env.id);
+    struct queue_rec_buf b = {0};
+    int rc = queue_rec_msg_encode(rec, &b);
     if (rc == 0)
-        rc = queue_put_val(txn, q->msg, kb, 8, &b, flags);
-    free(b.p);
+        rc = queue_put_val(txn, q->msg, kb, sizeof(kb), &b, flags);
+    queue_rec_buf_free(&b);
     return rc;
 }
 
@@ -559,7 +238,7 @@ static int queue_meta_bytes(struct queue *q, MDB_txn *txn, uint64_t *out)
         return queue_err(rc);
     if (v.mv_size != 8)
         return HF_ECORRUPT;
-    *out = queue_get64(v.mv_data);
+    *out = queue_rec_get_be64(v.mv_data);
     return 0;
 }
 
@@ -572,7 +251,7 @@ static int queue_meta_add_bytes(struct queue *q, MDB_txn *txn, uint64_t add, uin
     total += add;
     total = total > sub ? total - sub : 0;
     unsigned char vb[8];
-    queue_be64(vb, total);
+    queue_rec_put_be64(vb, total);
     MDB_val k = {5, "bytes"}, v = {8, vb};
     return queue_err(mdb_put(txn, q->meta, &k, &v, 0));
 }
@@ -587,7 +266,7 @@ static int queue_dom_get(struct queue *q, MDB_txn *txn, const char *key, size_t 
         memset(d, 0, sizeof(*d));
         return queue_err(rc);
     }
-    return queue_dom_decode(&v, d);
+    return queue_rec_dom_decode(v.mv_data, v.mv_size, d);
 }
 
 /* Writes the domain record, or deletes it when it counts nothing and is not held. */
@@ -599,11 +278,11 @@ static int queue_dom_put(struct queue *q, MDB_txn *txn, const char *key, size_t 
         int rc = mdb_del(txn, q->domain, &k, NULL);
         return rc == MDB_NOTFOUND ? 0 : queue_err(rc);
     }
-    struct queue_buf b = {0};
-    int rc = queue_dom_encode(d, &b);
+    struct queue_rec_buf b = {0};
+    int rc = queue_rec_dom_encode(d, &b);
     if (rc == 0)
         rc = queue_put_val(txn, q->domain, key, klen, &b, 0);
-    free(b.p);
+    queue_rec_buf_free(&b);
     return rc;
 }
 
@@ -611,7 +290,7 @@ static int queue_dom_put(struct queue *q, MDB_txn *txn, const char *key, size_t 
 static int queue_dom_oldest(struct queue *q, MDB_txn *txn, const char *key, size_t klen,
                             int64_t *out)
 {
-    unsigned char pb[QUEUE_DKEY_SZ + 1];
+    unsigned char pb[QUEUE_REC_DKEY_SZ + 1];
     memcpy(pb, key, klen);
     pb[klen] = '\0';
     MDB_cursor *cur;
@@ -622,14 +301,18 @@ static int queue_dom_oldest(struct queue *q, MDB_txn *txn, const char *key, size
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     *out = 0;
     int ret = 0;
-    if (rc == 0 && k.mv_size == klen + 13 && memcmp(k.mv_data, pb, klen + 1) == 0) {
-        struct queue_rec rec;
-        ret = queue_get_rec(q, txn, queue_get64((unsigned char *)k.mv_data + klen + 1), &rec);
+    size_t dlen;
+    uint64_t id;
+    uint32_t idx;
+    if (rc == 0 && k.mv_size == klen + 13 && memcmp(k.mv_data, pb, klen + 1) == 0 &&
+        queue_rec_rcpt_key_parse(k.mv_data, k.mv_size, &dlen, &id, &idx) == 0) {
+        struct queue_rec_msg rec;
+        ret = queue_get_rec(q, txn, id, &rec);
         if (ret == 0)
             *out = rec.env.arrival;
         else if (ret == -ENOENT)
             ret = HF_ECORRUPT; /* a recipient without its envelope */
-        queue_rec_free(&rec);
+        queue_rec_msg_free(&rec);
     } else if (rc != 0 && rc != MDB_NOTFOUND) {
         ret = queue_err(rc);
     }
@@ -644,11 +327,11 @@ static int queue_body_del(struct queue *q, MDB_txn *txn, uint64_t id)
     int rc = mdb_cursor_open(txn, q->body, &cur);
     if (rc)
         return queue_err(rc);
-    unsigned char kb[12];
-    queue_body_key(kb, id, 0);
-    MDB_val k = {12, kb}, v;
+    unsigned char kb[QUEUE_REC_BKEY_LEN];
+    queue_rec_body_key(kb, id, 0);
+    MDB_val k = {sizeof(kb), kb}, v;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    while (rc == 0 && k.mv_size == 12 && memcmp(k.mv_data, kb, 8) == 0) {
+    while (rc == 0 && k.mv_size == sizeof(kb) && memcmp(k.mv_data, kb, QUEUE_REC_MKEY_LEN) == 0) {
         rc = mdb_cursor_del(cur, 0);
         if (rc == 0)
             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
@@ -659,13 +342,13 @@ static int queue_body_del(struct queue *q, MDB_txn *txn, uint64_t id)
 
 /* Removes recipient entry i of rec: its rcpt record and its share of the domain counters.
  * The caller rewrites or deletes the envelope afterwards. */
-static int queue_ent_remove(struct queue *q, MDB_txn *txn, struct queue_rec *rec, size_t i)
+static int queue_ent_remove(struct queue *q, MDB_txn *txn, struct queue_rec_msg *rec, size_t i)
 {
-    struct queue_ent t = rec->ent[i];
+    struct queue_rec_ent t = rec->ent[i];
     memmove(&rec->ent[i], &rec->ent[i + 1], (rec->nent - i - 1) * sizeof(*rec->ent));
     rec->nent--;
-    unsigned char rk[QUEUE_RKEY_MAX];
-    MDB_val k = {queue_rcpt_key(rk, t.key, t.klen, rec->env.id, t.idx), rk};
+    unsigned char rk[QUEUE_REC_RKEY_MAX];
+    MDB_val k = {queue_rec_rcpt_key(rk, t.key, t.klen, rec->env.id, t.idx), rk};
     int rc = mdb_del(txn, q->rcpt, &k, NULL);
     if (rc)
         return rc == MDB_NOTFOUND ? HF_ECORRUPT : queue_err(rc);
@@ -694,13 +377,13 @@ static int queue_ent_remove(struct queue *q, MDB_txn *txn, struct queue_rec *rec
 }
 
 /* Writes rec back, or deletes the message with its body once no recipient is left. */
-static int queue_rec_finish(struct queue *q, MDB_txn *txn, const struct queue_rec *rec)
+static int queue_msg_finish(struct queue *q, MDB_txn *txn, const struct queue_rec_msg *rec)
 {
     if (rec->nent > 0)
         return queue_put_rec(q, txn, rec, 0);
-    unsigned char kb[8];
-    queue_be64(kb, rec->env.id);
-    MDB_val k = {8, kb};
+    unsigned char kb[QUEUE_REC_MKEY_LEN];
+    queue_rec_msg_key(kb, rec->env.id);
+    MDB_val k = {sizeof(kb), kb};
     int rc = queue_err(mdb_del(txn, q->msg, &k, NULL));
     if (rc == 0)
         rc = queue_body_del(q, txn, rec->env.id);
@@ -741,10 +424,10 @@ static int queue_open_tables(struct queue *q, bool rdonly)
     }
     if (created) {
         unsigned char vb[8];
-        queue_be32(vb, QUEUE_LAYOUT_VERSION);
+        queue_rec_put_be32(vb, QUEUE_LAYOUT_VERSION);
         MDB_val k = {7, "version"}, v = {4, vb};
         rc = mdb_put(txn, q->meta, &k, &v, 0);
-        queue_be64(vb, (uint64_t)time(NULL));
+        queue_rec_put_be64(vb, (uint64_t)time(NULL));
         MDB_val k2 = {7, "created"}, v2 = {8, vb};
         if (rc == 0)
             rc = mdb_put(txn, q->meta, &k2, &v2, 0);
@@ -759,7 +442,7 @@ static int queue_open_tables(struct queue *q, bool rdonly)
             rc = rc && rc != MDB_NOTFOUND ? queue_err(rc) : HF_ECORRUPT;
             goto fail;
         }
-        uint32_t ver = queue_get32(v.mv_data);
+        uint32_t ver = queue_rec_get_be32(v.mv_data);
         if (ver != QUEUE_LAYOUT_VERSION) {
             log_err("queue layout version=%" PRIu32 " expected=%u", ver, QUEUE_LAYOUT_VERSION);
             rc = HF_EVERSION;
@@ -782,18 +465,16 @@ static int queue_open_tables(struct queue *q, bool rdonly)
     if (rc == 0) {
         MDB_val k, v;
         rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-        if (rc == 0 && k.mv_size == 8)
-            q->last_id = queue_get64(k.mv_data);
-        else if (rc == 0)
-            rc = MDB_CORRUPTED;
-        else if (rc == MDB_NOTFOUND)
-            rc = 0;
+        if (rc == 0)
+            rc = queue_rec_msg_key_parse(k.mv_data, k.mv_size, &q->last_id);
+        else
+            rc = rc == MDB_NOTFOUND ? 0 : queue_err(rc);
         mdb_cursor_close(cur);
-    }
-    if (rc) {
+    } else {
         rc = queue_err(rc);
-        goto fail;
     }
+    if (rc)
+        goto fail;
     /* Committing (read-only too) keeps the table handles open for the environment. */
     return queue_err(mdb_txn_commit(txn));
 fail:
@@ -981,7 +662,7 @@ static int queue_msg_check(const struct queue_new_msg *m)
 {
     const struct queue_env *e = &m->env;
     const unsigned known = QUEUE_F_8BITMIME | QUEUE_F_SMTPUTF8 | QUEUE_F_HELD;
-    if (e->id == 0 || m->nrcpt == 0 || m->nrcpt > QUEUE_RCPT_MAX || !m->rcpts ||
+    if (e->id == 0 || m->nrcpt == 0 || m->nrcpt > QUEUE_REC_RCPT_MAX || !m->rcpts ||
         (m->body_len > 0 && !m->body) || (e->flags & ~known) || e->ret < 0 ||
         e->ret > SMTP_RET_HDRS || !queue_str_ok(e->envid, sizeof(e->envid)) ||
         !queue_str_ok(e->sender, sizeof(e->sender)) ||
@@ -1011,12 +692,12 @@ static const char *queue_rcpt_domain(const struct queue_rcpt *r)
 
 static int queue_put_one(struct queue *q, MDB_txn *txn, const struct queue_new_msg *m)
 {
-    struct queue_rec rec = {.env = m->env, .body_len = m->body_len, .nent = m->nrcpt};
+    struct queue_rec_msg rec = {.env = m->env, .body_len = m->body_len, .nent = m->nrcpt};
     rec.env.nrcpt = (uint32_t)m->nrcpt;
     rec.ent = malloc(m->nrcpt * sizeof(*rec.ent));
     if (!rec.ent)
         return -ENOMEM;
-    struct queue_buf b = {0};
+    struct queue_rec_buf b = {0};
     int rc = 0;
     for (size_t i = 0; i < m->nrcpt && rc == 0; i++) {
         int n = addr_domain_key(queue_rcpt_domain(&m->rcpts[i]), rec.ent[i].key,
@@ -1034,17 +715,17 @@ static int queue_put_one(struct queue *q, MDB_txn *txn, const struct queue_new_m
         struct queue_rcpt r = m->rcpts[i];
         snprintf(r.domain, sizeof(r.domain), "%s", queue_rcpt_domain(&m->rcpts[i]));
         addr_lower(r.domain);
-        unsigned char rk[QUEUE_RKEY_MAX];
-        size_t rklen = queue_rcpt_key(rk, rec.ent[i].key, rec.ent[i].klen, rec.env.id, (uint32_t)i);
-        b.len = 0;
-        rc = queue_rcpt_encode(&r, &b);
+        unsigned char rk[QUEUE_REC_RKEY_MAX];
+        size_t rklen =
+            queue_rec_rcpt_key(rk, rec.ent[i].key, rec.ent[i].klen, rec.env.id, (uint32_t)i);
+        rc = queue_rec_rcpt_encode(&r, &b);
         if (rc == 0)
             rc = queue_put_val(txn, q->rcpt, rk, rklen, &b, MDB_NOOVERWRITE);
     }
 
     /* Counters: a message counts once in each of its domains. */
     for (size_t i = 0; i < m->nrcpt && rc == 0; i++) {
-        const struct queue_ent *t = &rec.ent[i];
+        const struct queue_rec_ent *t = &rec.ent[i];
         bool first = true;
         uint64_t n = 0;
         for (size_t j = 0; j < m->nrcpt; j++) {
@@ -1079,15 +760,15 @@ static int queue_put_one(struct queue *q, MDB_txn *txn, const struct queue_new_m
             rc = -EFBIG;
             break;
         }
-        unsigned char kb[12];
-        queue_body_key(kb, rec.env.id, (uint32_t)chunk++);
+        unsigned char kb[QUEUE_REC_BKEY_LEN];
+        queue_rec_body_key(kb, rec.env.id, (uint32_t)chunk++);
         size_t n = m->body_len - off < QUEUE_CHUNK ? m->body_len - off : QUEUE_CHUNK;
-        MDB_val k = {12, kb}, v = {n, m->body + off};
+        MDB_val k = {sizeof(kb), kb}, v = {n, m->body + off};
         rc = queue_err(mdb_put(txn, q->body, &k, &v, MDB_NOOVERWRITE));
     }
     if (rc == 0)
         rc = queue_meta_add_bytes(q, txn, rec.env.size, 0);
-    free(b.p);
+    queue_rec_buf_free(&b);
     free(rec.ent);
     return rc;
 }
@@ -1138,11 +819,11 @@ int queue_get_env(struct queue *q, uint64_t id, struct queue_env *out)
     int rc = queue_txn_begin(q, false, &txn);
     if (rc)
         return rc;
-    struct queue_rec rec;
+    struct queue_rec_msg rec;
     rc = queue_get_rec(q, txn, id, &rec);
     if (rc == 0)
         *out = rec.env;
-    queue_rec_free(&rec);
+    queue_rec_msg_free(&rec);
     queue_txn_abort(q, txn);
     return rc;
 }
@@ -1153,11 +834,12 @@ int queue_get_rcpts(struct queue *q, uint64_t id, queue_rcpt_cb cb, void *arg)
     int rc = queue_txn_begin(q, false, &txn);
     if (rc)
         return rc;
-    struct queue_rec rec;
+    struct queue_rec_msg rec;
     rc = queue_get_rec(q, txn, id, &rec);
     for (size_t i = 0; i < rec.nent && rc == 0; i++) {
-        unsigned char rk[QUEUE_RKEY_MAX];
-        MDB_val k = {queue_rcpt_key(rk, rec.ent[i].key, rec.ent[i].klen, id, rec.ent[i].idx), rk},
+        unsigned char rk[QUEUE_REC_RKEY_MAX];
+        MDB_val k = {queue_rec_rcpt_key(rk, rec.ent[i].key, rec.ent[i].klen, id, rec.ent[i].idx),
+                     rk},
                 v;
         rc = mdb_get(txn, q->rcpt, &k, &v);
         if (rc) {
@@ -1165,11 +847,11 @@ int queue_get_rcpts(struct queue *q, uint64_t id, queue_rcpt_cb cb, void *arg)
             break;
         }
         struct queue_rcpt r;
-        rc = queue_rcpt_decode(&k, &v, &r);
+        rc = queue_rec_rcpt_decode(k.mv_data, k.mv_size, v.mv_data, v.mv_size, &r);
         if (rc == 0)
             rc = cb(&r, arg);
     }
-    queue_rec_free(&rec);
+    queue_rec_msg_free(&rec);
     queue_txn_abort(q, txn);
     return rc;
 }
@@ -1180,9 +862,9 @@ int queue_read_body(struct queue *q, uint64_t id, queue_body_cb cb, void *arg)
     int rc = queue_txn_begin(q, false, &txn);
     if (rc)
         return rc;
-    struct queue_rec rec;
+    struct queue_rec_msg rec;
     rc = queue_get_rec(q, txn, id, &rec);
-    queue_rec_free(&rec);
+    queue_rec_msg_free(&rec);
     MDB_cursor *cur = NULL;
     if (rc == 0)
         rc = queue_err(mdb_cursor_open(txn, q->body, &cur));
@@ -1190,11 +872,12 @@ int queue_read_body(struct queue *q, uint64_t id, queue_body_cb cb, void *arg)
     uint64_t got = 0;
     uint32_t chunk = 0;
     while (rc == 0 && got < rec.body_len) {
-        unsigned char kb[12];
-        queue_body_key(kb, id, chunk);
-        MDB_val k = {12, kb}, v;
+        unsigned char kb[QUEUE_REC_BKEY_LEN];
+        queue_rec_body_key(kb, id, chunk);
+        MDB_val k = {sizeof(kb), kb}, v;
         int mrc = mdb_cursor_get(cur, &k, &v, chunk == 0 ? MDB_SET_KEY : MDB_NEXT);
-        if (mrc == MDB_NOTFOUND || (mrc == 0 && (k.mv_size != 12 || memcmp(k.mv_data, kb, 12))))
+        if (mrc == MDB_NOTFOUND ||
+            (mrc == 0 && (k.mv_size != sizeof(kb) || memcmp(k.mv_data, kb, sizeof(kb)))))
             rc = HF_ECORRUPT;
         else if (mrc)
             rc = queue_err(mrc);
@@ -1216,7 +899,7 @@ int queue_read_body(struct queue *q, uint64_t id, queue_body_cb cb, void *arg)
 int queue_scan_rcpts(struct queue *q, const char *domain, bool subdomains, queue_rcpt_cb cb,
                      void *arg)
 {
-    char prefix[QUEUE_DKEY_SZ + 1];
+    char prefix[QUEUE_REC_DKEY_SZ + 1];
     size_t plen = 0;
     if (domain) {
         int n = addr_domain_key(domain, prefix, sizeof(prefix) - 1);
@@ -1239,7 +922,7 @@ int queue_scan_rcpts(struct queue *q, const char *domain, bool subdomains, queue
             if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
                 break;
             struct queue_rcpt r;
-            rc = queue_rcpt_decode(&k, &v, &r);
+            rc = queue_rec_rcpt_decode(k.mv_data, k.mv_size, v.mv_data, v.mv_size, &r);
             if (rc == 0)
                 rc = cb(&r, arg);
             if (rc == 0)
@@ -1255,7 +938,7 @@ int queue_scan_rcpts(struct queue *q, const char *domain, bool subdomains, queue
 
 int queue_domain_stats(struct queue *q, const char *domain, struct queue_domain_stats *out)
 {
-    char key[QUEUE_DKEY_SZ];
+    char key[QUEUE_REC_DKEY_SZ];
     memset(out, 0, sizeof(*out));
     snprintf(out->domain, sizeof(out->domain), "%s", domain);
     addr_lower(out->domain);
@@ -1287,7 +970,7 @@ int queue_scan_domains(struct queue *q, queue_domain_cb cb, void *arg)
         int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
         while (mrc == 0 && rc == 0) {
             struct queue_domain_stats d;
-            rc = queue_dom_decode(&v, &d);
+            rc = queue_rec_dom_decode(v.mv_data, v.mv_size, &d);
             if (rc == 0)
                 rc = cb(&d, arg);
             if (rc == 0)
@@ -1337,7 +1020,7 @@ int queue_totals(struct queue *q, struct queue_totals *out)
 /* ---- updates -------------------------------------------------------------------------- */
 
 /* Finds entry idx of rec; returns its position or -1. */
-static ptrdiff_t queue_ent_find(const struct queue_rec *rec, uint32_t idx)
+static ptrdiff_t queue_ent_find(const struct queue_rec_msg *rec, uint32_t idx)
 {
     for (size_t i = 0; i < rec->nent; i++)
         if (rec->ent[i].idx == idx)
@@ -1346,18 +1029,18 @@ static ptrdiff_t queue_ent_find(const struct queue_rec *rec, uint32_t idx)
 }
 
 /* Rewrites recipient entry i of rec as changed by u. */
-static int queue_rcpt_change(struct queue *q, MDB_txn *txn, const struct queue_rec *rec, size_t i,
-                             const struct queue_update *u)
+static int queue_rcpt_change(struct queue *q, MDB_txn *txn, const struct queue_rec_msg *rec,
+                             size_t i, const struct queue_update *u)
 {
-    const struct queue_ent *t = &rec->ent[i];
-    unsigned char rk[QUEUE_RKEY_MAX];
-    size_t rklen = queue_rcpt_key(rk, t->key, t->klen, rec->env.id, t->idx);
+    const struct queue_rec_ent *t = &rec->ent[i];
+    unsigned char rk[QUEUE_REC_RKEY_MAX];
+    size_t rklen = queue_rec_rcpt_key(rk, t->key, t->klen, rec->env.id, t->idx);
     MDB_val k = {rklen, rk}, v;
     int rc = mdb_get(txn, q->rcpt, &k, &v);
     if (rc)
         return rc == MDB_NOTFOUND ? HF_ECORRUPT : queue_err(rc);
     struct queue_rcpt r;
-    rc = queue_rcpt_decode(&k, &v, &r);
+    rc = queue_rec_rcpt_decode(k.mv_data, k.mv_size, v.mv_data, v.mv_size, &r);
     if (rc)
         return rc;
     switch (u->op) {
@@ -1379,11 +1062,11 @@ static int queue_rcpt_change(struct queue *q, MDB_txn *txn, const struct queue_r
     default:
         return -EINVAL;
     }
-    struct queue_buf b = {0};
-    rc = queue_rcpt_encode(&r, &b);
+    struct queue_rec_buf b = {0};
+    rc = queue_rec_rcpt_encode(&r, &b);
     if (rc == 0)
         rc = queue_put_val(txn, q->rcpt, rk, rklen, &b, 0);
-    free(b.p);
+    queue_rec_buf_free(&b);
     return rc;
 }
 
@@ -1392,7 +1075,7 @@ static int queue_apply_domain(struct queue *q, MDB_txn *txn, struct queue_update
     char name[sizeof(u->domain)];
     snprintf(name, sizeof(name), "%.*s", (int)(sizeof(u->domain) - 1), u->domain);
     addr_lower(name);
-    char key[QUEUE_DKEY_SZ];
+    char key[QUEUE_REC_DKEY_SZ];
     int n = addr_domain_key(name, key, sizeof(key));
     if (n < 0) {
         u->result = -EINVAL;
@@ -1421,7 +1104,7 @@ static int queue_apply_one(struct queue *q, MDB_txn *txn, struct queue_update *u
     u->result = 0;
     if (u->op == QUEUE_OP_HOLD_DOMAIN || u->op == QUEUE_OP_RELEASE_DOMAIN)
         return queue_apply_domain(q, txn, u);
-    struct queue_rec rec;
+    struct queue_rec_msg rec;
     int rc = queue_get_rec(q, txn, u->id, &rec);
     if (rc == -ENOENT || rc == HF_ECORRUPT) {
         /* One damaged envelope must not block every other update of the batch. */
@@ -1443,13 +1126,13 @@ static int queue_apply_one(struct queue *q, MDB_txn *txn, struct queue_update *u
         else
             rc = queue_rcpt_change(q, txn, &rec, (size_t)i, u);
         if (rc == 0 && i >= 0 && u->op == QUEUE_OP_DELIVERED)
-            rc = queue_rec_finish(q, txn, &rec);
+            rc = queue_msg_finish(q, txn, &rec);
         break;
     case QUEUE_OP_DELETE_MSG:
         while (rec.nent > 0 && rc == 0)
             rc = queue_ent_remove(q, txn, &rec, rec.nent - 1);
         if (rc == 0)
-            rc = queue_rec_finish(q, txn, &rec);
+            rc = queue_msg_finish(q, txn, &rec);
         break;
     case QUEUE_OP_HOLD_MSG:
     case QUEUE_OP_RELEASE_MSG:
@@ -1467,7 +1150,7 @@ static int queue_apply_one(struct queue *q, MDB_txn *txn, struct queue_update *u
         u->result = -EINVAL;
         break;
     }
-    queue_rec_free(&rec);
+    queue_rec_msg_free(&rec);
     return rc;
 }
 

@@ -90,7 +90,7 @@ int queue_rec_rcpt_key_parse(const void *key, size_t len, size_t *dlen, uint64_t
 /* One queued recipient as listed in its envelope record. */
 struct queue_rec_ent {
     uint32_t idx;
-    size_t klen;                  /* strlen(key) */
+    size_t klen;                 /* strlen(key) */
     char key[QUEUE_REC_DKEY_SZ]; /* domain key, NUL-terminated */
 };
 

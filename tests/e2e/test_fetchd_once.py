@@ -212,15 +212,18 @@ class CommandLineTest(FetchdCase):
         self.assertEqual(rc, 0, text)
         self.assertIn("configuration ok (1 relay)", text)
 
-    def test_tls_require_refused_clearly(self):
+    def test_auth_without_tls_refused_clearly(self):
+        # tls = require itself works now (tests/e2e/test_fetchd_tls.py); credentials over a
+        # relay with tls = no are a configuration error.
         f = self.fetchd({"hq": {"host": "127.0.0.1", "port": "2525", "domains": "fetch.test",
-                                "tls": "require"}})
+                                "tls": "no", "auth_user": "alice",
+                                "auth_password_file": "/nonexistent"}})
         rc, text = f.run("-t")
         self.assertEqual(rc, 1, text)
-        self.assertRegex(text, r":\d+: relay hq: tls = require: TLS not available yet")
+        self.assertRegex(text, r":\d+: relay hq: auth_user needs TLS")
         rc, text = f.run("--once")
         self.assertEqual(rc, 2, text)  # no relay can run
-        self.assertIn("relay=hq not started: tls = require: TLS not available yet", text)
+        self.assertIn("relay=hq not started: auth_user needs TLS", text)
 
     def test_no_relay_is_a_config_error(self):
         f = self.fetchd({})

@@ -677,8 +677,8 @@ static const struct auth_refusal_case auth_refusal_cases[] = {
      "5.7.4", "does not offer AUTH"},
     {SMTPC_TLS_REQUIRED, EHLO_TLS_AUTH, "220 go", "250-mx.test\r\n250 AUTH LOGIN CRAM-MD5",
      SMTPC_FAIL, "5.7.4", "does not offer AUTH PLAIN"},
-    {SMTPC_TLS_REQUIRED, EHLO_TLS_AUTH, "220 go", "250-mx.test\r\n250 AUTH PLAINISH",
-     SMTPC_FAIL, "5.7.4", "does not offer AUTH PLAIN"},
+    {SMTPC_TLS_REQUIRED, EHLO_TLS_AUTH, "220 go", "250-mx.test\r\n250 AUTH PLAINISH", SMTPC_FAIL,
+     "5.7.4", "does not offer AUTH PLAIN"},
     {SMTPC_TLS_REQUIRED, EHLO_TLS_AUTH, "220 go", "250-mx.test\r\n250 AUTH=PLAIN", SMTPC_FAIL,
      "5.7.4", "does not offer AUTH"},
 };
@@ -753,8 +753,7 @@ static void test_auth_etrn_and_arguments(void **state)
     longer[256] = '\0';
     static const struct {
         const char *user, *pass;
-    } bad[] = {{"alice", NULL}, {NULL, "secret"}, {"", "secret"}, {"alice", ""},
-               {NULL, NULL}};
+    } bad[] = {{"alice", NULL}, {NULL, "secret"}, {"", "secret"}, {"alice", ""}, {NULL, NULL}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         o.auth_user = bad[i].user;
         o.auth_pass = bad[i].pass;
