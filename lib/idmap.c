@@ -28,10 +28,13 @@ void idmap_close(struct idmap *m)
     memset(m, 0, sizeof(*m));
 }
 
+/* Rebuilds the table at the smallest power of two (>= 64) that keeps the live entries at
+ * most half full: it doubles when the entries grew, and only clears tombstones (same or
+ * smaller size) when deletions left them behind, so put/del cycles stay bounded. */
 static int idmap_grow(struct idmap *m)
 {
-    size_t cap = m->cap ? m->cap * 2 : 64;
-    while (m->n * 2 >= cap)
+    size_t cap = 64;
+    while ((m->n + 1) * 2 > cap)
         cap *= 2;
     uint64_t *keys = calloc(cap, sizeof(*keys));
     void **vals = calloc(cap, sizeof(*vals));

@@ -98,11 +98,13 @@ static int policy_load_file(struct policy *p, size_t di, struct cfg_errors *errs
                                 d->recipients, strerror(errno));
         return rc < 0 ? rc : HF_ECONFIG;
     }
-    char line[1024];
+    char *line = NULL;
+    size_t cap = 0;
     int ln = 0;
     int rc = 0;
     p->lists[di].present = true; /* an empty file means: nobody is valid */
-    while (fgets(line, sizeof(line), f)) {
+    /* getline: a line of any length is one line, so every error names the right one. */
+    while (getline(&line, &cap, f) >= 0) {
         ln++;
         char *s = line;
         while (*s == ' ' || *s == '\t')
@@ -126,6 +128,7 @@ static int policy_load_file(struct policy *p, size_t di, struct cfg_errors *errs
             rc = HF_ECONFIG;
         }
     }
+    free(line);
     fclose(f);
     policy_sort(&p->lists[di]);
     return rc;
