@@ -33,7 +33,7 @@ static int policy_cmp(const void *a, const void *b)
 
 static void policy_sort(struct policy_list *l)
 {
-    if (!l->sorted) {
+    if (!l->sorted && l->n > 1) { /* qsort(NULL, 0, ...) is undefined (C17 7.22.5) */
         qsort(l->v, l->n, sizeof(char *), policy_cmp);
         l->sorted = true;
     }

@@ -4,8 +4,8 @@
  *
  * Records and keys are built and validated by queue_rec.c (a versioned binary encoding; C
  * structs never reach the disk); this file stores them and keeps them consistent. The
- * envelope record also lists the message's queued recipients as (idx, domain key)
- * pairs: rcpt keys start with the domain key, so this list is how a message finds its own
+ * envelope record also lists the message's queued recipients as (idx, domain key) pairs:
+ * rcpt keys start with the domain key, so this list is how a message finds its own
  * recipients without a scan. The domain table's counters change in the same transaction as
  * the rcpt records they count; its "oldest" is the arrival of the domain's lowest-id message
  * (ids are time-ordered, so this is the oldest unless the clock stepped back).

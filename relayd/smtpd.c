@@ -310,7 +310,8 @@ static int smtpd_check_rcpt(struct smtpd *s, const struct smtp_cmd *c)
     enum policy_verdict verdict = policy_check_rcpt(s->policy, &mb, NULL);
     /* Submission: an authenticated client may relay anywhere when the config allows it
      * (never through %-hacks or bang paths, which stay refused). */
-    if (verdict == POLICY_RELAY_DENIED && s->user && s->prm->submission) {
+    if (verdict == POLICY_RELAY_DENIED && s->user && s->prm->submission && !mb.has_relay_chars &&
+        !mb.domain_literal) {
         log_info("c=%llu relay to=<%s> authenticated user=%s", (unsigned long long)s->id, c->path,
                  s->user);
         return 0;
@@ -641,8 +642,8 @@ static void smtpd_apply_auth(struct smtpd *s, const struct smtp_cmd *c)
             return;
         }
         s->auth_mech = 1;
-        smtpd_reply(s, 334, NULL, "%s", "");
-        /* smtpd_reply adds "334 " with an empty text: exactly what RFC 4954 wants. */
+        /* RFC 4954 4: continue-req = "334" SP [base64] CRLF, so the space stays. */
+        smtpd_out_append(s, "334 \r\n", 6);
         smtpd_enter(s, SMTPD_ST_AUTH);
         return;
     }
@@ -756,6 +757,14 @@ static const struct smtpd_verb smtpd_verbs[] = {
     {SMTP_V_AUTH, ST_SESSION, smtpd_check_auth, smtpd_apply_auth},
 };
 
+static bool smtpd_line_is_ascii(const char *line, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)line[i] >= 0x80)
+            return false;
+    return true;
+}
+
 static void smtpd_command(struct smtpd *s, const char *line, size_t len)
 {
     struct smtp_cmd c;
@@ -774,7 +783,9 @@ static void smtpd_command(struct smtpd *s, const char *line, size_t len)
             smtpd_reply(s, 555, "5.5.4", "Unsupported %s parameter", smtp_cmd_verb_name(c.verb));
             break;
         case HF_EADDR:
-            if (c.verb == SMTP_V_MAIL)
+            if (c.verb == SMTP_V_MAIL && !smtpd_line_is_ascii(line, len))
+                smtpd_reply(s, 553, "5.6.7", "Non-ASCII sender address needs SMTPUTF8");
+            else if (c.verb == SMTP_V_MAIL)
                 smtpd_reply(s, 501, "5.1.7", "Bad sender address syntax");
             else
                 smtpd_reply(s, 501, "5.1.3", "Bad recipient address syntax");

@@ -165,9 +165,9 @@ static void test_tombstones_single(void **state)
         if (m.cap > max_cap)
             max_cap = m.cap;
     }
+    idmap_close(&m);
     print_message("single-key put/del cycles: largest cap %zu\n", max_cap);
     assert_true(max_cap <= 128);
-    idmap_close(&m);
 }
 
 /* Batches of 1000 live keys, each batch new keys, 100 rounds (100k keys in all): the
@@ -192,10 +192,10 @@ static void test_tombstones_batches(void **state)
         if (m.cap > max_cap)
             max_cap = m.cap;
     }
+    idmap_close(&m);
     print_message("batch put/del cycles: cap after first round %zu, largest %zu\n", cap_after_first,
                   max_cap);
     assert_true(max_cap <= 2 * cap_after_first);
-    idmap_close(&m);
 }
 
 /* The same key put and deleted repeatedly reuses its own tombstone. */

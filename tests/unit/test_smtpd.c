@@ -10,8 +10,9 @@
  *   - with each step whole, byte by byte, and split into two chunks at every offset, and
  *   - with the answers given at once, and only after the whole step has arrived (a slow
  *     queue: the bytes that arrive meanwhile wait in the glue's buffer),
- * and must give the same replies, states and messages every time. Each smtpd_input() call
- * gets a buffer of exactly the bytes offered, so AddressSanitizer sees any overread.
+ * and must give the same replies, states and messages every time. Each case is its own
+ * cmocka test, named after it, so one failing case does not hide the others. Each smtpd_input()
+ * call gets a buffer of exactly the bytes offered, so AddressSanitizer sees any overread.
  *
  * Expected reply text is compared line by line and exactly, except that a line ending in
  * '*' only has to start with what comes before the '*'.
@@ -33,6 +34,7 @@
 
 #include "cfg.h"
 #include "hf_err.h"
+#include "log.h"
 #include "policy.h"
 #include "smtpd.h"
 
@@ -45,6 +47,7 @@ static struct policy *g_policy;
 static int group_setup(void **state)
 {
     (void)state;
+    log_set_level(LOG_LVL_ERR); /* refusals are logged at info level */
     static const char conf[] = "hostname = mx.test\n"
                                "[domain branch.test]\n"
                                "[domain backup.test]\n"
@@ -87,6 +90,8 @@ static const struct smtpd_params P_NORM = {.hostname = "mx.test",
                                            .bare_normalise = true};
 static const struct smtpd_params P_BAD3 = {
     .hostname = "mx.test", .max_size = 1000000, .max_rcpts = 10, .max_bad = 3, .etrn = true};
+static const struct smtpd_params P_LENIENT = {
+    .hostname = "mx.test", .max_size = 1000000, .max_rcpts = 3, .max_bad = 100, .etrn = true};
 static const struct smtpd_params P_TLS = {.hostname = "mx.test",
                                           .max_size = 1000000,
                                           .max_rcpts = 3,
@@ -147,51 +152,69 @@ struct dcase {
 /* EHLO reply with the default parameters: ETRN, no STARTTLS, no AUTH. */
 #define EHLO_DEF EHLO_HEAD "250-SIZE 1000000\r\n" EHLO_MID "250-ETRN\r\n250 HELP\r\n"
 /* P_TLS before TLS: STARTTLS offered, AUTH not. */
-#define EHLO_TLS EHLO_HEAD "250-SIZE 1000000\r\n" EHLO_MID "250-ETRN\r\n250-STARTTLS\r\n250 HELP\r\n"
+#define EHLO_TLS                                                                                   \
+    EHLO_HEAD "250-SIZE 1000000\r\n" EHLO_MID "250-ETRN\r\n250-STARTTLS\r\n250 HELP\r\n"
 /* P_TLS over TLS, not yet authenticated: AUTH offered, STARTTLS not. */
 #define EHLO_AUTH                                                                                  \
     EHLO_HEAD "250-SIZE 1000000\r\n" EHLO_MID "250-ETRN\r\n250-AUTH PLAIN LOGIN\r\n250 HELP\r\n"
 
-#define S_EHLO {"EHLO client.test\r\n", EHLO_DEF, "READY"}
-#define S_HELO {"HELO client.test\r\n", "250 mx.test\r\n", "READY"}
-#define S_EHLO_TLS {"EHLO client.test\r\n", EHLO_TLS, "READY"}
-#define S_STARTTLS {"STARTTLS\r\n", "220 2.0.0 Ready to start TLS\r\n", "GREET"}
-#define S_EHLO_AUTH {"EHLO client.test\r\n", EHLO_AUTH, "READY"}
+#define S_EHLO                                                                                     \
+    {                                                                                              \
+        "EHLO client.test\r\n", EHLO_DEF, "READY"                                                  \
+    }
+#define S_HELO                                                                                     \
+    {                                                                                              \
+        "HELO client.test\r\n", "250 mx.test\r\n", "READY"                                         \
+    }
+#define S_EHLO_TLS                                                                                 \
+    {                                                                                              \
+        "EHLO client.test\r\n", EHLO_TLS, "READY"                                                  \
+    }
+#define S_STARTTLS                                                                                 \
+    {                                                                                              \
+        "STARTTLS\r\n", "220 2.0.0 Ready to start TLS\r\n", "GREET"                                \
+    }
+#define S_EHLO_AUTH                                                                                \
+    {                                                                                              \
+        "EHLO client.test\r\n", EHLO_AUTH, "READY"                                                 \
+    }
 /* TLS and a successful AUTH PLAIN as alice. */
 #define S_TLS_AUTH                                                                                 \
     S_EHLO_TLS, S_STARTTLS, S_EHLO_AUTH,                                                           \
-        {"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n", "235 2.7.0 Authentication successful\r\n",        \
-         "READY"}
+    {                                                                                              \
+        "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n", "235 2.7.0 Authentication successful\r\n", "READY"  \
+    }
 
-#define R_MAIL   "250 2.1.0 Ok\r\n"
-#define R_RCPT   "250 2.1.5 Ok\r\n"
-#define R_DATA   "354 End data with <CR><LF>.<CR><LF>\r\n"
-#define R_QUEUED "250 2.0.0 Ok: queued as ID\r\n"
-#define R_OK     "250 2.0.0 Ok\r\n"
-#define R_BYE    "221 2.0.0 Bye\r\n"
-#define R_SEQ    "503 5.5.1 Bad sequence of commands\r\n"
+#define R_MAIL     "250 2.1.0 Ok\r\n"
+#define R_RCPT     "250 2.1.5 Ok\r\n"
+#define R_DATA     "354 End data with <CR><LF>.<CR><LF>\r\n"
+#define R_QUEUED   "250 2.0.0 Ok: queued as ID\r\n"
+#define R_OK       "250 2.0.0 Ok\r\n"
+#define R_BYE      "221 2.0.0 Bye\r\n"
+#define R_NEEDMAIL "503 5.5.1 Need MAIL before RCPT\r\n"
 #define R_RELAY(a) "550 5.7.1 <" a ">: Relaying denied\r\n"
-#define R_TRICK  "550 5.7.1 *\r\n"
-#define R_BARE   "500 5.5.2 Bare CR or LF in command line\r\n"
-#define R_LONG   "500 5.5.2 Line too long\r\n"
-#define R_UNKNOWN "500 5.5.1 Command unrecognized\r\n"
-#define R_SIZE100 "552 5.3.4 Message size exceeds fixed limit of 100 octets\r\n"
-#define R_BARE_DATA "554 5.6.0 Message refused: bare LF or bare CR in message, only CRLF ends a line\r\n"
-#define R_AUTH_OK "235 2.7.0 Authentication successful\r\n"
-#define R_AUTH_BAD "535 5.7.8 Authentication credentials invalid\r\n"
+#define R_TRICK    "550 5.7.1 *\r\n"
+#define R_BARE     "500 5.5.2 Bare CR or LF in command line\r\n"
+#define R_LONG     "500 5.5.2 Line too long\r\n"
+#define R_UNKNOWN  "500 5.5.1 Command unrecognized\r\n"
+#define R_SIZE100  "552 5.3.4 Message size exceeds fixed limit of 100 octets\r\n"
+#define R_BARE_DATA                                                                                \
+    "554 5.6.0 Message refused: bare LF or bare CR in message, only CRLF ends a line\r\n"
+#define R_AUTH_OK   "235 2.7.0 Authentication successful\r\n"
+#define R_AUTH_BAD  "535 5.7.8 Authentication credentials invalid\r\n"
 #define R_CLOSE_BAD "421 4.7.0 Too many errors, closing connection\r\n"
 
-#define MAIL_A "MAIL FROM:<a@example.org>\r\n"
+#define MAIL_A     "MAIL FROM:<a@example.org>\r\n"
 #define RCPT_ALICE "RCPT TO:<alice@branch.test>\r\n"
 
 /* Long strings built from literals. */
-#define X10   "xxxxxxxxxx"
-#define X100  X10 X10 X10 X10 X10 X10 X10 X10 X10 X10
-#define X500  X100 X100 X100 X100 X100
-#define A10   "aaaaaaaaaa"
-#define A90   A10 A10 A10 A10 A10 A10 A10 A10 A10
-#define A100  A90 A10
-#define A500  A100 A100 A100 A100 A100
+#define X10  "xxxxxxxxxx"
+#define X100 X10 X10 X10 X10 X10 X10 X10 X10 X10 X10
+#define X500 X100 X100 X100 X100 X100
+#define A10  "aaaaaaaaaa"
+#define A90  A10 A10 A10 A10 A10 A10 A10 A10 A10
+#define A100 A90 A10
+#define A500 A100 A100 A100 A100 A100
 
 static const struct dcase cases[] = {
     /* ---- HELO / EHLO -------------------------------------------------------------------- */
@@ -205,8 +228,8 @@ static const struct dcase cases[] = {
      .steps = {S_EHLO, {"ehlo client.test\r\n", EHLO_DEF, "READY"}}},
     {.name = "ehlo without etrn",
      .prm = &P_NOETRN,
-     .steps = {{"EHLO client.test\r\n",
-                EHLO_HEAD "250-SIZE 1000000\r\n" EHLO_MID "250 HELP\r\n", "READY"},
+     .steps = {{"EHLO client.test\r\n", EHLO_HEAD "250-SIZE 1000000\r\n" EHLO_MID "250 HELP\r\n",
+                "READY"},
                {"ETRN branch.test\r\n", "502 5.5.1 ETRN not available\r\n", "READY"},
                {"HELP\r\n",
                 "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP; see RFC "
@@ -244,11 +267,12 @@ static const struct dcase cases[] = {
      .msgs = {{"a@example.org", "alice@branch.test",
                "QUIT\r\nMAIL FROM:<x@y.test>\r\n \r\n .\r\nx\r\n"}}},
     {.name = "empty message, null sender, parameters",
-     .steps = {S_EHLO,
-               {"MAIL FROM:<> SIZE=500 BODY=8BITMIME RET=HDRS ENVID=abc\r\n", R_MAIL, "MAIL"},
-               {"RCPT TO:<alice@branch.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;alice@branch.test\r\n",
-                R_RCPT, "RCPT"},
-               {"DATA\r\n.\r\n", R_DATA R_QUEUED, "READY"}},
+     .steps =
+         {S_EHLO,
+          {"MAIL FROM:<> SIZE=500 BODY=8BITMIME RET=HDRS ENVID=abc\r\n", R_MAIL, "MAIL"},
+          {"RCPT TO:<alice@branch.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;alice@branch.test\r\n",
+           R_RCPT, "RCPT"},
+          {"DATA\r\n.\r\n", R_DATA R_QUEUED, "READY"}},
      .msgs = {{"", "alice@branch.test", ""}}},
     {.name = "8-bit message",
      .steps = {S_EHLO,
@@ -261,7 +285,7 @@ static const struct dcase cases[] = {
                {"MAIL FROM:<d\xc3\xb6rte@example.org> SMTPUTF8\r\n", R_MAIL, "MAIL"},
                {"RCPT TO:<j\xc3\xbcrgen@sub.backup.test>\r\n", R_RCPT, "RCPT"},
                {"DATA\r\nx\r\n.\r\n", R_DATA R_QUEUED, "READY"},
-               {"MAIL FROM:<d\xc3\xb6rte@example.org>\r\n", "5* *\r\n", "READY"},
+               {"MAIL FROM:<d\xc3\xb6rte@example.org>\r\n", "5*\r\n", "READY"},
                {MAIL_A "RCPT TO:<j\xc3\xbcrgen@sub.backup.test>\r\n", R_MAIL "553 5.6.7 *\r\n",
                 "MAIL"}},
      .msgs = {{"d\xc3\xb6rte@example.org", "j\xc3\xbcrgen@sub.backup.test", "x\r\n"}}},
@@ -284,12 +308,14 @@ static const struct dcase cases[] = {
     {.name = "RSET and HELO end a transaction",
      .steps = {S_HELO,
                {MAIL_A RCPT_ALICE "RSET\r\n", R_MAIL R_RCPT R_OK, "READY"},
-               {RCPT_ALICE, R_SEQ, "READY"},
-               {MAIL_A "HELO client.test\r\n" RCPT_ALICE, R_MAIL "250 mx.test\r\n" R_SEQ, "READY"},
+               {RCPT_ALICE, R_NEEDMAIL, "READY"},
+               {MAIL_A "HELO client.test\r\n" RCPT_ALICE, R_MAIL "250 mx.test\r\n" R_NEEDMAIL,
+                "READY"},
                {"RSET x\r\n", "501 5.5.4 *\r\n", "READY"},
                {"NOOP\r\n", R_OK, "READY"}}},
     {.name = "RSET before HELO stays in GREET",
-     .steps = {{"RSET\r\n", R_OK, "GREET"}, {MAIL_A, "503 5.5.1 Send HELO or EHLO first\r\n", "GREET"}}},
+     .steps = {{"RSET\r\n", R_OK, "GREET"},
+               {MAIL_A, "503 5.5.1 Send HELO or EHLO first\r\n", "GREET"}}},
 
     /* ---- refusals: README's table -------------------------------------------------------- */
     {.name = "relay denied, address literals",
@@ -305,7 +331,8 @@ static const struct dcase cases[] = {
     {.name = "unknown user",
      .steps = {S_HELO,
                {MAIL_A "RCPT TO:<eve@branch.test>\r\nRCPT TO:<Alice@Branch.Test>\r\n",
-                R_MAIL "550 5.1.1 <eve@branch.test>: Recipient address rejected: user unknown\r\n" R_RCPT,
+                R_MAIL
+                "550 5.1.1 <eve@branch.test>: Recipient address rejected: user unknown\r\n" R_RCPT,
                 "RCPT"}}},
     {.name = "%-hack, bang path, quoted @",
      .steps = {S_HELO,
@@ -320,8 +347,8 @@ static const struct dcase cases[] = {
                {MAIL_A RCPT_ALICE RCPT_ALICE "RCPT TO:<bob@branch.test>\r\n"
                                              "RCPT TO:<carol@branch.test>\r\n"
                                              "RCPT TO:<dave@branch.test>\r\nDATA\r\n.\r\n",
-                R_MAIL R_RCPT R_RCPT R_RCPT R_RCPT "452 4.5.3 Too many recipients\r\n" R_DATA
-                    R_QUEUED,
+                R_MAIL R_RCPT R_RCPT R_RCPT R_RCPT
+                "452 4.5.3 Too many recipients\r\n" R_DATA R_QUEUED,
                 "READY"}},
      .msgs = {{"a@example.org", "alice@branch.test,bob@branch.test,carol@branch.test", ""}}},
     {.name = "SIZE at MAIL",
@@ -332,7 +359,7 @@ static const struct dcase cases[] = {
                {"MAIL FROM:<a@example.org> SIZE=100\r\n", R_MAIL, "MAIL"}}},
     {.name = "SIZE while receiving: 100 octets pass, 101 do not",
      .prm = &P_SMALL,
-     .steps = {S_HELO,
+     .steps = {{"EHLO client.test\r\n", NULL, "READY"},
                {MAIL_A RCPT_ALICE "DATA\r\n", R_MAIL R_RCPT R_DATA, "DATA"},
                /* 101 octets */
                {A90 "aaaaaaaaa\r\n.\r\n", R_SIZE100, "READY"},
@@ -340,8 +367,8 @@ static const struct dcase cases[] = {
                /* 100 octets */
                {A90 "aaaaaaaa\r\n.\r\n", R_QUEUED, "READY"},
                /* declared small, 100 octets after unstuffing (101 received) */
-               {"MAIL FROM:<a@example.org> SIZE=10\r\n" RCPT_ALICE "DATA\r\n",
-                R_MAIL R_RCPT R_DATA, "DATA"},
+               {"MAIL FROM:<a@example.org> SIZE=10\r\n" RCPT_ALICE "DATA\r\n", R_MAIL R_RCPT R_DATA,
+                "DATA"},
                {".." A90 "aaaaaaa\r\n.\r\n", R_QUEUED, "READY"},
                /* far too big: only scanned for the end */
                {MAIL_A RCPT_ALICE "DATA\r\n" A500 "\r\n" A500 "\r\n.\r\nNOOP\r\n",
@@ -363,7 +390,7 @@ static const struct dcase cases[] = {
     {.name = "bare LF and bare CR in command lines: one bad line, not executed",
      .steps = {S_HELO,
                {"MAIL FROM:<a@example.org>\nRCPT TO:<alice@branch.test>\r\n", R_BARE, "READY"},
-               {RCPT_ALICE, R_SEQ, "READY"},
+               {RCPT_ALICE, R_NEEDMAIL, "READY"},
                {"MAIL FROM:<a@example.org>\rRCPT TO:<alice@branch.test>\r\n", R_BARE, "READY"},
                {"NOOP\n", "", "READY"},
                {"NOOP\r\n", R_BARE, "READY"},
@@ -407,8 +434,9 @@ static const struct dcase cases[] = {
                S_HELO,
                {"XYZZY plugh\r\n", R_UNKNOWN, "READY"},
                {"MAILFROM:<a@example.org>\r\n", "500 5.5.1 *\r\n", "READY"},
-               {"\r\n", "50* *\r\n", "READY"}}},
+               {"\r\n", "5*\r\n", "READY"}}},
     {.name = "syntax errors",
+     .prm = &P_LENIENT,
      .steps = {S_EHLO,
                {"MAIL FROM:a@example.org\r\n", "501 5.5.4 *\r\n", "READY"},
                {"MAIL FROM:<a@example.org\r\n", "501 5.*\r\n", "READY"},
@@ -430,8 +458,8 @@ static const struct dcase cases[] = {
                {"RCPT TO:<alice@branch.test> BAR=1\r\n", "555 5.5.4 *\r\n", "MAIL"},
                /* parameters need EHLO */
                {"HELO client.test\r\n", "250 mx.test\r\n", "READY"},
-               {"MAIL FROM:<a@example.org> SIZE=10\r\n",
-                "555 5.5.4 MAIL parameters need EHLO\r\n", "READY"},
+               {"MAIL FROM:<a@example.org> SIZE=10\r\n", "555 5.5.4 MAIL parameters need EHLO\r\n",
+                "READY"},
                {MAIL_A "RCPT TO:<alice@branch.test> NOTIFY=NEVER\r\n",
                 R_MAIL "555 5.5.4 RCPT parameters need EHLO\r\n", "MAIL"}}},
     {.name = "VRFY, EXPN, TURN, ATRN, BDAT, HELP, NOOP",
@@ -443,7 +471,10 @@ static const struct dcase cases[] = {
                {"TURN\r\n", "502 5.5.1 TURN refused: *\r\n", "READY"},
                {"ATRN branch.test\r\n", "502 5.5.1 *\r\n", "READY"},
                {"BDAT 10 LAST\r\n", "502 5.5.1 *\r\n", "READY"},
-               {"HELP\r\n", "214 2.0.0 Commands: * ETRN; see RFC 5321\r\n", "READY"},
+               {"HELP\r\n",
+                "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP ETRN; see "
+                "RFC 5321\r\n",
+                "READY"},
                {"NOOP\r\n", R_OK, "READY"}}},
     {.name = "max_bad_commands (3): 421 and close",
      .prm = &P_BAD3,
@@ -460,8 +491,7 @@ static const struct dcase cases[] = {
                 R_MAIL R_RELAY("a@elsewhere.test") "550 5.1.1 *\r\n" R_TRICK R_RELAY(
                     "b@elsewhere.test") R_OK,
                 "MAIL"}}},
-    {.name = "QUIT",
-     .steps = {{"QUIT\r\nNOOP\r\n", R_BYE, "CLOSED"}, {"NOOP\r\n", "", "CLOSED"}}},
+    {.name = "QUIT", .steps = {{"QUIT\r\nNOOP\r\n", R_BYE, "CLOSED"}, {"NOOP\r\n", "", "CLOSED"}}},
     {.name = "QUIT inside a transaction",
      .steps = {S_HELO, {MAIL_A RCPT_ALICE "QUIT\r\n", R_MAIL R_RCPT R_BYE, "CLOSED"}}},
     {.name = "timeout waiting for a command",
@@ -476,7 +506,8 @@ static const struct dcase cases[] = {
      .commit_status = -ENOSPC,
      .steps = {S_HELO,
                {MAIL_A RCPT_ALICE "DATA\r\nx\r\n.\r\nNOOP\r\n",
-                R_MAIL R_RCPT R_DATA "452 4.3.1 Insufficient system storage, try again later\r\n" R_OK,
+                R_MAIL R_RCPT R_DATA
+                "452 4.3.1 Insufficient system storage, try again later\r\n" R_OK,
                 "READY"},
                {MAIL_A, R_MAIL, "MAIL"}},
      .msgs = {{"a@example.org", "alice@branch.test", "x\r\n"}}},
@@ -504,7 +535,7 @@ static const struct dcase cases[] = {
      .steps = {S_EHLO_TLS,
                {MAIL_A "STARTTLS\r\nRCPT TO:<alice@bra", R_MAIL "220 2.0.0 Ready to start TLS\r\n",
                 "GREET"},
-               {"HELO client.test\r\n" RCPT_ALICE, "250 mx.test\r\n" R_SEQ, "READY"}}},
+               {"HELO client.test\r\n" RCPT_ALICE, "250 mx.test\r\n" R_NEEDMAIL, "READY"}}},
     {.name = "STARTTLS before EHLO, with an argument, unavailable",
      .prm = &P_TLS,
      .steps = {{"STARTTLS x\r\n", "501 5.5.4 *\r\n", "GREET"},
@@ -521,24 +552,37 @@ static const struct dcase cases[] = {
                 EHLO_HEAD "250-SIZE 1000000\r\n" EHLO_MID "250-ETRN\r\n250 HELP\r\n", "READY"},
                {"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n", "503 5.5.1 Already authenticated\r\n",
                 "READY"},
-               {MAIL_A "RCPT TO:<x@elsewhere.test>\r\nRCPT TO:<y@[192.0.2.1]>\r\n"
-                       "RCPT TO:<z%w@elsewhere.test>\r\nRCPT TO:<eve@branch.test>\r\n"
-                       "RCPT TO:<a%b@branch.test>\r\nDATA\r\nx\r\n.\r\n",
-                R_MAIL R_RCPT R_RCPT R_RCPT
+               {MAIL_A "RCPT TO:<x@elsewhere.test>\r\nRCPT TO:<y@sub.elsewhere.test>\r\n"
+                       "RCPT TO:<eve@branch.test>\r\nRCPT TO:<a%b@branch.test>\r\n"
+                       "DATA\r\nx\r\n.\r\n",
+                R_MAIL R_RCPT R_RCPT
                 "550 5.1.1 <eve@branch.test>: Recipient address rejected: user unknown\r\n" R_TRICK
                     R_DATA R_QUEUED,
                 "READY"}},
-     .msgs = {{"a@example.org", "x@elsewhere.test,y@[192.0.2.1],z%w@elsewhere.test", "x\r\n"}}},
+     .msgs = {{"a@example.org", "x@elsewhere.test,y@sub.elsewhere.test", "x\r\n"}}},
+    /* smtpd.c: "never through %-hacks or bang paths, which stay refused" (README: 550 5.7.1,
+     * a downstream MTA might route them elsewhere) -- also for other domains. */
+    {.name = "submission: %-hack and bang path to another domain stay refused",
+     .prm = &P_TLS,
+     .steps = {S_TLS_AUTH,
+               {MAIL_A "RCPT TO:<z%w@elsewhere.test>\r\nRCPT TO:<w!z@elsewhere.test>\r\n"
+                       "RCPT TO:<\"z@w\"@elsewhere.test>\r\n",
+                R_MAIL R_TRICK R_TRICK R_TRICK, "MAIL"}}},
     {.name = "authenticated relay refused without submission",
      .prm = &P_TLS_NOSUB,
      .steps = {S_TLS_AUTH,
                {MAIL_A "RCPT TO:<x@elsewhere.test>\r\n" RCPT_ALICE,
                 R_MAIL R_RELAY("x@elsewhere.test") R_RCPT, "RCPT"}}},
-    {.name = "AUTH PLAIN with 334 continuation",
+    /* RFC 4954 4 and 8: continue-req = "334" SP [base64] CRLF; the space is required even
+     * when the challenge is empty (smtpd.c's comment at the 334 says so too). */
+    {.name = "AUTH PLAIN with 334 continuation: success, cancel, bad base64, bare LF",
      .prm = &P_TLS,
      .steps = {S_EHLO_TLS,
                S_STARTTLS,
                S_EHLO_AUTH,
+               {"AUTH PLAIN\r\n*\r\n", "334 \r\n501 5.0.0 Authentication cancelled\r\n", "READY"},
+               {"AUTH PLAIN\r\nAGFsaWNlAHNlY3JldA\r\n", "334 \r\n501 5.5.2 *\r\n", "READY"},
+               {"AUTH PLAIN\r\nAGFsaW\nNlAHNlY3JldA==\r\n", "334 \r\n501 5.5.2 *\r\n", "READY"},
                {"AUTH PLAIN\r\n", "334 \r\n", "AUTH"},
                {"AGFsaWNlAHNlY3JldA==\r\n", R_AUTH_OK, "READY"}}},
     {.name = "AUTH LOGIN, with and without initial response",
@@ -560,21 +604,21 @@ static const struct dcase cases[] = {
                {"AUTH PLAIN AHRlbXBmYWlsAHg=\r\n", "454 4.7.0 *\r\n", "READY"},
                {"AUTH PLAIN Ym9iAGFsaWNlAHNlY3JldA==\r\n", R_AUTH_BAD, "READY"},
                {"AUTH PLAIN YWxpY2UAYWxpY2UAc2VjcmV0\r\n", R_AUTH_OK, "READY"}}},
-    {.name = "AUTH cancel, bad base64, unknown mechanism, pipelined",
+    {.name = "AUTH LOGIN cancel, bad base64, unknown mechanism, pipelined",
      .prm = &P_TLS,
      .steps = {S_EHLO_TLS,
                S_STARTTLS,
                S_EHLO_AUTH,
-               {"AUTH PLAIN\r\n*\r\n", "334 \r\n501 5.0.0 Authentication cancelled\r\n", "READY"},
                {"AUTH LOGIN\r\n*\r\n", "334 VXNlcm5hbWU6\r\n501 5.0.0 Authentication cancelled\r\n",
                 "READY"},
                {"AUTH LOGIN YWxpY2U=\r\n*\r\n",
                 "334 UGFzc3dvcmQ6\r\n501 5.0.0 Authentication cancelled\r\n", "READY"},
-               {"AUTH PLAIN !!!!\r\n", "501 5.5.2 *\r\n", "READY"},
-               {"AUTH PLAIN\r\nAGFsaWNlAHNlY3JldA\r\n", "334 \r\n501 5.5.2 *\r\n", "READY"},
-               {"AUTH PLAIN\r\nAGFsaW\nNlAHNlY3JldA==\r\n", "334 \r\n501 5.5.2 *\r\n", "READY"},
+               {"AUTH LOGIN\r\nYWxpY2U\r\n", "334 VXNlcm5hbWU6\r\n501 5.5.2 *\r\n", "READY"},
+               {"AUTH PLAIN !!!!\r\n", "501 5.5.*\r\n", "READY"},
+               {"AUTH PLAIN AGFsaWNlAHNlY3JldA\r\n", "501 5.5.2 *\r\n", "READY"},
                {"AUTH XOAUTH2 abc=\r\n", "504 5.5.4 *\r\n", "READY"},
-               {"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nNOOP\r\n", R_AUTH_OK R_OK, "READY"}}},
+               {"AUTH LOGIN YWxpY2U=\r\nc2VjcmV0\r\nNOOP\r\n",
+                "334 UGFzc3dvcmQ6\r\n" R_AUTH_OK R_OK, "READY"}}},
     {.name = "AUTH before TLS: 538",
      .prm = &P_TLS,
      .steps = {{"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n", "538 5.7.11 *\r\n", "GREET"},
@@ -635,6 +679,7 @@ struct drv {
     struct smtpd_msg *msgs[8];
     size_t nmsgs;
     char where[200]; /* case, mode and step, for failure messages */
+    bool active;     /* holds a session and messages to release */
 };
 
 static bool st_waiting(enum smtpd_state st)
@@ -685,8 +730,7 @@ static void collect(struct drv *d)
             fail_msg("%s: STARTTLS in state %s", d->where, smtpd_state_name(d->s.st));
         /* smtpd stopped right after the STARTTLS line: nothing after it was consumed. */
         if (d->consumed < 10 || strncasecmp(d->stream + d->consumed - 10, "STARTTLS\r\n", 10))
-            fail_msg("%s: STARTTLS action, but the input consumed does not end with it",
-                     d->where);
+            fail_msg("%s: STARTTLS action, but the input consumed does not end with it", d->where);
         static const char r220[] = "220 2.0.0 Ready to start TLS\r\n";
         if (d->rlen < sizeof(r220) - 1 ||
             memcmp(d->replies + d->rlen - (sizeof(r220) - 1), r220, sizeof(r220) - 1))
@@ -872,89 +916,107 @@ static const char *const mode_names[] = {"whole", "byte by byte", "split"};
 
 /* Runs case c once: steps whole, except step split_step which is cut as mode says (at
  * offset cut for SPLIT_TWO); SPLIT_BYTES cuts every step into bytes. */
+/* The session of the run in progress; file scope so a failed run's memory can still be
+ * released (cmocka leaves a failed test with a longjmp). 128 KiB: not on the stack. */
+static struct drv g_drv;
+
+static void drv_release(struct drv *d)
+{
+    if (!d->active)
+        return;
+    for (size_t i = 0; i < d->nmsgs; i++)
+        smtpd_msg_free(d->msgs[i]);
+    d->nmsgs = 0;
+    free(d->auth_user);
+    free(d->auth_pass);
+    d->auth_user = d->auth_pass = NULL;
+    smtpd_close(&d->s);
+    d->active = false;
+}
+
+static int dialogue_teardown(void **state)
+{
+    (void)state;
+    drv_release(&g_drv);
+    return 0;
+}
+
 static void run_case(const struct dcase *c, enum split_mode mode, size_t split_step, size_t cut,
                      bool defer)
 {
-    static struct drv d; /* 128 KiB: not on the stack */
-    memset(&d, 0, sizeof(d));
-    d.c = c;
-    d.defer = defer;
-    smtpd_init(&d.s, c->prm ? c->prm : &P_DEF, g_policy, 7, "127.0.0.1");
-    assert_int_equal(d.s.st, SMTPD_ST_GREET);
-    snprintf(d.where, sizeof(d.where), "case \"%s\", greeting", c->name);
-    collect(&d);
+    struct drv *dp = &g_drv;
+    drv_release(dp); /* a failed run before this one left its session */
+    memset(dp, 0, sizeof(*dp));
+    dp->active = true;
+    dp->c = c;
+    dp->defer = defer;
+    smtpd_init(&dp->s, c->prm ? c->prm : &P_DEF, g_policy, 7, "127.0.0.1");
+    assert_int_equal(dp->s.st, SMTPD_ST_GREET);
+    snprintf(dp->where, sizeof(dp->where), "case \"%s\", greeting", c->name);
+    collect(dp);
     static const struct step greet = {"", "220 mx.test ESMTP holdfast\r\n", "GREET"};
-    check_step(&d, &greet);
+    check_step(dp, &greet);
 
     for (size_t i = 0; i < sizeof(c->steps) / sizeof(c->steps[0]) && c->steps[i].in; i++) {
         const struct step *st = &c->steps[i];
-        snprintf(d.where, sizeof(d.where), "case \"%s\", %s%s, step %zu", c->name,
+        snprintf(dp->where, sizeof(dp->where), "case \"%s\", %s%s, step %zu", c->name,
                  mode_names[mode], defer ? ", late answers" : "", i);
         if (mode == SPLIT_TWO && i == split_step)
-            snprintf(d.where + strlen(d.where), sizeof(d.where) - strlen(d.where),
+            snprintf(dp->where + strlen(dp->where), sizeof(dp->where) - strlen(dp->where),
                      " cut at %zu", cut);
         if (st->in == EV_TIMEOUT) {
-            if (!d.closed) {
-                smtpd_timeout(&d.s);
-                collect(&d);
+            if (!dp->closed) {
+                smtpd_timeout(&dp->s);
+                collect(dp);
             }
         } else {
             size_t n = strlen(st->in);
             if (mode == SPLIT_BYTES) {
                 for (size_t k = 0; k < n; k++)
-                    deliver(&d, st->in + k, 1);
+                    deliver(dp, st->in + k, 1);
             } else if (mode == SPLIT_TWO && i == split_step) {
-                deliver(&d, st->in, cut);
-                deliver(&d, st->in + cut, n - cut);
+                deliver(dp, st->in, cut);
+                deliver(dp, st->in + cut, n - cut);
             } else {
-                deliver(&d, st->in, n);
+                deliver(dp, st->in, n);
             }
         }
-        d.skip_rest = false;
+        dp->skip_rest = false;
         /* Late answers: they arrive after the whole step; the session then takes what the
          * glue held meanwhile, which may need further answers. */
-        while (d.owe) {
-            answer(&d);
-            pump(&d);
+        while (dp->owe) {
+            answer(dp);
+            pump(dp);
         }
-        check_step(&d, st);
+        check_step(dp, st);
     }
-    snprintf(d.where, sizeof(d.where), "case \"%s\", %s%s", c->name, mode_names[mode],
+    snprintf(dp->where, sizeof(dp->where), "case \"%s\", %s%s", c->name, mode_names[mode],
              defer ? ", late answers" : "");
-    check_msgs(&d);
+    check_msgs(dp);
     if (c->etrn_arg)
-        assert_string_equal(d.etrn_arg, c->etrn_arg);
-    else if (d.etrn_arg[0])
-        fail_msg("%s: unexpected ETRN %s", d.where, d.etrn_arg);
-    for (size_t i = 0; i < d.nmsgs; i++)
-        smtpd_msg_free(d.msgs[i]);
-    free(d.auth_user);
-    free(d.auth_pass);
-    smtpd_close(&d.s);
-    assert_int_equal(d.s.st, SMTPD_ST_CLOSED);
+        assert_string_equal(dp->etrn_arg, c->etrn_arg);
+    else if (dp->etrn_arg[0])
+        fail_msg("%s: unexpected ETRN %s", dp->where, dp->etrn_arg);
+    drv_release(dp);
+    assert_int_equal(dp->s.st, SMTPD_ST_CLOSED);
 }
 
-static void test_dialogues(void **state)
+/* One cmocka test per case: whole and byte by byte, then every step cut in two at every
+ * offset; each with answers at once and late. */
+static void test_dialogue(void **state)
 {
-    (void)state;
-    size_t runs = 0;
-    for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
-        const struct dcase *c = &cases[ci];
-        for (int defer = 0; defer < 2; defer++) {
-            run_case(c, SPLIT_WHOLE, 0, 0, defer);
-            run_case(c, SPLIT_BYTES, 0, 0, defer);
-            runs += 2;
-            for (size_t i = 0; i < sizeof(c->steps) / sizeof(c->steps[0]) && c->steps[i].in;
-                 i++) {
-                if (c->steps[i].in == EV_TIMEOUT)
-                    continue;
-                size_t n = strlen(c->steps[i].in);
-                for (size_t cut = 1; cut < n; cut++, runs++)
-                    run_case(c, SPLIT_TWO, i, cut, defer);
-            }
+    const struct dcase *c = *state;
+    for (int defer = 0; defer < 2; defer++) {
+        run_case(c, SPLIT_WHOLE, 0, 0, defer);
+        run_case(c, SPLIT_BYTES, 0, 0, defer);
+        for (size_t i = 0; i < sizeof(c->steps) / sizeof(c->steps[0]) && c->steps[i].in; i++) {
+            if (c->steps[i].in == EV_TIMEOUT)
+                continue;
+            size_t n = strlen(c->steps[i].in);
+            for (size_t cut = 1; cut < n; cut++)
+                run_case(c, SPLIT_TWO, i, cut, defer);
         }
     }
-    print_message("%zu cases, %zu sessions\n", sizeof(cases) / sizeof(cases[0]), runs);
 }
 
 /* ---- outside the table ----------------------------------------------------------------- */
@@ -966,15 +1028,15 @@ static void test_state_names(void **state)
         enum smtpd_state st;
         const char *name;
     } names[] = {
-        {SMTPD_ST_GREET, "GREET"},   {SMTPD_ST_READY, "READY"},   {SMTPD_ST_MAIL, "MAIL"},
-        {SMTPD_ST_RCPT, "RCPT"},     {SMTPD_ST_DATA, "DATA"},     {SMTPD_ST_COMMIT, "COMMIT"},
-        {SMTPD_ST_WAIT, "WAIT"},     {SMTPD_ST_CLOSED, "CLOSED"}, {SMTPD_ST_TLS, "TLS"},
+        {SMTPD_ST_GREET, "GREET"}, {SMTPD_ST_READY, "READY"},   {SMTPD_ST_MAIL, "MAIL"},
+        {SMTPD_ST_RCPT, "RCPT"},   {SMTPD_ST_DATA, "DATA"},     {SMTPD_ST_COMMIT, "COMMIT"},
+        {SMTPD_ST_WAIT, "WAIT"},   {SMTPD_ST_CLOSED, "CLOSED"}, {SMTPD_ST_TLS, "TLS"},
         {SMTPD_ST_AUTH, "AUTH"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         assert_string_equal(smtpd_state_name(names[i].st), names[i].name);
     assert_string_equal(smtpd_state_name((enum smtpd_state)10), "?");
-    assert_string_equal(smtpd_state_name((enum smtpd_state)-1), "?");
+    assert_string_equal(smtpd_state_name((enum smtpd_state) - 1), "?");
 }
 
 static void out_is(struct smtpd *s, const char *want)
@@ -1016,7 +1078,7 @@ static void test_input_stops(void **state)
     assert_int_equal(s.st, SMTPD_ST_GREET);
     assert_true(s.tls);
     assert_null(s.helo);
-    assert_int_equal(s.out.len, 0); /* no new greeting (RFC 3207 4.2) */
+    assert_int_equal(s.out.len, 0);  /* no new greeting (RFC 3207 4.2) */
     smtpd_tls_ready(&s, 0, "again"); /* not waiting for a handshake: ignored */
     assert_string_equal(s.tls_info, "TLSv1.3 TLS_AES_256_GCM_SHA384");
 
@@ -1026,7 +1088,7 @@ static void test_input_stops(void **state)
     assert_int_equal(n, sizeof(b) - 1 - strlen("QUIT\r\n"));
     assert_int_equal(s.st, SMTPD_ST_COMMIT);
     assert_int_equal(s.out.act, SMTPD_ACT_COMMIT);
-    assert_null(strstr(s.out.buf, "221"));
+    assert_null(memmem(s.out.buf, s.out.len, "221", 3));
     struct smtpd_msg *m = smtpd_take_message(&s);
     assert_non_null(m);
     assert_int_equal(m->len, 7);
@@ -1060,7 +1122,7 @@ static void test_tls_failure(void **state)
     smtpd_out_reset(&s);
     assert_int_equal(smtpd_input(&s, "STARTTLS\r\n", 10), 10);
     smtpd_out_reset(&s);
-    smtpd_tls_ready(&s, -5002, NULL);
+    smtpd_tls_ready(&s, HF_ETLS, NULL);
     assert_int_equal(s.st, SMTPD_ST_CLOSED);
     assert_true(s.out.act & SMTPD_ACT_CLOSE);
     assert_false(s.tls);
@@ -1089,7 +1151,7 @@ static void test_large_message(void **state)
     (void)state;
     const size_t lines = 20000; /* 20000 lines of 80 octets: 1.6 MB */
     size_t body_len = lines * 80;
-    char *in = malloc(body_len + 64);
+    char *in = malloc(body_len + lines / 7 + 64);
     char *want = malloc(body_len);
     assert_non_null(in);
     assert_non_null(want);
@@ -1097,13 +1159,11 @@ static void test_large_message(void **state)
     for (size_t i = 0; i < lines; i++) {
         char line[81];
         snprintf(line, sizeof(line), "%c%077zu\r\n", i % 7 == 0 ? '.' : 'L', i);
+        /* A leading dot is stuffed on the wire: send two, expect one. */
+        if (line[0] == '.')
+            in[o++] = '.';
         memcpy(in + o, line, 80);
         o += 80;
-        /* A leading dot is stuffed on the wire: send two, expect one. */
-        if (line[0] == '.') {
-            memmove(in + o - 79, in + o - 80, 80);
-            o++;
-        }
         memcpy(want + w, line, 80);
         w += 80;
     }
@@ -1152,10 +1212,19 @@ static void test_large_message(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_state_names),  cmocka_unit_test(test_input_stops),
-        cmocka_unit_test(test_tls_failure),  cmocka_unit_test(test_refuse),
-        cmocka_unit_test(test_large_message), cmocka_unit_test(test_dialogues),
+    static const struct CMUnitTest fixed[] = {
+        cmocka_unit_test(test_state_names),   cmocka_unit_test(test_input_stops),
+        cmocka_unit_test(test_tls_failure),   cmocka_unit_test(test_refuse),
+        cmocka_unit_test(test_large_message),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    enum { NFIXED = sizeof(fixed) / sizeof(fixed[0]), NCASES = sizeof(cases) / sizeof(cases[0]) };
+    static struct CMUnitTest tests[NFIXED + NCASES];
+    memcpy(tests, fixed, sizeof(fixed));
+    for (size_t i = 0; i < NCASES; i++)
+        tests[NFIXED + i] = (struct CMUnitTest){.name = cases[i].name,
+                                                .test_func = test_dialogue,
+                                                .teardown_func = dialogue_teardown,
+                                                .initial_state = (void *)&cases[i]};
+    return _cmocka_run_group_tests("test_smtpd", tests, NFIXED + NCASES, group_setup,
+                                   group_teardown);
 }
