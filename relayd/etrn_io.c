@@ -13,10 +13,13 @@
 
 #include "addr.h"
 #include "conn.h"
+#include "dns.h"
 #include "etrn.h"
 #include "flush.h"
 #include "hf_err.h"
 #include "log.h"
+#include "mx.h"
+#include "smtp_cmd.h"
 
 struct etrn_io {
     struct etrn_nets allow, trusted;
@@ -104,20 +107,68 @@ static uint64_t etrn_io_count_pending(struct relayd *rd, const char *domain)
     return p.n;
 }
 
+/* One ETRN waiting for the DNS check of its client. */
+struct etrn_io_req {
+    struct relayd *rd;
+    uint64_t sid;
+    char client_addr[64];
+    struct sockaddr_storage client;
+    char arg[SMTP_CMD_LINE_MAX + 1];
+    struct etrn_req req;
+    struct etrn_ctx ctx;
+    bool served;
+};
+
+static void etrn_io_finish(struct etrn_io_req *q);
+
+/* RFC 1985 leaves it to the server whom to tell how much is queued: a client connecting from
+ * one of the domain's own MX hosts is the domain's side, so it gets the counts. */
+static void etrn_io_on_mx(const struct dns_mx_result *res, void *arg)
+{
+    struct etrn_io_req *q = arg;
+    if (res->status == 0) {
+        struct mx_self client = {NULL, 0, &q->client, 1};
+        for (size_t i = 0; i < res->nhosts && !q->ctx.trusted; i++)
+            for (size_t j = 0; j < res->hosts[i].naddrs && !q->ctx.trusted; j++)
+                q->ctx.trusted = mx_self_has_addr(&client, &res->hosts[i].addrs[j]);
+        if (q->ctx.trusted)
+            log_info("c=%llu etrn client=[%s] is an MX host of %s: trusted",
+                     (unsigned long long)q->sid, q->client_addr, q->req.name);
+    }
+    if (res->status == -ECANCELED) { /* shutting down: the session gets its 421 elsewhere */
+        free(q);
+        return;
+    }
+    etrn_io_finish(q);
+}
+
 static void etrn_io_etrn(struct relayd *rd, uint64_t sid, const char *client_addr, const char *user,
                          const char *arg)
 {
     struct etrn_io *fl = rd->etrn_state;
+    struct etrn_io_req *q = calloc(1, sizeof(*q));
+    if (!q) {
+        smtpd_io_etrn_done(rd, sid, 458, "4.3.0", "Unable to queue messages now: out of memory");
+        return;
+    }
+    q->rd = rd;
+    q->sid = sid;
+    snprintf(q->client_addr, sizeof(q->client_addr), "%s", client_addr);
+    snprintf(q->arg, sizeof(q->arg), "%s", arg);
     struct etrn_req req;
     if (etrn_parse(arg, &req) < 0) {
         log_info("c=%llu etrn arg=%s client=[%s] reply=501", (unsigned long long)sid, arg,
                  client_addr);
         smtpd_io_etrn_done(rd, sid, 501, "5.5.4", "Syntax error in parameters");
+        free(q);
         return;
     }
+    q->req = req;
     struct sockaddr_storage client;
     bool have_client = conn_parse_hostport(client_addr, 0, &client) == 0;
+    q->client = client;
     bool served = etrn_match(rd->cfg, &req, NULL, NULL) > 0;
+    q->served = served;
     struct etrn_ctx ctx;
     memset(&ctx, 0, sizeof(ctx));
     ctx.allowed = have_client && etrn_nets_match(&fl->allow, &client);
@@ -138,9 +189,31 @@ static void etrn_io_etrn(struct relayd *rd, uint64_t sid, const char *client_add
             }
         }
     }
+    ctx.client_rate_ok = etrn_rate_take(&fl->rate_client, etrn_hash(client_addr),
+                                        (int64_t)time(NULL), (uint32_t)rd->cfg->etrn_rate_client);
+    q->ctx = ctx;
+    /* Still untrusted: is the client one of the domain's MX hosts? (Asked only for a request
+     * that will otherwise be answered, so a refused or rate-limited client costs no DNS.) */
+    struct dns *dns = flush_dns(rd);
+    if (!ctx.trusted && have_client && served && req.kind != ETRN_GROUP && ctx.allowed &&
+        ctx.auth_ok && ctx.client_rate_ok && dns &&
+        dns_mx_resolve(dns, req.name, etrn_io_on_mx, q) == 0)
+        return;
+    etrn_io_finish(q);
+}
+
+/* Counts what is queued, decides, starts the runs and answers; frees q. */
+static void etrn_io_finish(struct etrn_io_req *q)
+{
+    struct relayd *rd = q->rd;
+    struct etrn_io *fl = rd->etrn_state;
+    struct etrn_req req = q->req;
+    struct etrn_ctx ctx = q->ctx;
+    bool served = q->served;
+    uint64_t sid = q->sid;
+    const char *client_addr = q->client_addr;
+    const char *arg = q->arg;
     int64_t now = (int64_t)time(NULL);
-    ctx.client_rate_ok = etrn_rate_take(&fl->rate_client, etrn_hash(client_addr), now,
-                                        (uint32_t)rd->cfg->etrn_rate_client);
 
     struct etrn_io_domains ds = {0};
     if (served && req.kind == ETRN_DOMAIN) {
@@ -198,6 +271,7 @@ static void etrn_io_etrn(struct relayd *rd, uint64_t sid, const char *client_add
              (unsigned long long)sid, log_safe(arg, safe, sizeof(safe)), client_addr,
              ctx.trusted ? "yes" : "no", rep.code, (unsigned long long)ctx.messages);
     smtpd_io_etrn_done(rd, sid, rep.code, rep.enh, rep.text);
+    free(q);
 }
 
 static void etrn_io_free_state(struct etrn_io *e)

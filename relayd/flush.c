@@ -48,6 +48,12 @@ static struct flush_run *flush_find_active(struct flush *fl, const char *domain)
     return NULL;
 }
 
+struct dns *flush_dns(struct relayd *rd)
+{
+    struct flush *fl = rd->flush;
+    return fl && !fl->stopping ? fl->dns : NULL;
+}
+
 bool flush_running(struct relayd *rd, const char *domain)
 {
     struct flush *fl = rd->flush;

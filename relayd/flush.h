@@ -51,6 +51,10 @@ void flush_free_all(struct relayd *rd);
 int flush_start(struct relayd *rd, const char *domain, const char *reason,
                 const struct flush_watch *watch);
 
+/* The resolver runs use (for ETRN's check of the client against the domain's MX hosts), or
+ * NULL while shutting down. Borrowed. */
+struct dns *flush_dns(struct relayd *rd);
+
 /* True if a run for domain is in progress. */
 bool flush_running(struct relayd *rd, const char *domain);
 

@@ -132,6 +132,19 @@ class Replies(etrnlib.ETRNTestCase):
         self.assertEqual(s["sent"], 2, s["line"])
         self.assertETRN(u.etrn("example.org"), 459)
 
+    def test_client_on_an_mx_host_of_the_domain_gets_counts(self):
+        # Untrusted by configuration, but connecting from mx.slow.test's address: the
+        # domain's own side, so it is told how much is queued (RFC 1985 lets the server
+        # choose; DNS says who the domain's hosts are).
+        u = self.start_relayd(conf={"etrn_trusted": "10.255.255.255/32"})
+        self.assertETRN(u.etrn("slow.test", source=SLOW_MX), 251,
+                        r"^2\.0\.0 OK, no messages waiting for node slow\.test$")
+        self.assertEqual(len(u.log_lines(r"etrn client=\[%s\] is an MX host of slow\.test"
+                                         % SLOW_MX.replace(".", r"\."))), 1)
+        # Another loopback address is not one of slow.test's hosts: still a plain 250.
+        self.assertETRN(u.etrn("slow.test", source="127.0.0.9"), 250,
+                        r"^2\.0\.0 OK, queuing for node slow\.test started$")
+
     def test_etrn_allow_refuses_other_clients(self):
         u = self.start_relayd(conf={"etrn_allow": "10.255.255.255/32"})
         self.hold("slow.test", 1, u)
