@@ -117,8 +117,11 @@ class Auth(AuthCase):
                     self.assertEqual(code, 535, msg)
                 finally:
                     self.quit(s)
-        known, unknown = sorted(times["alice"])[1], sorted(times["mallory"])[1]
-        self.assertGreater(unknown, known / 3, times)
+        # Fastest of three each: load on a busy machine only ever adds time, so the minimum
+        # of the known user is close to one scrypt run, which an unknown user cannot beat
+        # by a factor of four unless it skipped the hash.
+        known, unknown = min(times["alice"]), min(times["mallory"])
+        self.assertGreater(unknown, known / 4, times)
 
     def test_authzid_other_than_user_refused(self):
         s = self.smtp_tls()

@@ -178,19 +178,30 @@ static void test_hash_and_verify(void **state)
     struct cfg_errors e;
     assert_int_equal(parse(text, &s, &e), 0);
     const struct auth_user *u = NULL;
-    double t0 = seconds();
-    assert_int_equal(auth_verify(&s, "bob", "correct horse", &u), 0);
-    double known = seconds() - t0;
+    /* Timings are the fastest of three, so a busy machine can only make "known" look slower
+     * than it is; an unknown user that skipped scrypt would still be far below it. */
+    double known = 1e9, unknown = 1e9;
+    for (int i = 0; i < 3; i++) {
+        double t0 = seconds();
+        assert_int_equal(auth_verify(&s, "bob", "correct horse", &u), 0);
+        double d = seconds() - t0;
+        if (d < known)
+            known = d;
+    }
     assert_string_equal(u->name, "bob");
     assert_int_equal(auth_verify(&s, "ann", "correct horse", NULL), 0);
     assert_int_equal(auth_verify(&s, "bob", "correct horsE", NULL), -EACCES);
-    u = NULL;
-    t0 = seconds();
-    assert_int_equal(auth_verify(&s, "nobody", "correct horse", &u), -EACCES);
-    double unknown = seconds() - t0;
-    assert_null(u);
+    for (int i = 0; i < 3; i++) {
+        u = NULL;
+        double t0 = seconds();
+        assert_int_equal(auth_verify(&s, "nobody", "correct horse", &u), -EACCES);
+        double d = seconds() - t0;
+        if (d < unknown)
+            unknown = d;
+        assert_null(u);
+    }
     /* The unknown user pays for a full scrypt run too (a loose bound: no flaky timing). */
-    assert_true(unknown > known / 3);
+    assert_true(unknown > known / 4);
     auth_store_free(&s);
 
     /* An empty store still costs a computation and refuses. */
