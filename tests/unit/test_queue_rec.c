@@ -39,165 +39,94 @@ struct fld {
     enum pfx pfx;  /* F_STR: prefix = len, = v, or one past the end of the record */
 };
 
-#define U8(x)                                                                                      \
-    {                                                                                              \
-        F_U8, (x), NULL, 0, PFX_LEN                                                                \
-    }
-#define U32(x)                                                                                     \
-    {                                                                                              \
-        F_U32, (x), NULL, 0, PFX_LEN                                                               \
-    }
-#define U64(x)                                                                                     \
-    {                                                                                              \
-        F_U64, (uint64_t)(x), NULL, 0, PFX_LEN                                                     \
-    }
-#define STR(lit)                                                                                   \
-    {                                                                                              \
-        F_STR, 0, (lit), sizeof(lit) - 1, PFX_LEN                                                  \
-    }
-#define STRN(p, n)                                                                                 \
-    {                                                                                              \
-        F_STR, 0, (p), (n), PFX_LEN                                                                \
-    }
-#define STRP(lit, pre)                                                                             \
-    {                                                                                              \
-        F_STR, (pre), (lit), sizeof(lit) - 1, PFX_SET                                              \
-    }
-#define STRPAST(lit)                                                                               \
-    {                                                                                              \
-        F_STR, 0, (lit), sizeof(lit) - 1, PFX_PAST                                                 \
-    }
-#define CUT                                                                                        \
-    {                                                                                              \
-        F_CUT, 0, NULL, 0, PFX_LEN                                                                 \
-    }
+/* clang-format off */
+#define U8(x)          {F_U8, (x), NULL, 0, PFX_LEN}
+#define U32(x)         {F_U32, (x), NULL, 0, PFX_LEN}
+#define U64(x)         {F_U64, (uint64_t)(x), NULL, 0, PFX_LEN}
+#define STR(lit)       {F_STR, 0, (lit), sizeof(lit) - 1, PFX_LEN}
+#define STRN(p, n)     {F_STR, 0, (p), (n), PFX_LEN}
+#define STRP(lit, pre) {F_STR, (pre), (lit), sizeof(lit) - 1, PFX_SET}
+#define STRPAST(lit)   {F_STR, 0, (lit), sizeof(lit) - 1, PFX_PAST}
+#define CUT            {F_CUT, 0, NULL, 0, PFX_LEN}
 
 enum rk { RK_MSG, RK_RCPT, RK_DOM };
 
 /* Field positions of the golden records below. */
 enum {
-    M_VER,
-    M_ARRIVAL,
-    M_SIZE,
-    M_BODYLEN,
-    M_FLAGS,
-    M_RET,
-    M_ENVID,
-    M_SENDER,
-    M_CNAME,
-    M_CADDR,
-    M_COUNT,
-    M_E0IDX,
-    M_E0KEY,
-    M_E1IDX,
-    M_E1KEY,
-    M_NF
+    M_VER, M_ARRIVAL, M_SIZE, M_BODYLEN, M_FLAGS, M_RET, M_ENVID, M_SENDER, M_CNAME, M_CADDR,
+    M_COUNT, M_E0IDX, M_E0KEY, M_E1IDX, M_E1KEY, M_NF
 };
 enum {
-    R_VER,
-    R_ADDR,
-    R_DOMAIN,
-    R_ORCPT,
-    R_NOTIFY,
-    R_STATE,
-    R_ATTEMPTS,
-    R_NEXT,
-    R_LAST,
-    R_ERROR,
+    R_VER, R_ADDR, R_DOMAIN, R_ORCPT, R_NOTIFY, R_STATE, R_ATTEMPTS, R_NEXT, R_LAST, R_ERROR,
     R_NF
 };
 enum { D_VER, D_NAME, D_MSGS, D_RCPTS, D_BYTES, D_OLDEST, D_FLAGS, D_NF };
+/* clang-format on */
 
 #define GOLD_ID  UINT64_C(0x0123456789ABCDEF)
 #define GOLD_T0  INT64_C(1700000000) /* 0x6553F100 */
 #define GOLD_T1  INT64_C(1700000600) /* 0x6553F358 */
 #define GOLD_IDX 3u
 
+/* clang-format off */
 static const struct fld gold_msg_f[M_NF] = {
-    U8(1),
-    U64(GOLD_T0),
-    U64(5120),
-    U64(5100),
-    U32(QUEUE_F_8BITMIME | QUEUE_F_HELD),
-    U8(SMTP_RET_HDRS),
-    STR("E1"),
-    STR("a@x.test"),
-    STR("h.test"),
-    STR("192.0.2.1"),
-    U32(2),
-    U32(0),
-    STR("test.x."),
-    U32(3),
-    STR("[192.0.2.1]."),
+    U8(1), U64(GOLD_T0), U64(5120), U64(5100), U32(QUEUE_F_8BITMIME | QUEUE_F_HELD),
+    U8(SMTP_RET_HDRS), STR("E1"), STR("a@x.test"), STR("h.test"), STR("192.0.2.1"),
+    U32(2), U32(0), STR("test.x."), U32(3), STR("[192.0.2.1]."),
 };
 
 static const struct fld gold_rcpt_f[R_NF] = {
-    U8(1),
-    STR("b@x.test"),
-    STR("x.test"),
-    STR("rfc822;b@x.test"),
-    U32(SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE),
-    U8(QUEUE_RS_DEFERRED),
-    U32(2),
-    U64(GOLD_T1),
-    U64(GOLD_T0),
-    STR("451 4.7.1 later"),
+    U8(1), STR("b@x.test"), STR("x.test"), STR("rfc822;b@x.test"),
+    U32(SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE), U8(QUEUE_RS_DEFERRED), U32(2),
+    U64(GOLD_T1), U64(GOLD_T0), STR("451 4.7.1 later"),
 };
 
 static const struct fld gold_dom_f[D_NF] = {
     U8(1), STR("x.test"), U64(1), U64(2), U64(5120), U64(GOLD_T0), U8(1),
 };
+/* clang-format on */
 
 /* The same records as literal octets. */
-static const unsigned char gold_msg[] = "\x01"
-                                        "\x00\x00\x00\x00\x65\x53\xF1\x00" /* arrival */
-                                        "\x00\x00\x00\x00\x00\x00\x14\x00" /* size */
-                                        "\x00\x00\x00\x00\x00\x00\x13\xEC" /* body_len */
-                                        "\x00\x00\x00\x05"                 /* flags */
-                                        "\x02"                             /* ret */
-                                        "\x00\x02"
-                                        "E1" /* envid */
-                                        "\x00\x08"
-                                        "a@x.test" /* sender */
-                                        "\x00\x06"
-                                        "h.test" /* client_name */
-                                        "\x00\x09"
-                                        "192.0.2.1"        /* client_addr */
-                                        "\x00\x00\x00\x02" /* count */
-                                        "\x00\x00\x00\x00"
-                                        "\x00\x07"
-                                        "test.x."
-                                        "\x00\x00\x00\x03"
-                                        "\x00\x0C"
-                                        "[192.0.2.1].";
+/* clang-format off */
+static const unsigned char gold_msg[] =
+    "\x01"                              /* format */
+    "\x00\x00\x00\x00\x65\x53\xF1\x00"  /* arrival */
+    "\x00\x00\x00\x00\x00\x00\x14\x00"  /* size */
+    "\x00\x00\x00\x00\x00\x00\x13\xEC"  /* body_len */
+    "\x00\x00\x00\x05"                  /* flags */
+    "\x02"                              /* ret */
+    "\x00\x02" "E1"                     /* envid */
+    "\x00\x08" "a@x.test"               /* sender */
+    "\x00\x06" "h.test"                 /* client_name */
+    "\x00\x09" "192.0.2.1"              /* client_addr */
+    "\x00\x00\x00\x02"                  /* count */
+    "\x00\x00\x00\x00" "\x00\x07" "test.x."
+    "\x00\x00\x00\x03" "\x00\x0C" "[192.0.2.1].";
 
-static const unsigned char gold_rcpt_key[] = "test.x.\0"
-                                             "\x01\x23\x45\x67\x89\xAB\xCD\xEF"
-                                             "\x00\x00\x00\x03";
+static const unsigned char gold_rcpt_key[] =
+    "test.x.\0" "\x01\x23\x45\x67\x89\xAB\xCD\xEF" "\x00\x00\x00\x03";
 
-static const unsigned char gold_rcpt[] = "\x01"
-                                         "\x00\x08"
-                                         "b@x.test"
-                                         "\x00\x06"
-                                         "x.test"
-                                         "\x00\x0F"
-                                         "rfc822;b@x.test"
-                                         "\x00\x00\x00\x06"                 /* notify */
-                                         "\x01"                             /* state */
-                                         "\x00\x00\x00\x02"                 /* attempts */
-                                         "\x00\x00\x00\x00\x65\x53\xF3\x58" /* next */
-                                         "\x00\x00\x00\x00\x65\x53\xF1\x00" /* last */
-                                         "\x00\x0F"
-                                         "451 4.7.1 later";
+static const unsigned char gold_rcpt[] =
+    "\x01"                              /* format */
+    "\x00\x08" "b@x.test"               /* addr */
+    "\x00\x06" "x.test"                 /* domain */
+    "\x00\x0F" "rfc822;b@x.test"        /* orcpt */
+    "\x00\x00\x00\x06"                  /* notify */
+    "\x01"                              /* state */
+    "\x00\x00\x00\x02"                  /* attempts */
+    "\x00\x00\x00\x00\x65\x53\xF3\x58"  /* next_attempt */
+    "\x00\x00\x00\x00\x65\x53\xF1\x00"  /* last_attempt */
+    "\x00\x0F" "451 4.7.1 later";       /* last_error */
 
-static const unsigned char gold_dom[] = "\x01"
-                                        "\x00\x06"
-                                        "x.test"
-                                        "\x00\x00\x00\x00\x00\x00\x00\x01"
-                                        "\x00\x00\x00\x00\x00\x00\x00\x02"
-                                        "\x00\x00\x00\x00\x00\x00\x14\x00"
-                                        "\x00\x00\x00\x00\x65\x53\xF1\x00"
-                                        "\x01";
+static const unsigned char gold_dom[] =
+    "\x01"                              /* format */
+    "\x00\x06" "x.test"                 /* domain */
+    "\x00\x00\x00\x00\x00\x00\x00\x01"  /* messages */
+    "\x00\x00\x00\x00\x00\x00\x00\x02"  /* rcpts */
+    "\x00\x00\x00\x00\x00\x00\x14\x00"  /* bytes */
+    "\x00\x00\x00\x00\x65\x53\xF1\x00"  /* oldest */
+    "\x01";                             /* flags: held */
+/* clang-format on */
 
 static const struct {
     const struct fld *f;
