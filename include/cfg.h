@@ -91,6 +91,7 @@ struct cfg {
     char *tls_ca_file;
     char *auth_file;
     bool submission;
+    char *submission_users;
     bool received_auth_user;
     uint64_t auth_fail_limit;
 

@@ -103,6 +103,8 @@ const struct cfg_key cfg_keys[] = {
      "credentials (user:scrypt-hash:domains); AUTH is offered over TLS when set"},
     {CFG_SEC_GLOBAL, "submission", CFG_T_BOOL, G(submission), 0, 0, NULL, "yes",
      "authenticated clients may relay to any domain"},
+    {CFG_SEC_GLOBAL, "submission_users", CFG_T_STR, G(submission_users), 0, 0, NULL, "",
+     "users allowed to relay when submission = yes (empty: every authenticated user)"},
     {CFG_SEC_GLOBAL, "received_auth_user", CFG_T_BOOL, G(received_auth_user), 0, 0, NULL, "no",
      "name the authenticated user in the Received: header (privacy: off by default)"},
     {CFG_SEC_GLOBAL, "auth_fail_limit", CFG_T_U64, G(auth_fail_limit), 1, 1000, NULL, "5",

@@ -279,6 +279,24 @@ static void smtpd_apply_mail(struct smtpd *s, const struct smtp_cmd *c)
     smtpd_enter(s, SMTPD_ST_MAIL);
 }
 
+/* True if the authenticated user may relay: submission_users empty, or lists the user. */
+static bool smtpd_may_submit(const struct smtpd *s)
+{
+    const char *list = s->prm->submission_users;
+    if (!list || !*list)
+        return true;
+    size_t ul = strlen(s->user);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t wl = strcspn(p, " ,");
+        if (wl == ul && strncmp(p, s->user, ul) == 0)
+            return true;
+        p += wl;
+    }
+    return false;
+}
+
 static int smtpd_check_rcpt(struct smtpd *s, const struct smtp_cmd *c)
 {
     if (s->st != SMTPD_ST_MAIL && s->st != SMTPD_ST_RCPT) {
@@ -311,7 +329,7 @@ static int smtpd_check_rcpt(struct smtpd *s, const struct smtp_cmd *c)
     /* Submission: an authenticated client may relay anywhere when the config allows it
      * (never through %-hacks or bang paths, which stay refused). */
     if (verdict == POLICY_RELAY_DENIED && s->user && s->prm->submission && !mb.has_relay_chars &&
-        !mb.domain_literal) {
+        !mb.domain_literal && smtpd_may_submit(s)) {
         log_info("c=%llu relay to=<%s> authenticated user=%s", (unsigned long long)s->id, c->path,
                  s->user);
         return 0;

@@ -37,6 +37,7 @@ struct smtpd_params {
     bool tls_available;  /* STARTTLS can be offered (a certificate is loaded) */
     bool auth_available; /* AUTH can be offered over TLS (a credentials file is loaded) */
     bool submission;     /* authenticated clients may relay anywhere */
+    const char *submission_users; /* space-separated users who may; NULL or "": all */
 };
 
 struct smtpd_rcpt {

@@ -256,6 +256,23 @@ class Auth(AuthCase):
         self.assertEqual([x["addr"] for x in queued[0]["rcpts"]], [FOREIGN])
 
 
+class SubmissionUsers(AuthCase):
+    CONF = {"submission_users": "carol dave"}
+
+    def test_only_listed_users_may_relay(self):
+        s = self.smtp_tls()
+        try:
+            self.assertAuth(self.auth(s, "PLAIN", "alice", ALICE_PW), 235, r"^2\.7\.0 ")
+            s.mail("alice@branch.test")
+            code, msg = s.rcpt(FOREIGN)  # alice is not in submission_users
+            self.assertEqual(code, 550, msg)
+            self.assertRegex(msg.decode(), r"^5\.7\.1 ")
+            code, msg = s.rcpt("bob@branch.test")  # relay domains stay open to her
+            self.assertEqual(code, 250, msg)
+        finally:
+            self.quit(s)
+
+
 class SubmissionOff(AuthCase):
     CONF = {"submission": "no"}
 
