@@ -191,7 +191,8 @@ void flush__run_maybe_finish(struct flush_run *run)
         res.outcome = run->sum.status == HF_ENULLMX ? SMTPC_FAIL : SMTPC_DEFER;
         snprintf(res.text, sizeof(res.text), "%s",
                  run->sum.error[0] ? run->sum.error : "no exchanger could be reached");
-        flush__record(run, &run->items[i], NULL, NULL, NULL, &res);
+        flush__record(run, &run->items[i], run->last_relay[0] ? run->last_relay : NULL, NULL,
+                      NULL, &res);
     }
     if (any_left && run->pending_commits > 0)
         return; /* finish when those commits are in */

@@ -462,6 +462,7 @@ void flush__worker_start(struct flush_worker *w)
         char ip[INET6_ADDRSTRLEN];
         int port = conn_sockaddr_str((const struct sockaddr *)&a->addr, ip, sizeof(ip));
         snprintf(w->relay, sizeof(w->relay), "%s[%s]:%d", a->host, ip, port);
+        snprintf(run->last_relay, sizeof(run->last_relay), "%s", w->relay);
         struct conn *c;
         int rc = conn_connect(rd->loop, (const struct sockaddr *)&a->addr,
                               rd->cfg->timeout_connect * 1000, &flush_conn_ops, w, &c);

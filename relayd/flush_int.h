@@ -89,6 +89,7 @@ struct flush_run {
     bool due_only; /* retry timer: only recipients whose next attempt has come */
     int64_t now;
     struct flush_summary sum;
+    char last_relay[MX_NAME_MAX + 64]; /* the last exchanger a connection was tried to */
 };
 
 struct flush {
