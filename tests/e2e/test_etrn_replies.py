@@ -139,8 +139,9 @@ class Replies(etrnlib.ETRNTestCase):
         u = self.start_relayd(conf={"etrn_trusted": "10.255.255.255/32"})
         self.assertETRN(u.etrn("slow.test", source=SLOW_MX), 251,
                         r"^2\.0\.0 OK, no messages waiting for node slow\.test$")
-        self.assertEqual(len(u.log_lines(r"etrn client=\[%s\] is an MX host of slow\.test"
-                                         % SLOW_MX.replace(".", r"\."))), 1)
+        # The log is read by a thread: wait (bounded) for the line rather than race it.
+        u.wait_log(r"etrn client=\[%s\] is an MX host of slow\.test"
+                   % SLOW_MX.replace(".", r"\."), seconds=etrnlib.bound(10))
         # Another loopback address is not one of slow.test's hosts: still a plain 250.
         self.assertETRN(u.etrn("slow.test", source="127.0.0.9"), 250,
                         r"^2\.0\.0 OK, queuing for node slow\.test started$")
