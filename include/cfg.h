@@ -61,6 +61,7 @@ struct cfg {
     char *log;
     char *log_level;
     uint64_t max_message_size;
+    uint64_t max_data_memory;
     uint64_t max_recipients;
     uint64_t max_connections;
     uint64_t max_connections_per_ip;

@@ -427,6 +427,7 @@ static void ctl_stats_send(struct ctl_client *c)
         ctl_send(c, "stat etrn_%d %llu\n", ctl_etrn_codes[i],
                  (unsigned long long)rd->stats.etrn[i]);
     ctl_send(c, "stat sessions %llu\n", (unsigned long long)rd->nsessions);
+    ctl_send(c, "stat data_memory %zu\n", rd->data_mem);
     struct queue_wr_stats ws;
     queue_wr_get_stats(rd->wr, &ws);
     ctl_send(c, "stat commits %llu\nstat commit_jobs %llu\nstat commit_max_batch %llu\n",
@@ -508,6 +509,10 @@ static void ctl_metrics_send(struct ctl_client *c)
                "# HELP holdfast_sessions current inbound sessions\n"
                "# TYPE holdfast_sessions gauge\nholdfast_sessions %llu\n",
                (unsigned long long)rd->nsessions);
+    ctl_mb_add(&b,
+               "# HELP holdfast_data_memory_bytes memory held by messages being received\n"
+               "# TYPE holdfast_data_memory_bytes gauge\nholdfast_data_memory_bytes %zu\n",
+               rd->data_mem);
     ctl_mb_add(&b, "# HELP holdfast_queue_messages messages held per domain\n"
                    "# TYPE holdfast_queue_messages gauge\n"
                    "# TYPE holdfast_queue_recipients gauge\n# TYPE holdfast_queue_bytes gauge\n"

@@ -265,6 +265,8 @@ int main(int argc, char **argv)
     rd->prm.auth_available = rd->auth_loaded && rd->tls_server != NULL;
     rd->prm.submission = cfg.submission;
     rd->prm.submission_users = cfg.submission_users;
+    rd->prm.mem_used = &rd->data_mem;
+    rd->prm.mem_limit = (size_t)cfg.max_data_memory;
     if (rd->auth_loaded && !rd->tls_server)
         log_warn("auth_file is set but TLS is not: AUTH is offered only over TLS, so never");
     if (etrn_rate_init(&rd->auth_fail, 4096) < 0) {

@@ -50,6 +50,7 @@ struct relayd {
     struct idmap sessions;      /* connection id -> struct session */
     struct idmap per_ip;        /* hash of client address -> open sessions (uintptr_t) */
     uint64_t nsessions;
+    size_t data_mem; /* octets of message buffers in sessions and commits (max_data_memory) */
     bool stopping;
     struct relayd_stats stats;
     /* ETRN hook: set by the flush module; answers through smtpd_etrn_done via the session

@@ -103,13 +103,30 @@ void smtpd_msg_free(struct smtpd_msg *m)
     free(m);
 }
 
+/* Would a message buffer of cap octets (instead of the current one) fit the shared budget? */
+static bool smtpd_mem_fits(const struct smtpd *s, size_t cap)
+{
+    if (!s->prm->mem_used || cap <= s->msg_cap)
+        return true;
+    return *s->prm->mem_used - s->msg_cap + cap <= s->prm->mem_limit;
+}
+
+/* Records that this session's message buffer is now cap octets. */
+static void smtpd_mem_set(struct smtpd *s, size_t cap)
+{
+    if (s->prm->mem_used)
+        *s->prm->mem_used = *s->prm->mem_used - s->msg_cap + cap;
+    s->msg_cap = cap;
+}
+
 static void smtpd_reset_tx(struct smtpd *s)
 {
+    smtpd_mem_set(s, 0);
     smtpd_msg_free(s->msg);
     s->msg = NULL;
-    s->msg_cap = 0;
     s->declared_size = 0;
     s->too_big = false;
+    s->no_mem = false;
 }
 
 void smtpd_init(struct smtpd *s, const struct smtpd_params *prm, const struct policy *policy,
@@ -418,12 +435,18 @@ static void smtpd_apply_data(struct smtpd *s, const struct smtp_cmd *c)
     size_t cap = SMTPD_BODY_HEADROOM + 16384;
     if (s->declared_size && s->declared_size < s->prm->max_size)
         cap = SMTPD_BODY_HEADROOM + (size_t)s->declared_size + 64;
+    if (!smtpd_mem_fits(s, cap)) {
+        log_warn("c=%llu refuse DATA reason=memory budget=%zu client=[%s]",
+                 (unsigned long long)s->id, s->prm->mem_limit, s->client_addr);
+        smtpd_reply(s, 452, "4.3.1", "Insufficient system storage, try again later");
+        return;
+    }
     s->msg->buf = malloc(cap);
     if (!s->msg->buf) {
         smtpd_reply(s, 451, "4.3.0", "Out of memory, try again later");
         return;
     }
-    s->msg_cap = cap;
+    smtpd_mem_set(s, cap);
     s->msg->head = SMTPD_BODY_HEADROOM;
     s->msg->len = 0;
     s->too_big = false;
@@ -854,21 +877,34 @@ static size_t smtpd_data_input(struct smtpd *s, const char *data, size_t len)
         if (n > 32768)
             n = 32768;
         size_t need = m->head + m->len + SMTP_DATA_OUT_MAX(n);
-        if (!s->too_big && need > s->msg_cap) {
+        if (!s->too_big && !s->no_mem && need > s->msg_cap) {
             size_t cap = s->msg_cap * 2;
             while (cap < need)
                 cap *= 2;
-            char *b = realloc(m->buf, cap);
+            /* Never more than the largest message can use, and when doubling would not fit
+             * the shared budget, just what this slice needs. */
+            size_t ceiling = m->head + (size_t)s->prm->max_size + SMTP_DATA_OUT_MAX(32768);
+            if (cap > ceiling && need <= ceiling)
+                cap = ceiling;
+            if (!smtpd_mem_fits(s, cap) && smtpd_mem_fits(s, need))
+                cap = need;
+            char *b = smtpd_mem_fits(s, cap) ? realloc(m->buf, cap) : NULL;
             if (!b) {
-                s->too_big = true; /* treated like a size failure: refused, never stored */
+                /* Over the shared budget (or out of memory): the message is refused with
+                 * 452 4.3.1 at its end; what was received is released now. */
+                s->no_mem = true;
+                free(m->buf);
+                m->buf = NULL;
+                m->len = 0;
+                smtpd_mem_set(s, 0);
             } else {
                 m->buf = b;
-                s->msg_cap = cap;
+                smtpd_mem_set(s, cap);
             }
         }
         size_t out_len = 0;
         size_t c;
-        if (s->too_big) {
+        if (s->too_big || s->no_mem) {
             static char sink[SMTP_DATA_OUT_MAX(32768)]; /* discarded output, one thread */
             c = smtp_data_feed(&s->dec, data + used, n, sink, &out_len);
         } else {
@@ -882,14 +918,18 @@ static size_t smtpd_data_input(struct smtpd *s, const char *data, size_t len)
             free(m->buf);
             m->buf = NULL;
             m->len = 0;
-            s->msg_cap = 0;
+            smtpd_mem_set(s, 0);
         }
     }
     if (!s->dec.done)
         return used;
 
     s->rej_data++;
-    if (s->too_big) {
+    if (s->no_mem && !s->too_big) {
+        log_warn("c=%llu reject DATA reason=memory budget=%zu client=[%s]",
+                 (unsigned long long)s->id, s->prm->mem_limit, s->client_addr);
+        smtpd_reply(s, 452, "4.3.1", "Insufficient system storage, try again later");
+    } else if (s->too_big) {
         log_info("c=%llu reject DATA reason=size size>%llu client=[%s]", (unsigned long long)s->id,
                  (unsigned long long)s->prm->max_size, s->client_addr);
         smtpd_reply(s, 552, "5.3.4", "Message size exceeds fixed limit of %llu octets",
@@ -919,6 +959,8 @@ static size_t smtpd_data_input(struct smtpd *s, const char *data, size_t len)
 struct smtpd_msg *smtpd_take_message(struct smtpd *s)
 {
     struct smtpd_msg *m = s->msg;
+    if (m)
+        m->mem = s->msg_cap; /* still counted: the taker subtracts it when buf is freed */
     s->msg = NULL;
     s->msg_cap = 0;
     return m;

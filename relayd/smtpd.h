@@ -38,6 +38,10 @@ struct smtpd_params {
     bool auth_available; /* AUTH can be offered over TLS (a credentials file is loaded) */
     bool submission;     /* authenticated clients may relay anywhere */
     const char *submission_users; /* space-separated users who may; NULL or "": all */
+    /* Memory for messages being received, shared by every session: a session adds what it
+     * allocates to *mem_used and refuses (452 4.3.1) to go past mem_limit. NULL: no limit. */
+    size_t *mem_used;
+    size_t mem_limit;
 };
 
 struct smtpd_rcpt {
@@ -80,6 +84,8 @@ struct smtpd_msg {
     bool smtputf8;
     int ret;
     char *envid; /* malloc'd or NULL */
+    size_t mem;  /* octets counted in params.mem_used for buf: the taker subtracts them once
+                    buf is freed */
 };
 
 struct smtpd {
@@ -110,6 +116,7 @@ struct smtpd {
     char *auth_login;  /* LOGIN: the user name received, malloc'd */
     struct smtp_data dec;
     bool too_big;
+    bool no_mem;          /* the shared memory budget ran out: 452 4.3.1 at the end */
     struct smtpd_out out;
 };
 

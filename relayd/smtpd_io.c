@@ -128,9 +128,19 @@ static void smtpd_io_resume(struct session *se)
     }
 }
 
+/* A commit's context: the message buffer stays counted in data_mem until the writer is done
+ * with it. */
+struct commit_ctx {
+    struct relayd *rd;
+    size_t mem;
+};
+
 static void smtpd_io_committed(int status, uint64_t token, uint64_t id, void *arg)
 {
-    struct relayd *rd = arg;
+    struct commit_ctx *cc = arg;
+    struct relayd *rd = cc->rd;
+    rd->data_mem -= cc->mem;
+    free(cc);
     struct session *se = idmap_get(&rd->sessions, token);
     char qid[QUEUE_ID_STR];
     queue_id_str(id, qid);
@@ -205,14 +215,30 @@ static void smtpd_io_commit(struct session *se)
     for (size_t i = 0; i < m->nrcpt; i++)
         log_info("%s to=<%s>", qid, log_safe(m->rcpts[i].addr, from, sizeof(from)));
     rd->stats.accepted_bytes += qm->body_len;
+    struct commit_ctx *cc = malloc(sizeof(*cc));
+    size_t mem = m->mem;
     smtpd_msg_free(m);
-    int rc = queue_wr_put(rd->wr, qm, smtpd_io_committed, se->id, rd);
-    if (rc < 0) {
+    m = NULL;
+    if (!cc) {
+        rd->data_mem -= mem;
+        queue_new_msg_free(qm);
+        smtpd_committed(&se->sm, -ENOMEM, "");
+        smtpd_io_flush_out(se);
+        return;
+    }
+    cc->rd = rd;
+    cc->mem = mem;
+    int rc = queue_wr_put(rd->wr, qm, smtpd_io_committed, se->id, cc);
+    if (rc < 0) { /* the writer freed qm */
+        rd->data_mem -= mem;
+        free(cc);
         smtpd_committed(&se->sm, rc, "");
         smtpd_io_flush_out(se);
     }
     return;
 fail:
+    if (m)
+        rd->data_mem -= m->mem;
     smtpd_msg_free(m);
     queue_new_msg_free(qm);
     smtpd_committed(&se->sm, -ENOMEM, "");

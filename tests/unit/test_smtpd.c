@@ -1210,12 +1210,71 @@ static void test_large_message(void **state)
     free(want);
 }
 
+/* The shared memory budget (max_data_memory): a message that would take the sessions past it
+ * is refused with 452 4.3.1 at its end (or at DATA when even the first buffer does not fit),
+ * the session goes on, and every octet counted is given back. */
+static void test_memory_budget(void **state)
+{
+    (void)state;
+    static size_t used;
+    static const struct smtpd_params tight = {.hostname = "mx.test",
+                                              .max_size = 1000000,
+                                              .max_rcpts = 3,
+                                              .max_bad = 10,
+                                              .mem_used = &used,
+                                              .mem_limit = 200000};
+    used = 0;
+    static const char head[] = "HELO c\r\nMAIL FROM:<a@example.org>\r\n"
+                               "RCPT TO:<alice@branch.test>\r\nDATA\r\n";
+    struct smtpd s;
+    smtpd_init(&s, &tight, g_policy, 5, "192.0.2.7");
+    assert_int_equal(smtpd_input(&s, head, strlen(head)), strlen(head));
+    assert_int_equal(s.st, SMTPD_ST_DATA);
+    assert_true(used > 0);
+    /* 300 KB of body: over the 200 KB budget. */
+    char line[82];
+    memset(line, 'x', 78);
+    memcpy(line + 78, "\r\n", 2);
+    for (int i = 0; i < 3840 && s.st == SMTPD_ST_DATA; i++)
+        assert_int_equal(smtpd_input(&s, line, 80), 80);
+    assert_true(used <= tight.mem_limit);
+    smtpd_out_reset(&s);
+    assert_int_equal(smtpd_input(&s, ".\r\n", 3), 3);
+    out_is(&s, "452 4.3.1 Insufficient system storage, try again later\r\n");
+    assert_int_equal(s.st, SMTPD_ST_READY);
+    assert_int_equal(used, 0);
+    /* A small message still fits; taken by the glue, its octets stay counted in m->mem
+     * until the glue gives them back. */
+    smtpd_out_reset(&s);
+    static const char small[] = "MAIL FROM:<a@example.org>\r\nRCPT TO:<alice@branch.test>\r\n"
+                                "DATA\r\nSubject: s\r\n\r\nhi\r\n.\r\n";
+    assert_int_equal(smtpd_input(&s, small, strlen(small)), strlen(small));
+    assert_int_equal(s.st, SMTPD_ST_COMMIT);
+    struct smtpd_msg *m = smtpd_take_message(&s);
+    assert_non_null(m);
+    assert_true(m->mem > 0);
+    assert_int_equal(used, m->mem);
+    used -= m->mem;
+    smtpd_msg_free(m);
+    smtpd_committed(&s, 0, "ID");
+    /* With the budget all taken by others, DATA itself is refused. */
+    used = tight.mem_limit;
+    smtpd_out_reset(&s);
+    static const char again[] = "MAIL FROM:<a@example.org>\r\nRCPT TO:<alice@branch.test>\r\n"
+                                "DATA\r\n";
+    assert_int_equal(smtpd_input(&s, again, strlen(again)), strlen(again));
+    assert_non_null(memmem(s.out.buf, s.out.len, "452 4.3.1 Insufficient system storage", 37));
+    assert_int_not_equal(s.st, SMTPD_ST_DATA);
+    smtpd_close(&s);
+    assert_int_equal(used, tight.mem_limit);
+}
+
 int main(void)
 {
     static const struct CMUnitTest fixed[] = {
         cmocka_unit_test(test_state_names),   cmocka_unit_test(test_input_stops),
         cmocka_unit_test(test_tls_failure),   cmocka_unit_test(test_refuse),
-        cmocka_unit_test(test_large_message),
+        cmocka_unit_test(test_large_message), cmocka_unit_test(test_memory_budget),
     };
     enum { NFIXED = sizeof(fixed) / sizeof(fixed[0]), NCASES = sizeof(cases) / sizeof(cases[0]) };
     static struct CMUnitTest tests[NFIXED + NCASES];
