@@ -35,12 +35,23 @@ static uint64_t smtpd_io_ip_key(const char *addr)
     return h ? h : 1;
 }
 
+/* Replies a client has not read yet, past which it is dropped: a client that pipelines
+ * commands without ever reading the answers must not make us buffer without bound. */
+#define SMTPD_IO_MAX_UNREAD (4u * 1024u * 1024u)
+
 static void smtpd_io_flush_out(struct session *se)
 {
     struct smtpd *s = &se->sm;
     if (s->out.len) {
         if (conn_write(se->conn, s->out.buf, s->out.len) < 0)
             s->out.act |= SMTPD_ACT_CLOSE;
+    }
+    if (conn_write_pending(se->conn) > SMTPD_IO_MAX_UNREAD && !conn_is_closing(se->conn)) {
+        log_warn("c=%llu dropped client=[%s] reason=replies_not_read pending=%zu",
+                 (unsigned long long)se->id, s->client_addr, conn_write_pending(se->conn));
+        smtpd_out_reset(s);
+        conn_close(se->conn, true);
+        return;
     }
     unsigned act = s->out.act;
     smtpd_out_reset(s);
