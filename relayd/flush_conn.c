@@ -32,6 +32,10 @@ static void flush_worker_free(struct flush_worker *w)
 static void flush_worker_end(struct flush_worker *w)
 {
     struct flush_run *run = w->run;
+    if (w->body_busy) { /* the pool still writes into w: end when the read is back */
+        w->end_pending = true;
+        return;
+    }
     if (w->cur && !w->cur->done) {
         struct smtpc_result res;
         memset(&res, 0, sizeof(res));
@@ -49,27 +53,91 @@ static void flush_worker_end(struct flush_worker *w)
     flush__run_maybe_finish(run);
 }
 
-static int flush_body_chunk(const char *data, size_t len, void *arg)
+/* Runs in libuv's thread pool: copies the stored message out of LMDB (a read transaction of
+ * its own), so page faults on a cold queue never stall the loop. */
+static int flush_body_collect(const char *data, size_t len, void *arg)
 {
     struct flush_worker *w = arg;
-    return smtpc_body(&w->sc, data, len, false);
+    if (w->body_len + len > w->body_cap) {
+        size_t cap = w->body_cap ? w->body_cap : 65536;
+        while (cap < w->body_len + len)
+            cap *= 2;
+        char *nb = realloc(w->body_buf, cap);
+        if (!nb)
+            return -ENOMEM;
+        w->body_buf = nb;
+        w->body_cap = cap;
+    }
+    memcpy(w->body_buf + w->body_len, data, len);
+    w->body_len += len;
+    return 0;
 }
 
-/* Sends the current message's body from the queue, chunk by chunk (dot-stuffed by smtpc). */
-static void flush_worker_body(struct flush_worker *w)
+static void flush_body_work(uv_work_t *req)
 {
-    struct queue *q = w->run->fl->rd->q;
-    int rc = queue_read_body(q, w->cur->id, flush_body_chunk, w);
+    struct flush_worker *w = req->data;
+    w->body_rc = queue_read_body(w->run->fl->rd->q, w->body_id, flush_body_collect, w);
+}
+
+/* Hands the body to smtpc (dot-stuffed there) and then the end of data. */
+static void flush_body_send(struct flush_worker *w, int rc)
+{
+    if (rc == 0 && w->body_len)
+        rc = smtpc_body(&w->sc, w->body_buf, w->body_len, false);
     if (rc == 0)
         rc = smtpc_body(&w->sc, NULL, 0, true);
     if (rc < 0) {
         char qid[QUEUE_ID_STR];
         log_warn("%s cannot read the stored message err=%s; aborting the connection so the "
                  "server does not take a partial message",
-                 queue_id_str(w->cur->id, qid), hf_errname(rc));
+                 queue_id_str(w->body_id, qid), hf_errname(rc));
         /* smtpc defers every recipient not yet final. */
         smtpc_on_closed(&w->sc, rc);
     }
+}
+
+static void flush_body_release(struct flush_worker *w)
+{
+    free(w->body_buf);
+    w->body_buf = NULL;
+    w->body_len = w->body_cap = 0;
+}
+
+static void flush_body_done(uv_work_t *req, int status)
+{
+    struct flush_worker *w = req->data;
+    w->body_busy = false;
+    int rc = status < 0 ? status : w->body_rc;
+    bool live = !w->end_pending && w->sc_live && w->sc.state == SMTPC_ST_BODY && w->cur &&
+                w->cur->id == w->body_id && w->conn && !conn_is_closing(w->conn);
+    if (live)
+        flush_body_send(w, rc);
+    flush_body_release(w);
+    if (w->end_pending) {
+        flush_worker_end(w);
+        return;
+    }
+    if (live)
+        flush_worker_act(w);
+}
+
+/* Sends the current message's body from the queue: read off the loop, then dot-stuffed by
+ * smtpc. */
+static void flush_worker_body(struct flush_worker *w)
+{
+    if (w->body_busy)
+        return;
+    w->body_id = w->cur->id;
+    w->body_len = 0;
+    w->body_work.data = w;
+    if (uv_queue_work(w->run->fl->rd->loop, &w->body_work, flush_body_work, flush_body_done) == 0) {
+        w->body_busy = true;
+        return;
+    }
+    /* No thread pool: read on the loop rather than not at all. */
+    w->body_rc = queue_read_body(w->run->fl->rd->q, w->body_id, flush_body_collect, w);
+    flush_body_send(w, w->body_rc);
+    flush_body_release(w);
 }
 
 /* Hands the next waiting message of the run to the machine, or ends the session. */
@@ -380,7 +448,9 @@ static void flush_on_close(struct conn *c)
     }
     /* Messages remain and this host refused or failed the session: next exchanger. */
     bool left = w->run->next_item < w->run->nitems;
-    if (session_failed && left && !w->run->fl->stopping && w->attempt + 1 < w->run->nattempts) {
+    /* (Not while a body read is in flight for the old session: it still owns the worker.) */
+    if (session_failed && left && !w->run->fl->stopping && !w->body_busy &&
+        w->attempt + 1 < w->run->nattempts) {
         w->attempt++;
         flush__worker_start(w);
         return;

@@ -50,6 +50,14 @@ struct flush_worker {
                                      the dialogue (a TLS check) */
     char relay[MX_NAME_MAX + 64]; /* host[addr]:port of the current attempt, for logs */
     char tls_desc[160];           /* how TLS went on this connection, for delivery lines */
+    /* The current body is read from the queue in libuv's thread pool, off the loop. */
+    uv_work_t body_work;
+    bool body_busy;   /* a read is in flight: the worker may not be freed */
+    bool end_pending; /* the worker ended meanwhile: finish that when the read is back */
+    uint64_t body_id; /* the message being read */
+    char *body_buf;
+    size_t body_len, body_cap;
+    int body_rc;
 };
 
 /* TLSA records of one exchanger (RFC 7672), copied out of the DNS answer. */
