@@ -143,59 +143,6 @@ bool etrn_nets_match(const struct etrn_nets *n, const struct sockaddr_storage *s
     return false;
 }
 
-uint64_t etrn_hash(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        h ^= *p;
-        h *= 0x100000001b3ULL;
-    }
-    return h ? h : 1;
-}
-
-int etrn_rate_init(struct etrn_rate *r, size_t cap)
-{
-    size_t c = 16;
-    while (c < cap)
-        c *= 2;
-    r->keys = calloc(c, sizeof(*r->keys));
-    r->window = calloc(c, sizeof(*r->window));
-    r->count = calloc(c, sizeof(*r->count));
-    r->cap = c;
-    if (!r->keys || !r->window || !r->count) {
-        etrn_rate_close(r);
-        return -ENOMEM;
-    }
-    return 0;
-}
-
-void etrn_rate_close(struct etrn_rate *r)
-{
-    free(r->keys);
-    free(r->window);
-    free(r->count);
-    memset(r, 0, sizeof(*r));
-}
-
-bool etrn_rate_take(struct etrn_rate *r, uint64_t key, int64_t now, uint32_t limit)
-{
-    if (!r->cap)
-        return true;
-    /* Two candidate slots; a key that lost its slot to another starts a new window, which
-     * only ever errs towards allowing (the table is bounded, the limit approximate). */
-    size_t i = (size_t)(key * 0x9e3779b97f4a7c15ULL >> 32) & (r->cap - 1);
-    int64_t win = now / 60;
-    if (r->keys[i] != key || r->window[i] != win) {
-        r->keys[i] = key;
-        r->window[i] = win;
-        r->count[i] = 0;
-    }
-    if (r->count[i] >= limit)
-        return false;
-    r->count[i]++;
-    return true;
-}
-
 static void etrn_set(struct etrn_reply *o, int code, const char *enh, bool start, const char *fmt,
                      const char *node, const char *extra)
 {

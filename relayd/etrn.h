@@ -46,19 +46,6 @@ int etrn_nets_parse(const char *list, struct etrn_nets *out, size_t *bad);
 void etrn_nets_free(struct etrn_nets *n);
 bool etrn_nets_match(const struct etrn_nets *n, const struct sockaddr_storage *sa);
 
-/* A fixed-window rate limiter: at most limit events per 60 s per key. */
-struct etrn_rate {
-    uint64_t *keys;
-    int64_t *window;
-    uint32_t *count;
-    size_t cap; /* slots, power of two; older keys are overwritten (bounded memory) */
-};
-int etrn_rate_init(struct etrn_rate *r, size_t cap);
-void etrn_rate_close(struct etrn_rate *r);
-/* Counts one event for key at time now (seconds); true if it is within the limit. */
-bool etrn_rate_take(struct etrn_rate *r, uint64_t key, int64_t now, uint32_t limit);
-uint64_t etrn_hash(const char *s);
-
 /* Everything the decision needs about the request's context. */
 struct etrn_ctx {
     bool allowed; /* client address within etrn_allow (and AUTH when required) */

@@ -18,12 +18,13 @@
 #include "flush.h"
 #include "hf_err.h"
 #include "log.h"
+#include "rate.h"
 #include "mx.h"
 #include "smtp_cmd.h"
 
 struct etrn_io {
     struct etrn_nets allow, trusted;
-    struct etrn_rate rate_client, rate_domain;
+    struct rate rate_client, rate_domain;
 };
 
 struct etrn_io_domains {
@@ -189,8 +190,8 @@ static void etrn_io_etrn(struct relayd *rd, uint64_t sid, const char *client_add
             }
         }
     }
-    ctx.client_rate_ok = etrn_rate_take(&fl->rate_client, etrn_hash(client_addr),
-                                        (int64_t)time(NULL), (uint32_t)rd->cfg->etrn_rate_client);
+    ctx.client_rate_ok = rate_take(&fl->rate_client, rate_key(client_addr), (int64_t)time(NULL),
+                                   (uint32_t)rd->cfg->etrn_rate_client);
     q->ctx = ctx;
     /* Still untrusted: is the client one of the domain's MX hosts? (Asked only for a request
      * that will otherwise be answered, so a refused or rate-limited client costs no DNS.) */
@@ -248,8 +249,8 @@ static void etrn_io_finish(struct etrn_io_req *q)
     ctx.running = ctx.messages > 0 && startable == 0 && running > 0;
     ctx.domain_rate_ok = true;
     if (served && startable > 0 && ctx.allowed && ctx.auth_ok && ctx.client_rate_ok)
-        ctx.domain_rate_ok = etrn_rate_take(&fl->rate_domain, etrn_hash(arg), now,
-                                            (uint32_t)rd->cfg->etrn_rate_domain);
+        ctx.domain_rate_ok =
+            rate_take(&fl->rate_domain, rate_key(arg), now, (uint32_t)rd->cfg->etrn_rate_domain);
     struct etrn_reply rep;
     etrn_decide(&req, served, &ctx, &rep);
     if (rep.start) {
@@ -278,8 +279,8 @@ static void etrn_io_free_state(struct etrn_io *e)
 {
     etrn_nets_free(&e->allow);
     etrn_nets_free(&e->trusted);
-    etrn_rate_close(&e->rate_client);
-    etrn_rate_close(&e->rate_domain);
+    rate_close(&e->rate_client);
+    rate_close(&e->rate_domain);
     free(e);
 }
 
@@ -299,9 +300,9 @@ int etrn_io_init(struct relayd *rd)
         log_err("etrn_trusted: entry %zu is not an address or network", bad + 1);
         goto fail;
     }
-    rc = etrn_rate_init(&e->rate_client, 4096);
+    rc = rate_init(&e->rate_client, 4096);
     if (rc == 0)
-        rc = etrn_rate_init(&e->rate_domain, 1024);
+        rc = rate_init(&e->rate_domain, 1024);
     if (rc < 0)
         goto fail;
     rd->etrn_state = e;

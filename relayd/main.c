@@ -269,7 +269,7 @@ int main(int argc, char **argv)
     rd->prm.mem_limit = (size_t)cfg.max_data_memory;
     if (rd->auth_loaded && !rd->tls_server)
         log_warn("auth_file is set but TLS is not: AUTH is offered only over TLS, so never");
-    if (etrn_rate_init(&rd->auth_fail, 4096) < 0) {
+    if (rate_init(&rd->auth_fail, 4096) < 0) {
         log_err("out of memory");
         return 1;
     }
@@ -353,7 +353,7 @@ out:
     tls_ctx_free(rd->tls_server);
     tls_ctx_free(rd->tls_client);
     auth_store_free(&rd->auth);
-    etrn_rate_close(&rd->auth_fail);
+    rate_close(&rd->auth_fail);
     cfg_free(&cfg);
     return rc < 0 ? 1 : 0;
 }

@@ -15,6 +15,7 @@
 #include "policy.h"
 #include "queue.h"
 #include "queue_wr.h"
+#include "rate.h"
 #include "smtpd.h"
 
 /* Counters since start, served by relayctl stats and the metrics endpoint. */
@@ -46,9 +47,9 @@ struct relayd {
     struct tls_ctx *tls_client; /* outbound STARTTLS */
     struct auth_store auth;     /* credentials; empty: no AUTH */
     bool auth_loaded;
-    struct etrn_rate auth_fail; /* failed AUTH per client address per minute */
-    struct idmap sessions;      /* connection id -> struct session */
-    struct idmap per_ip;        /* hash of client address -> open sessions (uintptr_t) */
+    struct rate auth_fail; /* failed AUTH per client address per minute */
+    struct idmap sessions; /* connection id -> struct session */
+    struct idmap per_ip;   /* hash of client address -> open sessions (uintptr_t) */
     uint64_t nsessions;
     size_t data_mem; /* octets of message buffers in sessions and commits (max_data_memory) */
     bool stopping;

@@ -25,16 +25,6 @@ struct session {
     bool implicit_tls; /* accepted on a listen_tls port */
 };
 
-static uint64_t smtpd_io_ip_key(const char *addr)
-{
-    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)addr; *p; p++) {
-        h ^= *p;
-        h *= 0x100000001b3ULL;
-    }
-    return h ? h : 1;
-}
-
 /* Replies a client has not read yet, past which it is dropped: a client that pipelines
  * commands without ever reading the answers must not make us buffer without bound. */
 #define SMTPD_IO_MAX_UNREAD (4u * 1024u * 1024u)
@@ -341,8 +331,8 @@ static void smtpd_io_auth_done(uv_work_t *req, int status)
         log_warn("c=%llu auth failed user=%s client=[%s] err=%s", (unsigned long long)j->session_id,
                  u, j->client, hf_errname(rc));
     if (rc == -EACCES) /* count failures only; a success does not refill the bucket */
-        etrn_rate_take(&rd->auth_fail, etrn_hash(j->client), (int64_t)time(NULL),
-                       (uint32_t)rd->cfg->auth_fail_limit);
+        rate_take(&rd->auth_fail, rate_key(j->client), (int64_t)time(NULL),
+                  (uint32_t)rd->cfg->auth_fail_limit);
     struct session *se = idmap_get(&rd->sessions, j->session_id);
     if (se) {
         smtpd_auth_done(&se->sm, rc == 0, rc != 0 && rc != -EACCES, j->user);
@@ -354,24 +344,13 @@ static void smtpd_io_auth_done(uv_work_t *req, int status)
     free(j);
 }
 
-/* Probes the per-client failure budget without spending it. */
-static bool smtpd_io_auth_allowed(struct relayd *rd, const char *client)
-{
-    struct etrn_rate *r = &rd->auth_fail;
-    if (!r->cap)
-        return true;
-    uint64_t key = etrn_hash(client);
-    size_t i = (size_t)(key * 0x9e3779b97f4a7c15ULL >> 32) & (r->cap - 1);
-    int64_t win = (int64_t)time(NULL) / 60;
-    return !(r->keys[i] == key && r->window[i] == win && r->count[i] >= rd->cfg->auth_fail_limit);
-}
-
 static void smtpd_io_auth(struct session *se)
 {
     struct relayd *rd = se->rd;
     char *user = se->sm.out.auth_user, *pass = se->sm.out.auth_pass;
     se->sm.out.auth_user = se->sm.out.auth_pass = NULL;
-    if (!smtpd_io_auth_allowed(rd, se->sm.client_addr)) {
+    if (rate_exceeded(&rd->auth_fail, rate_key(se->sm.client_addr), (int64_t)time(NULL),
+                      (uint32_t)rd->cfg->auth_fail_limit)) {
         log_warn("c=%llu auth refused client=[%s] reason=too_many_failures limit=%llu/min",
                  (unsigned long long)se->id, se->sm.client_addr,
                  (unsigned long long)rd->cfg->auth_fail_limit);
@@ -577,7 +556,7 @@ static void smtpd_io_accept(uv_stream_t *server, int status, bool implicit_tls)
     se->sm.tls = implicit_tls; /* RFC 8314: TLS from the first octet */
     log_debug("c=%llu connect client=[%s]:%d", (unsigned long long)se->id, conn_peer_addr(c),
               conn_peer_port(c));
-    uint64_t key = smtpd_io_ip_key(conn_peer_addr(c));
+    uint64_t key = rate_key(conn_peer_addr(c));
     uintptr_t per_ip = (uintptr_t)idmap_get(&rd->per_ip, key);
     if (rd->stopping) {
         smtpd_out_reset(&se->sm);

@@ -141,20 +141,6 @@ static void test_nets(void **state)
     assert_int_equal(etrn_nets_parse("::/129", &n, &bad), -EINVAL);
 }
 
-static void test_rate(void **state)
-{
-    (void)state;
-    struct etrn_rate r;
-    assert_int_equal(etrn_rate_init(&r, 64), 0);
-    uint64_t k = etrn_hash("127.0.0.1");
-    for (int i = 0; i < 3; i++)
-        assert_true(etrn_rate_take(&r, k, 6000, 3));
-    assert_false(etrn_rate_take(&r, k, 6010, 3));                     /* 4th in the same minute */
-    assert_true(etrn_rate_take(&r, etrn_hash("127.0.0.2"), 6010, 3)); /* other key */
-    assert_true(etrn_rate_take(&r, k, 6060, 3));                      /* next minute */
-    etrn_rate_close(&r);
-}
-
 struct decide_case {
     const char *arg;
     bool served;
@@ -244,8 +230,10 @@ static void test_decide(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse), cmocka_unit_test(test_match),  cmocka_unit_test(test_nets),
-        cmocka_unit_test(test_rate),  cmocka_unit_test(test_decide),
+        cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_match),
+        cmocka_unit_test(test_nets),
+        cmocka_unit_test(test_decide),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
