@@ -206,9 +206,9 @@ static void etrn_maybe_finish(struct fetchd_etrn_run *run)
     uv_timer_start(&run->done_timer, etrn_on_done_timer, 0, 0);
 }
 
-static void etrn_free(uv_handle_t *h)
+/* Frees run and everything it owns (its timer is closed or was never started). */
+static void etrn_run_free(struct fetchd_etrn_run *run)
 {
-    struct fetchd_etrn_run *run = h->data;
     for (size_t i = 0; i < run->ntargets; i++) {
         struct etrn_target *t = run->targets[i];
         if (t->sc_live)
@@ -227,6 +227,11 @@ static void etrn_free(uv_handle_t *h)
     free(run->host);
     free(run->helo);
     free(run);
+}
+
+static void etrn_free(uv_handle_t *h)
+{
+    etrn_run_free(h->data);
 }
 
 static void etrn_on_done_timer(uv_timer_t *h)
@@ -712,15 +717,7 @@ int fetchd_etrn_start(const struct release_params *p, release_done_cb cb, void *
     *out = run;
     return 0;
 nomem:
-    for (size_t i = 0; i < run->ndomains; i++)
-        free(run->domains[i]);
-    free(run->domains);
-    free(run->seen);
-    free(run->verdict);
-    free(run->relay);
-    free(run->host);
-    free(run->helo);
-    free(run);
+    etrn_run_free(run); /* no target exists yet, no timer was started */
     return -ENOMEM;
 }
 

@@ -162,10 +162,9 @@ static uint32_t runner_rand(struct runner *r)
     return x;
 }
 
-static void runner_unref(struct runner *r)
+/* Frees r and what it owns (the password buffers wiped); its handles are closed already. */
+static void runner_free(struct runner *r)
 {
-    if (--r->refs > 0 || !r->closing)
-        return;
     for (size_t i = 0; i < r->nrelays; i++) {
         struct runner_relay *rr = &r->relays[i];
         for (size_t d = 0; d < rr->ndomains; d++)
@@ -181,6 +180,13 @@ static void runner_unref(struct runner *r)
     free(r->relays);
     free(r->helo);
     free(r);
+}
+
+static void runner_unref(struct runner *r)
+{
+    if (--r->refs > 0 || !r->closing)
+        return;
+    runner_free(r);
 }
 
 /* Called after any state change: reports idleness once the work is over. */
@@ -536,20 +542,7 @@ int runner_new(uv_loop_t *loop, const struct runner_opts *o, struct runner **out
     *out = r;
     return 0;
 nomem:
-    for (size_t i = 0; i < r->nrelays; i++) {
-        struct runner_relay *rr = &r->relays[i];
-        for (size_t d = 0; d < rr->ndomains; d++)
-            free(rr->domains[d]);
-        free(rr->domains);
-        free(rr->todo);
-        free(rr->step_map);
-        free(rr->step_doms);
-        free(rr->last);
-        explicit_bzero(rr->password, sizeof(rr->password));
-    }
-    free(r->relays);
-    free(r->helo);
-    free(r);
+    runner_free(r);
     return -ENOMEM;
 }
 

@@ -68,24 +68,23 @@ static ssize_t policy_domain_index(const struct policy *p, const char *domain)
     return -1;
 }
 
-int policy_add_recipient(struct policy *p, const char *domain, const char *entry)
-{
-    ssize_t i = policy_domain_index(p, domain);
-    if (i < 0)
-        return -ENOENT;
-    if (!*entry || strchr(entry, ' ') || strlen(entry) > 320)
-        return -EINVAL;
-    int rc = policy_list_add(&p->lists[i], entry);
-    if (rc == 0)
-        policy_sort(&p->lists[i]);
-    return rc;
-}
-
+/* Adds entry to domain di's list without sorting it (a file is sorted once, at its end). */
 static int policy_add_unsorted(struct policy *p, size_t di, const char *entry)
 {
     if (!*entry || strchr(entry, ' ') || strlen(entry) > 320)
         return -EINVAL;
     return policy_list_add(&p->lists[di], entry);
+}
+
+int policy_add_recipient(struct policy *p, const char *domain, const char *entry)
+{
+    ssize_t i = policy_domain_index(p, domain);
+    if (i < 0)
+        return -ENOENT;
+    int rc = policy_add_unsorted(p, (size_t)i, entry);
+    if (rc == 0)
+        policy_sort(&p->lists[i]);
+    return rc;
 }
 
 static int policy_load_file(struct policy *p, size_t di, struct cfg_errors *errs)
