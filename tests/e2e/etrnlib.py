@@ -46,40 +46,19 @@ from dnslib import AAAA, A, MX, QTYPE, RCODE, RR, DNSLabel
 from dnslib.server import BaseResolver, DNSError, DNSLogger, DNSServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE_DIR = os.environ.get("HF_SOURCE_DIR") or os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, HERE)
+import hfharness  # noqa: E402  (paths, names and bounds shared with the inbound tests)
+from hfharness import (  # noqa: E402,F401
+    BIN_DIR, CLIENT_NAME, HOSTNAME, RELAYCTL, RELAYD, SANITIZE, SANITIZER_RE, SLOW, SOURCE_DIR,
+    free_port)
 
-
-def _default_bin_dir():
-    for cand in ("build-etrn", "build", "build-e2e"):
-        d = os.path.join(SOURCE_DIR, cand, "bin")
-        if os.path.exists(os.path.join(d, "relayd")):
-            return d
-    return os.path.join(SOURCE_DIR, "build", "bin")
-
-
-BIN_DIR = os.environ.get("HF_BIN_DIR") or _default_bin_dir()
-RELAYD = os.path.join(BIN_DIR, "relayd")
-RELAYCTL = os.path.join(BIN_DIR, "relayctl")
-SANITIZE = os.environ.get("HF_SANITIZE", "0") in ("1", "ON", "on", "true", "TRUE")
-SLOW = 4.0 if SANITIZE else 1.0
-
-HOSTNAME = "relay.holdfast.test"
-CLIENT_NAME = "client.example.test"
+# A search, not a match: smtplib hands the reply text with its enhanced code.
 QUEUED_RE = re.compile(r"2\.0\.0 Ok: queued as ([0-9A-Fa-f]{16})")
-SANITIZER_RE = re.compile(
-    r"ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer)|runtime error:|"
-    r"SUMMARY: (Address|Leak|UndefinedBehavior)Sanitizer")
 
 
 def bound(seconds):
     """A wait bound, scaled for sanitizer builds."""
-    return seconds * SLOW
-
-
-def free_port(host="127.0.0.1"):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return hfharness.timeout(seconds)
 
 
 # ---- DNS ------------------------------------------------------------------------------
@@ -768,3 +747,50 @@ class ETRNTestCase(unittest.TestCase):
         self.assertEqual(msgs, [], "queue should be empty")
         q = r.queue_json()
         self.assertEqual(q["totals"]["messages"], 0, q)
+
+
+class SharedRelaydCase(unittest.TestCase):
+    """One DNS server (cls.dns), receiving servers (cls.sinks) and relayd for a whole class:
+    the subclass's setUpClass starts dns and sinks, then calls start_shared(relayd). relayd's
+    log is printed when any test of the class failed, and a sanitizer report or an unclean
+    exit fails the class."""
+
+    @classmethod
+    def start_shared(cls, relayd):
+        cls.relayd = relayd
+        cls.any_failed = False
+        try:
+            relayd.start()
+        except BaseException:
+            sys.stderr.write(relayd.log_text())
+            relayd.cleanup()
+            cls.sinks.stop()
+            cls.dns.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        r = cls.relayd
+        r.stop()
+        if cls.any_failed or r.problems:
+            sys.stderr.write("\n---- relayd log (%s) ----\n%s---- end of log ----\n"
+                             % (r.dir, r.log_text()))
+        r.cleanup()
+        cls.sinks.stop()
+        cls.dns.stop()
+        if r.problems:
+            raise AssertionError("; ".join(r.problems))
+
+    def run(self, result=None):
+        if result is None:
+            result = self.defaultTestResult()
+        before = len(result.failures) + len(result.errors)
+        try:
+            return super().run(result)
+        finally:
+            if len(result.failures) + len(result.errors) > before:
+                type(self).any_failed = True
+
+    def setUp(self):
+        if self.relayd.proc is None or self.relayd.proc.poll() is not None:
+            self.fail("relayd is not running (crashed?)")

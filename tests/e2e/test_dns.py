@@ -117,10 +117,14 @@ class TruncatingHandler(DNSHandler):
     client asks again over TCP. dnslib's own truncation drops the question section, which
     c-ares rightly refuses to match to its query, so the question is kept here."""
 
+    def mangle(self, request, rdata):
+        """Hook for tests that break answers on purpose (test_dns_tlsa.py); here: none."""
+        return rdata
+
     def get_reply(self, data):
         request = DNSRecord.parse(data)
         reply = self.server.resolver.resolve(request, self)
-        rdata = reply.pack()
+        rdata = self.mangle(request, reply.pack())
         if self.protocol == "udp" and len(rdata) > 512:
             header = DNSHeader(id=reply.header.id, bitmap=reply.header.bitmap, tc=1)
             rdata = DNSRecord(header, q=reply.q).pack()
@@ -132,16 +136,16 @@ class QuietLogger(DNSLogger):
         super().__init__(log="-request,-reply,-truncated,-recv,-send,-data,-error")
 
 
-def start_servers(resolver):
+def start_servers(resolver, handler=TruncatingHandler):
     """UDP and TCP servers on the same free port; a bounded number of tries."""
     last = None
     for _ in range(20):
         udp = DNSServer(resolver, port=0, address="127.0.0.1", logger=QuietLogger(),
-                        handler=TruncatingHandler)
+                        handler=handler)
         port = udp.server.server_address[1]
         try:
             tcp = DNSServer(resolver, port=port, address="127.0.0.1", tcp=True,
-                            logger=QuietLogger(), handler=TruncatingHandler)
+                            logger=QuietLogger(), handler=handler)
         except OSError as e:
             udp.server.server_close()
             last = e

@@ -23,10 +23,14 @@ import random
 import struct
 import subprocess
 import threading
+import sys
 import unittest
 
-from dnslib import A, CNAME, QTYPE, RCODE, RD, RR, TLSA, DNSHeader, DNSLabel, DNSRecord
-from dnslib.server import BaseResolver, DNSError, DNSHandler, DNSLogger, DNSServer
+from dnslib import A, CNAME, QTYPE, RCODE, RD, RR, TLSA, DNSLabel
+from dnslib.server import BaseResolver, DNSError
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_dns  # noqa: E402  (its DNS server helpers)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("HF_SOURCE_DIR") or os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -222,43 +226,12 @@ def _mangle(qname, rdata):
     return rdata
 
 
-class Handler(DNSHandler):
-    """Keeps the question when truncating for UDP (RFC 1035 4.2.1; dnslib's own truncation
-    drops it and c-ares rightly refuses such an answer), and breaks answers on purpose."""
+class Handler(test_dns.TruncatingHandler):
+    """test_dns's handler (the question kept when truncating for UDP), with answers broken on
+    purpose for the malformed-answer cases."""
 
-    def get_reply(self, data):
-        request = DNSRecord.parse(data)
-        reply = self.server.resolver.resolve(request, self)
-        rdata = _mangle(str(request.q.qname).rstrip(".").lower(), reply.pack())
-        if self.protocol == "udp" and len(rdata) > 512:
-            header = DNSHeader(id=reply.header.id, bitmap=reply.header.bitmap, tc=1)
-            rdata = DNSRecord(header, q=reply.q).pack()
-        return rdata
-
-
-class QuietLogger(DNSLogger):
-    def __init__(self):
-        super().__init__(log="-request,-reply,-truncated,-recv,-send,-data,-error")
-
-
-def start_servers(resolver):
-    """UDP and TCP servers on the same free port; a bounded number of tries."""
-    last = None
-    for _ in range(20):
-        udp = DNSServer(resolver, port=0, address="127.0.0.1", logger=QuietLogger(),
-                        handler=Handler)
-        port = udp.server.server_address[1]
-        try:
-            tcp = DNSServer(resolver, port=port, address="127.0.0.1", tcp=True,
-                            logger=QuietLogger(), handler=Handler)
-        except OSError as e:
-            udp.server.server_close()
-            last = e
-            continue
-        udp.start_thread()
-        tcp.start_thread()
-        return port, udp, tcp
-    raise RuntimeError("no free port for UDP and TCP: %s" % last)
+    def mangle(self, request, rdata):
+        return _mangle(str(request.q.qname).rstrip(".").lower(), rdata)
 
 
 def tlsa_line(host, status, secure, nrrs, port=25):
@@ -272,7 +245,7 @@ class DNSTLSATest(unittest.TestCase):
         if not os.path.exists(PROBE):
             raise unittest.SkipTest("dnsprobe not built: %s" % PROBE)
         cls.resolver = ZoneResolver()
-        cls.port, cls.udp, cls.tcp = start_servers(cls.resolver)
+        cls.port, cls.udp, cls.tcp = test_dns.start_servers(cls.resolver, Handler)
 
     @classmethod
     def tearDownClass(cls):

@@ -124,7 +124,7 @@ class Delivery:
         self.tls = fields.get("tls")
 
 
-class Dane(unittest.TestCase):
+class Dane(etrnlib.SharedRelaydCase):
     """One PKI, one DNS server, five sinks and one relayd for the class; every test has
     domains of its own, so the tests do not see each other's mail."""
 
@@ -238,42 +238,7 @@ class Dane(unittest.TestCase):
             raise
         cls.relayd = etrnlib.Relayd(cls.dns.port, cls.port,
                                     {d: {"tls": "dane"} for d in cls.DOMAINS})
-        cls.any_failed = False
-        try:
-            cls.relayd.start()
-        except BaseException:
-            sys.stderr.write(cls.relayd.log_text())
-            cls.relayd.cleanup()
-            cls.sinks.stop()
-            cls.dns.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        r = cls.relayd
-        r.stop()
-        if cls.any_failed or r.problems:
-            sys.stderr.write("\n---- relayd log (%s) ----\n%s---- end of log ----\n"
-                             % (r.dir, r.log_text()))
-        r.cleanup()
-        cls.sinks.stop()
-        cls.dns.stop()
-        if r.problems:
-            raise AssertionError("; ".join(r.problems))
-
-    def run(self, result=None):
-        if result is None:
-            result = self.defaultTestResult()
-        before = len(result.failures) + len(result.errors)
-        try:
-            return super().run(result)
-        finally:
-            if len(result.failures) + len(result.errors) > before:
-                type(self).any_failed = True
-
-    def setUp(self):
-        if self.relayd.proc is None or self.relayd.proc.poll() is not None:
-            self.fail("relayd is not running (crashed?)")
+        cls.start_shared(cls.relayd)
 
     # ---- helpers -------------------------------------------------------------------------
 

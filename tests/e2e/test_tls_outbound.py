@@ -107,7 +107,7 @@ class Delivery:
 logging.getLogger("mail.log").setLevel(logging.CRITICAL)
 
 
-class Outbound(unittest.TestCase):
+class Outbound(etrnlib.SharedRelaydCase):
     """One DNS server, six sinks and one relayd for the class; each test has its own
     domain, so the tests do not see each other's mail."""
 
@@ -128,42 +128,7 @@ class Outbound(unittest.TestCase):
                                           "next_hop": "[%s]:%d" % (GOOD, cls.sinks.port)}
         cls.relayd = etrnlib.Relayd(cls.dns.port, cls.sinks.port, domains,
                                     conf={"tls_ca_file": cls.pki.ca_cert})
-        cls.any_failed = False
-        try:
-            cls.relayd.start()
-        except BaseException:
-            sys.stderr.write(cls.relayd.log_text())
-            cls.relayd.cleanup()
-            cls.sinks.stop()
-            cls.dns.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        r = cls.relayd
-        r.stop()
-        if cls.any_failed or r.problems:
-            sys.stderr.write("\n---- relayd log (%s) ----\n%s---- end of log ----\n"
-                             % (r.dir, r.log_text()))
-        r.cleanup()
-        cls.sinks.stop()
-        cls.dns.stop()
-        if r.problems:
-            raise AssertionError("; ".join(r.problems))
-
-    def run(self, result=None):
-        if result is None:
-            result = self.defaultTestResult()
-        before = len(result.failures) + len(result.errors)
-        try:
-            return super().run(result)
-        finally:
-            if len(result.failures) + len(result.errors) > before:
-                type(self).any_failed = True
-
-    def setUp(self):
-        if self.relayd.proc is None or self.relayd.proc.poll() is not None:
-            self.fail("relayd is not running (crashed?)")
+        cls.start_shared(cls.relayd)
 
     # ---- helpers -------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ static void test_verdicts(void **state)
             {459, RELEASE_FATAL}, /* node not allowed: asking again will not help */
             {500, RELEASE_FATAL}, /* ETRN unknown */
             {501, RELEASE_FATAL}, /* syntax */
-            {502, RELEASE_FATAL}, /* not implemented */
+            {502, RELEASE_FATAL}, /* the relay does not offer ETRN (command not implemented) */
             {504, RELEASE_FATAL}, {530, RELEASE_FATAL}, /* authentication required */
             {550, RELEASE_FATAL}, {554, RELEASE_FATAL},
             {0, RELEASE_RETRY},   /* no reply: unreachable, lost connection, timeout */
