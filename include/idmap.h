@@ -23,5 +23,8 @@ int idmap_put(struct idmap *m, uint64_t key, void *val);
 void *idmap_get(const struct idmap *m, uint64_t key);
 /* Removes key; returns its value or NULL. */
 void *idmap_del(struct idmap *m, uint64_t key);
+/* Calls fn for every entry. fn may idmap_del() entries (the table is not rebuilt meanwhile)
+ * but must not idmap_put(). */
+void idmap_each(struct idmap *m, void (*fn)(uint64_t key, void *val, void *arg), void *arg);
 
 #endif

@@ -122,3 +122,12 @@ void *idmap_del(struct idmap *m, uint64_t key)
     m->n--;
     return v;
 }
+
+void idmap_each(struct idmap *m, void (*fn)(uint64_t key, void *val, void *arg), void *arg)
+{
+    for (size_t i = 0; i < m->cap; i++) {
+        uint64_t k = m->keys[i];
+        if (k != IDMAP_EMPTY && k != IDMAP_TOMB)
+            fn(k, m->vals[i], arg);
+    }
+}

@@ -747,6 +747,13 @@ int ctl_init(struct relayd *rd)
     return 0;
 }
 
+static void ctl_close_each(uint64_t key, void *val, void *arg)
+{
+    (void)key;
+    (void)arg;
+    ctl_close(val); /* removes itself from the map: allowed during idmap_each */
+}
+
 void ctl_shutdown(struct relayd *rd)
 {
     struct ctl *ctl = rd->ctl;
@@ -756,11 +763,7 @@ void ctl_shutdown(struct relayd *rd)
         uv_close((uv_handle_t *)&ctl->pipe, NULL);
     if (ctl->metrics_open && !uv_is_closing((uv_handle_t *)&ctl->metrics))
         uv_close((uv_handle_t *)&ctl->metrics, NULL);
-    for (size_t i = 0; i < ctl->clients.cap; i++) {
-        uint64_t k = ctl->clients.keys[i];
-        if (k != 0 && k != UINT64_MAX && ctl->clients.vals[i])
-            ctl_close(ctl->clients.vals[i]);
-    }
+    idmap_each(&ctl->clients, ctl_close_each, NULL);
     if (ctl->path)
         unlink(ctl->path);
 }

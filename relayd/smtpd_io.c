@@ -658,15 +658,18 @@ static void smtpd_io_close_session(struct session *se)
     smtpd_io_flush_out(se);
 }
 
+static void smtpd_io_close_each(uint64_t key, void *val, void *arg)
+{
+    (void)key;
+    (void)arg;
+    smtpd_io_close_session(val);
+}
+
 void smtpd_io_shutdown(struct relayd *rd)
 {
     rd->stopping = true;
     for (size_t i = 0; i < rd->nlisteners; i++)
         if (!uv_is_closing((uv_handle_t *)&rd->listeners[i]))
             uv_close((uv_handle_t *)&rd->listeners[i], NULL);
-    for (size_t i = 0; i < rd->sessions.cap; i++) {
-        uint64_t k = rd->sessions.keys[i];
-        if (k != 0 && k != UINT64_MAX && rd->sessions.vals[i])
-            smtpd_io_close_session(rd->sessions.vals[i]);
-    }
+    idmap_each(&rd->sessions, smtpd_io_close_each, NULL);
 }

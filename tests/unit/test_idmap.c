@@ -287,6 +287,42 @@ static void test_random_vs_reference(void **state)
     idmap_close(&m);
 }
 
+struct each_seen {
+    struct idmap *m;
+    size_t n;
+    uint64_t sum;
+};
+
+static void each_cb(uint64_t key, void *val, void *arg)
+{
+    struct each_seen *e = arg;
+    assert_int_equal((uintptr_t)val, key * 2);
+    e->n++;
+    e->sum += key;
+    if (key % 2 == 0) /* deleting during the walk is allowed */
+        assert_ptr_equal(idmap_del(e->m, key), val);
+}
+
+/* idmap_each visits every live entry once, and entries may be removed meanwhile. */
+static void test_each(void **state)
+{
+    (void)state;
+    struct idmap m;
+    idmap_init(&m);
+    struct each_seen e = {&m, 0, 0};
+    idmap_each(&m, each_cb, &e); /* empty: nothing */
+    assert_int_equal(e.n, 0);
+    for (uint64_t k = 1; k <= 500; k++)
+        assert_int_equal(idmap_put(&m, k, (void *)(uintptr_t)(k * 2)), 0);
+    for (uint64_t k = 1; k <= 100; k++)
+        idmap_del(&m, k * 5); /* tombstones are skipped */
+    idmap_each(&m, each_cb, &e);
+    assert_int_equal(e.n, 400);
+    assert_int_equal(e.sum, 500 * 501 / 2 - 5 * 100 * 101 / 2);
+    assert_int_equal(m.n, 200); /* the even ones are gone */
+    idmap_close(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -298,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_tombstones_batches),
         cmocka_unit_test(test_tombstone_same_key),
         cmocka_unit_test(test_random_vs_reference),
+        cmocka_unit_test(test_each),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
