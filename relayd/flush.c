@@ -191,8 +191,8 @@ void flush__run_maybe_finish(struct flush_run *run)
         res.outcome = run->sum.status == HF_ENULLMX ? SMTPC_FAIL : SMTPC_DEFER;
         snprintf(res.text, sizeof(res.text), "%s",
                  run->sum.error[0] ? run->sum.error : "no exchanger could be reached");
-        flush__record(run, &run->items[i], run->last_relay[0] ? run->last_relay : NULL, NULL,
-                      NULL, &res);
+        flush__record(run, &run->items[i], run->last_relay[0] ? run->last_relay : NULL, NULL, NULL,
+                      &res);
     }
     if (any_left && run->pending_commits > 0)
         return; /* finish when those commits are in */
@@ -285,15 +285,16 @@ static uint32_t flush_rand(void *arg)
     return v;
 }
 
-struct flush_tlsa_ctx {
+/* What a DNS answer needs to find its run again (by id: a run that ended is not found). */
+struct flush_dns_ctx {
     struct flush *fl;
     uint64_t run_id;
-    char host[MX_NAME_MAX + 1];
+    char host[MX_NAME_MAX + 1]; /* TLSA lookups: the exchanger asked about */
 };
 
 static void flush_on_tlsa(const struct dns_tlsa_result *res, void *arg)
 {
-    struct flush_tlsa_ctx *ctx = arg;
+    struct flush_dns_ctx *ctx = arg;
     struct flush_run *run = idmap_get(&ctx->fl->runs, ctx->run_id);
     if (!run) {
         free(ctx);
@@ -344,7 +345,7 @@ static void flush_run_tlsa(struct flush_run *run)
             seen |= strcmp(run->attempts[j].host, run->attempts[i].host) == 0;
         if (seen)
             continue;
-        struct flush_tlsa_ctx *ctx = calloc(1, sizeof(*ctx));
+        struct flush_dns_ctx *ctx = calloc(1, sizeof(*ctx));
         if (!ctx)
             continue;
         ctx->fl = fl;
@@ -366,11 +367,6 @@ static void flush_run_tlsa(struct flush_run *run)
     if (--run->tlsa_pending == 0)
         flush_run_deliver(run);
 }
-
-struct flush_dns_ctx {
-    struct flush *fl;
-    uint64_t run_id;
-};
 
 static void flush_on_mx_ctx(const struct dns_mx_result *res, void *arg)
 {
@@ -528,7 +524,7 @@ static int flush_start_run(struct relayd *rd, const char *domain, const char *re
         log_warn("flush domain=%s next_hop=%s is not [address]:port; using DNS", domain,
                  cd->next_hop);
     }
-    struct flush_dns_ctx *ctx = malloc(sizeof(*ctx));
+    struct flush_dns_ctx *ctx = calloc(1, sizeof(*ctx));
     if (!ctx) {
         run->sum.status = -ENOMEM;
         flush__run_maybe_finish(run);

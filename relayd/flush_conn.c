@@ -44,7 +44,6 @@ static void flush_worker_end(struct flush_worker *w)
         flush__record(run, w->cur, w->relay, NULL, NULL, &res);
     }
     w->cur = NULL;
-    w->done = true;
     for (size_t i = 0; i < run->nworkers; i++)
         if (run->workers[i] == w)
             run->workers[i] = NULL;

@@ -40,10 +40,8 @@ struct flush_worker {
     struct smtpc_rcpt *cur_rcpts;
     char *cur_notify;     /* NOTIFY strings for cur's recipients, 32 octets each */
     struct smtpc_msg msg; /* the message smtpc borrows until MSG_DONE */
-    const char *ret;
     char line[FLUSH_LINE_MAX];
     size_t line_len;
-    bool done;
     bool tls_switch;              /* STARTTLS accepted: drop the rest of this read */
     bool dane_required;           /* usable DNSSEC-signed TLSA records must match */
     char why[400];                /* why this connection failed, when we know better than
