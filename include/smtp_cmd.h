@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "addr.h"
+
 #define SMTP_CMD_LINE_MAX  512  /* octets including CRLF, RFC 5321 4.5.3.1.4 */
 #define SMTP_TEXT_LINE_MAX 1000 /* octets including CRLF, RFC 5321 4.5.3.1.6 */
 #define SMTP_PATH_MAX      256  /* octets, RFC 5321 4.5.3.1.3 */
@@ -57,6 +59,9 @@ struct smtp_cmd {
     char path[SMTP_PATH_MAX + 1];
     bool path_null;    /* MAIL FROM:<> */
     bool source_route; /* a source route was present and stripped */
+    /* MAIL/RCPT: path parsed as a mailbox (domain lower-cased, relay characters flagged);
+     * valid when path is a mailbox, i.e. neither "" (<>) nor RCPT's "Postmaster". */
+    struct addr_mailbox mbox;
     /* MAIL parameters. */
     bool has_size;
     uint64_t size;

@@ -441,6 +441,7 @@ static int cmd__path(const char *p, size_t len, struct smtp_cmd *out)
     }
     memcpy(out->path, p, len);
     out->path[len] = '\0';
+    out->mbox = mb;
     return 0;
 }
 

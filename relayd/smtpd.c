@@ -332,21 +332,17 @@ static int smtpd_check_rcpt(struct smtpd *s, const struct smtp_cmd *c)
         smtpd_reply(s, 550, "5.7.1", "<%s>: this relay has no local mailboxes", c->path);
         return -EPERM;
     }
-    struct addr_mailbox mb;
-    int rc = addr_parse_mailbox(c->path, strlen(c->path), true, &mb);
-    if (rc < 0) {
-        smtpd_reply(s, 501, "5.1.3", "Bad recipient address syntax");
-        return rc;
-    }
-    if (mb.utf8 && !s->msg->smtputf8) {
+    /* The parser checked the syntax and filled c->mbox (not for Postmaster, handled above). */
+    const struct addr_mailbox *mb = &c->mbox;
+    if (mb->utf8 && !s->msg->smtputf8) {
         smtpd_reply(s, 553, "5.6.7", "Non-ASCII recipient address needs SMTPUTF8");
         return -EINVAL;
     }
-    enum policy_verdict verdict = policy_check_rcpt(s->policy, &mb, NULL);
+    enum policy_verdict verdict = policy_check_rcpt(s->policy, mb, NULL);
     /* Submission: an authenticated client may relay anywhere when the config allows it
      * (never through %-hacks or bang paths, which stay refused). */
-    if (verdict == POLICY_RELAY_DENIED && s->user && s->prm->submission && !mb.has_relay_chars &&
-        !mb.domain_literal && smtpd_may_submit(s)) {
+    if (verdict == POLICY_RELAY_DENIED && s->user && s->prm->submission && !mb->has_relay_chars &&
+        !mb->domain_literal && smtpd_may_submit(s)) {
         log_info("c=%llu relay to=<%s> authenticated user=%s", (unsigned long long)s->id, c->path,
                  s->user);
         return 0;
@@ -380,8 +376,6 @@ static int smtpd_check_rcpt(struct smtpd *s, const struct smtp_cmd *c)
 static void smtpd_apply_rcpt(struct smtpd *s, const struct smtp_cmd *c)
 {
     struct smtpd_msg *m = s->msg;
-    struct addr_mailbox mb;
-    addr_parse_mailbox(c->path, strlen(c->path), true, &mb); /* checked already */
     /* A duplicate recipient is accepted once (RFC 5321 3.3 lets the server drop it). */
     for (size_t i = 0; i < m->nrcpt; i++) {
         if (strcmp(m->rcpts[i].addr, c->path) == 0) {
@@ -399,7 +393,7 @@ static void smtpd_apply_rcpt(struct smtpd *s, const struct smtp_cmd *c)
     struct smtpd_rcpt *r = &v[m->nrcpt];
     memset(r, 0, sizeof(*r));
     r->addr = strdup(c->path);
-    r->domain = strdup(mb.domain);
+    r->domain = strdup(c->mbox.domain);
     r->orcpt = c->orcpt[0] ? strdup(c->orcpt) : NULL;
     r->notify = c->notify;
     if (!r->addr || !r->domain || (c->orcpt[0] && !r->orcpt)) {
