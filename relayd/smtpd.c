@@ -268,13 +268,6 @@ static int smtpd_check_mail(struct smtpd *s, const struct smtp_cmd *c)
                     (unsigned long long)s->prm->max_size);
         return -EFBIG;
     }
-    if (!c->path_null && !c->smtputf8) {
-        for (const char *p = c->path; *p; p++)
-            if ((unsigned char)*p >= 0x80) {
-                smtpd_reply(s, 553, "5.6.7", "Non-ASCII sender address needs SMTPUTF8");
-                return -EINVAL;
-            }
-    }
     return 0;
 }
 
