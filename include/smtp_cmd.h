@@ -36,6 +36,10 @@ enum smtp_verb {
     SMTP_V_TURN,
     SMTP_V_STARTTLS,
     SMTP_V_AUTH,
+    /* RFC 821 3.5 (dropped by RFC 2821): known, never implemented, answered 502. */
+    SMTP_V_SEND,
+    SMTP_V_SOML,
+    SMTP_V_SAML,
     SMTP_V_COUNT
 };
 
@@ -82,12 +86,11 @@ struct smtp_cmd {
  * Arguments checked here: HELO/EHLO one domain (underscores tolerated) or address literal;
  * ETRN [@|#]domain or #queue; ATRN an optional comma list of domains; BDAT size [LAST];
  * AUTH mechanism [base64 or "="]; VRFY/EXPN something; DATA/RSET/QUIT/STARTTLS/TURN
- * nothing. A path over SMTP_PATH_MAX octets (brackets included) is HF_EADDR. MAIL allows
- * UTF-8 in the path only with SMTPUTF8; RCPT allows well-formed UTF-8 (the session knows
- * whether MAIL had SMTPUTF8). ORCPT with addr-type utf-8 may hold raw UTF-8 (RFC 6533).
- * Returns:
- *   0             success; *out filled (all strings are NUL-terminated copies)
- *   HF_ELONGLINE  len + 2 > SMTP_CMD_LINE_MAX (checked first)
+ * nothing; SEND/SOML/SAML anything (they are known only to be refused with 502). A path over
+ * SMTP_PATH_MAX octets (brackets included) is HF_EADDR. MAIL allows UTF-8 in the path only with
+ * SMTPUTF8; RCPT allows well-formed UTF-8 (the session knows whether MAIL had SMTPUTF8). ORCPT with
+ * addr-type utf-8 may hold raw UTF-8 (RFC 6533). Returns: 0             success; *out filled (all
+ * strings are NUL-terminated copies) HF_ELONGLINE  len + 2 > SMTP_CMD_LINE_MAX (checked first)
  *   HF_EBARELF    a CR or LF octet inside the line
  *   HF_EUNKNOWN   unknown verb (out->verb = SMTP_V_UNKNOWN)
  *   HF_ESYNTAX    bad syntax: missing/extra argument, bad path, bad parameter value,

@@ -107,6 +107,22 @@ static const struct verb_case verb_cases[] = {
     {"BDAT 10 LAST x", HF_ESYNTAX, SMTP_V_BDAT, NULL},
     {"BDAT 10  LAST", HF_ESYNTAX, SMTP_V_BDAT, NULL},
     {"BDAT 18446744073709551616", HF_ESYNTAX, SMTP_V_BDAT, NULL},
+    {"BDAT 007", 0, SMTP_V_BDAT, "007"},
+    {"bdat 5 LaSt", 0, SMTP_V_BDAT, "5 LaSt"},
+    {"BDAT 1 LAST ", 0, SMTP_V_BDAT, "1 LAST"},
+    {"BDAT +1", HF_ESYNTAX, SMTP_V_BDAT, NULL},
+    {"BDAT 0x10", HF_ESYNTAX, SMTP_V_BDAT, NULL},
+    {"BDAT 10LAST", HF_ESYNTAX, SMTP_V_BDAT, NULL},
+    {"BDAT LAST", HF_ESYNTAX, SMTP_V_BDAT, NULL},
+    {"BDAT 1 2", HF_ESYNTAX, SMTP_V_BDAT, NULL},
+    {"BDAT 1\tLAST", HF_ESYNTAX, SMTP_V_BDAT, NULL},
+    {"BDAT 123456789012345678901", HF_ESYNTAX, SMTP_V_BDAT, NULL}, /* 21 digits */
+    /* RFC 821 verbs we know and do not implement: any argument */
+    {"SEND FROM:<a@b.test>", 0, SMTP_V_SEND, "FROM:<a@b.test>"},
+    {"soml FROM:<a@b.test>", 0, SMTP_V_SOML, "FROM:<a@b.test>"},
+    {"SAML", 0, SMTP_V_SAML, ""},
+    {"SAML FROM:<bad", 0, SMTP_V_SAML, "FROM:<bad"},
+    {"SENDX FROM:<a@b.test>", HF_EUNKNOWN, SMTP_V_UNKNOWN, NULL},
     /* AUTH (RFC 4954) */
     {"AUTH PLAIN", 0, SMTP_V_AUTH, "PLAIN"},
     {"AUTH PLAIN AHVzZXIAcGFzcw==", 0, SMTP_V_AUTH, "PLAIN AHVzZXIAcGFzcw=="},
