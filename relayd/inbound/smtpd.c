@@ -1,6 +1,7 @@
 /* Inbound SMTP dialogue: the session's life (init, close) and command-line framing; the
  * entry point smtpd_input() hands lines to the verb table (smtpd_verbs.c), SASL lines to
- * smtpd_auth.c and message bytes to the DATA phase (smtpd_data.c). Replies and state
+ * smtpd_auth.c, message bytes to the DATA phase (smtpd_data.c) and BDAT chunks, counted, to
+ * smtpd_bdat.c. Replies and state
  * changes go through smtpd_out.c. */
 #include "smtpd.h"
 
@@ -71,6 +72,10 @@ size_t smtpd_input(struct smtpd *s, const char *data, size_t len)
     while (used < len && !smtpd_waiting(s)) {
         if (s->st == SMTPD_ST_DATA) {
             used += smtpd__data_input(s, data + used, len - used);
+            continue;
+        }
+        if (s->st == SMTPD_ST_CHUNK) {
+            used += smtpd__chunk_input(s, data + used, len - used);
             continue;
         }
         /* Command mode: only CR LF ends a line (RFC 5321 2.3.8). A bare LF or bare CR is
