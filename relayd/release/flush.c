@@ -1,11 +1,13 @@
 /* Queue runs (see flush.h): which recipients a run takes, where they go (DNS MX and the
  * self-MX rule, a static next hop, TLSA for DANE), recording outcomes, the retry timer.
- * flush_conn.c carries out each connection of a run.
+ * flush_conn.c carries out each connection of a run; this file owns the run's state and
+ * lends it to the connections through flush_run_conn_owner (flush_conn.h).
  *
  * Reads of the queue (which recipients wait, envelopes, bodies) happen on the loop in LMDB
  * read transactions: they copy from the memory map and never wait for a lock or an fsync.
  * Every change goes through the writer thread. */
 #include "flush.h"
+#include "flush_conn.h"
 #include "flush_int.h"
 
 #include <arpa/inet.h>
@@ -27,7 +29,7 @@
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
-int64_t flush__now(void)
+static int64_t flush_now(void)
 {
     return (int64_t)time(NULL);
 }
@@ -61,13 +63,15 @@ bool flush_running(struct relayd *rd, const char *domain)
 }
 
 /* The domain's outbound TLS policy: none, may (default), encrypt, verify, dane. */
-const char *flush__tls_policy(const struct flush_run *run)
+static const char *flush_tls_policy(const struct flush_run *run)
 {
     const struct cfg_domain *cd = cfg_find_domain(run->fl->rd->cfg, run->domain);
     return cd && cd->tls ? cd->tls : "may";
 }
 
 /* ---- committing results ------------------------------------------------------------------ */
+
+static void flush_run_maybe_finish(struct flush_run *run);
 
 static void flush_committed(int status, uint64_t token, struct queue_update *ups, size_t n,
                             void *arg)
@@ -82,17 +86,18 @@ static void flush_committed(int status, uint64_t token, struct queue_update *ups
     if (!run)
         return;
     run->pending_commits--;
-    flush__run_maybe_finish(run);
+    flush_run_maybe_finish(run);
 }
 
 /* Records the outcome of every recipient of item (results r[i], or one shared result when
  * r is NULL) through the writer thread, and logs one line per recipient. */
-void flush__record(struct flush_run *run, struct flush_item *it, const char *relay, const char *tls,
-                   const struct smtpc_result *r, const struct smtpc_result *shared)
+static void flush_record(struct flush_run *run, struct flush_item *it, const char *relay,
+                         const char *tls, const struct smtpc_result *r,
+                         const struct smtpc_result *shared)
 {
     struct flush *fl = run->fl;
     struct relayd *rd = fl->rd;
-    int64_t now = flush__now();
+    int64_t now = flush_now();
     it->done = true;
     struct queue_update *ups = calloc(it->nrcpt, sizeof(*ups));
     char qid[QUEUE_ID_STR];
@@ -175,7 +180,7 @@ static void flush_run_free(struct flush_run *run)
     free(run);
 }
 
-void flush__run_maybe_finish(struct flush_run *run)
+static void flush_run_maybe_finish(struct flush_run *run)
 {
     if (run->workers_live > 0 || run->pending_commits > 0 || run->finishing)
         return;
@@ -191,8 +196,8 @@ void flush__run_maybe_finish(struct flush_run *run)
         res.outcome = run->sum.status == HF_ENULLMX ? SMTPC_FAIL : SMTPC_DEFER;
         snprintf(res.text, sizeof(res.text), "%s",
                  run->sum.error[0] ? run->sum.error : "no exchanger could be reached");
-        flush__record(run, &run->items[i], run->last_relay[0] ? run->last_relay : NULL, NULL, NULL,
-                      &res);
+        flush_record(run, &run->items[i], run->last_relay[0] ? run->last_relay : NULL, NULL, NULL,
+                     &res);
     }
     if (any_left && run->pending_commits > 0)
         return; /* finish when those commits are in */
@@ -201,7 +206,7 @@ void flush__run_maybe_finish(struct flush_run *run)
              "duration=%llds%s%s",
              run->domain, run->reason, (unsigned long long)run->sum.messages,
              (unsigned long long)run->sum.sent, (unsigned long long)run->sum.deferred,
-             (unsigned long long)run->sum.failed, (long long)(flush__now() - run->started),
+             (unsigned long long)run->sum.failed, (long long)(flush_now() - run->started),
              run->sum.error[0] ? " last_error=" : "", run->sum.error[0] ? run->sum.error : "");
     if (run->watched && run->watch.done)
         run->watch.done(run->watch.arg, run->watch.token, &run->sum);
@@ -253,6 +258,51 @@ static int flush_load_rcpt(const struct queue_rcpt *r, void *arg)
     return 0;
 }
 
+/* ---- what the run lends its connections (flush_conn.h) ---------------------------------- */
+
+/* The next message no connection has taken, or NULL when none is left or the daemon is
+ * shutting down (the connection then quits). */
+static struct flush_item *flush_take(struct flush_run *run)
+{
+    struct flush_item *it = NULL;
+    while (run->next_item < run->nitems) {
+        struct flush_item *c = &run->items[run->next_item++];
+        if (!c->taken && !c->done) {
+            it = c;
+            break;
+        }
+    }
+    if (!it || run->fl->stopping)
+        return NULL;
+    it->taken = true;
+    return it;
+}
+
+static void flush_note(struct flush_run *run, const char *relay, const char *error)
+{
+    if (relay)
+        snprintf(run->last_relay, sizeof(run->last_relay), "%s", relay);
+    if (error)
+        snprintf(run->sum.error, sizeof(run->sum.error), "%s", error);
+}
+
+static void flush_worker_done(struct flush_run *run, struct flush_worker *w)
+{
+    for (size_t i = 0; i < run->nworkers; i++)
+        if (run->workers[i] == w)
+            run->workers[i] = NULL;
+    run->workers_live--;
+    flush_run_maybe_finish(run);
+}
+
+static const struct flush_conn_owner flush_run_conn_owner = {
+    .tls_policy = flush_tls_policy,
+    .take = flush_take,
+    .record = flush_record,
+    .note = flush_note,
+    .worker_done = flush_worker_done,
+};
+
 static void flush_run_deliver(struct flush_run *run)
 {
     struct relayd *rd = run->fl->rd;
@@ -266,14 +316,15 @@ static void flush_run_deliver(struct flush_run *run)
         if (!w)
             break;
         w->run = run;
+        w->own = &flush_run_conn_owner;
         run->workers[run->nworkers++] = w;
         run->workers_live++;
     }
     /* Start after all are counted, so an immediate failure cannot finish the run early. */
     for (size_t i = 0; i < run->nworkers; i++)
         if (run->workers[i])
-            flush__worker_start(run->workers[i]);
-    flush__run_maybe_finish(run);
+            flush_conn_start(run->workers[i]);
+    flush_run_maybe_finish(run);
 }
 
 static uint32_t flush_rand(void *arg)
@@ -389,7 +440,7 @@ static void flush_on_mx_ctx(const struct dns_mx_result *res, void *arg)
                      hf_strerror(res->status));
         log_warn("flush domain=%s dns failed err=%s: mail stays queued", run->domain,
                  hf_errname(res->status));
-        flush__run_maybe_finish(run);
+        flush_run_maybe_finish(run);
         return;
     }
     struct mx_self self = {
@@ -420,7 +471,7 @@ static void flush_on_mx_ctx(const struct dns_mx_result *res, void *arg)
             snprintf(run->sum.error, sizeof(run->sum.error), "no usable exchanger for %s: %s",
                      run->domain, hf_strerror(rc));
         log_warn("flush domain=%s %s", run->domain, run->sum.error);
-        flush__run_maybe_finish(run);
+        flush_run_maybe_finish(run);
         return;
     }
     for (size_t i = 0; i < run->nattempts; i++)
@@ -433,7 +484,7 @@ static void flush_on_mx_ctx(const struct dns_mx_result *res, void *arg)
                       run->attempts[i].host, run->attempts[i].pref, ip);
         }
     }
-    if (strcmp(flush__tls_policy(run), "dane") == 0)
+    if (strcmp(flush_tls_policy(run), "dane") == 0)
         flush_run_tlsa(run);
     else
         flush_run_deliver(run);
@@ -471,7 +522,7 @@ static int flush_start_run(struct relayd *rd, const char *domain, const char *re
         run->watch = *watch;
         run->watched = true;
     }
-    run->started = flush__now();
+    run->started = flush_now();
     run->now = run->started;
     run->due_only = due_only;
     struct flush_load ld = {run, 0};
@@ -527,7 +578,7 @@ static int flush_start_run(struct relayd *rd, const char *domain, const char *re
     struct flush_dns_ctx *ctx = calloc(1, sizeof(*ctx));
     if (!ctx) {
         run->sum.status = -ENOMEM;
-        flush__run_maybe_finish(run);
+        flush_run_maybe_finish(run);
         return 0;
     }
     ctx->fl = fl;
@@ -538,7 +589,7 @@ static int flush_start_run(struct relayd *rd, const char *domain, const char *re
         run->sum.status = rc;
         snprintf(run->sum.error, sizeof(run->sum.error), "DNS lookup not started: %s",
                  hf_strerror(rc));
-        flush__run_maybe_finish(run);
+        flush_run_maybe_finish(run);
     }
     return 0;
 }
@@ -578,7 +629,7 @@ static int flush_retry_domain(const struct queue_domain_stats *st, void *arg)
     const struct cfg_domain *cd = cfg_find_domain(rd->cfg, st->domain);
     if (cd && cd->hold)
         return 0;
-    struct flush_due d = {fl, flush__now(), 0, false};
+    struct flush_due d = {fl, flush_now(), 0, false};
     queue_scan_rcpts(rd->q, st->domain, false, flush_due_cb, &d);
     if (d.due) {
         int rc = flush_start_run(rd, st->domain, "retry", NULL, true);
