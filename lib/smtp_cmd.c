@@ -684,6 +684,19 @@ static const struct cmd__verb cmd__verbs[] = {
 
 #define CMD_NVERBS (sizeof(cmd__verbs) / sizeof(cmd__verbs[0]))
 
+/* The longest line, CRLF included, a verb may come in (smtp_cmd.h). */
+static size_t cmd__line_max(enum smtp_verb v)
+{
+    switch (v) {
+    case SMTP_V_MAIL:
+        return SMTP_MAIL_LINE_MAX;
+    case SMTP_V_RCPT:
+        return SMTP_RCPT_LINE_MAX;
+    default:
+        return SMTP_CMD_LINE_MAX;
+    }
+}
+
 const char *smtp_cmd_verb_name(enum smtp_verb v)
 {
     for (size_t i = 0; i < CMD_NVERBS; i++) {
@@ -700,13 +713,9 @@ int smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *out)
     size_t vlen, astart, aend;
 
     memset(out, 0, sizeof(*out));
-    /* RFC 5321 4.5.3.1.4: 512 octets with the CRLF. */
-    if (len + 2 > SMTP_CMD_LINE_MAX) {
+    /* RFC 5321 4.5.3.1.4: 512 octets with the CRLF, more for MAIL and RCPT (smtp_cmd.h). */
+    if (len + 2 > SMTP_CMD_LINE_LONGEST) {
         return HF_ELONGLINE;
-    }
-    /* A CR or LF here means the peer ended a line some other way than CRLF. */
-    if (memchr(line, '\r', len) != NULL || memchr(line, '\n', len) != NULL) {
-        return HF_EBARELF;
     }
     for (vlen = 0; vlen < len && line[vlen] != ' '; vlen++) {
     }
@@ -715,6 +724,13 @@ int smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *out)
             vt = &cmd__verbs[i];
             break;
         }
+    }
+    if (len + 2 > cmd__line_max(vt != NULL ? vt->verb : SMTP_V_UNKNOWN)) {
+        return HF_ELONGLINE;
+    }
+    /* A CR or LF here means the peer ended a line some other way than CRLF. */
+    if (memchr(line, '\r', len) != NULL || memchr(line, '\n', len) != NULL) {
+        return HF_EBARELF;
     }
     if (vt == NULL) {
         return HF_EUNKNOWN;

@@ -92,10 +92,34 @@ class SmtpLimits(hf.HFClassTestCase):
             self.assertReply(c.cmd(line), 250, "2.0.0")
             self.assertReply(c.cmd(line + b"a"), 500, "5.5.2")
             self.assertReply(c.cmd(b"NOOP " + b"b" * 3000), 500, "5.5.2")
-            # A MAIL line that is too long is not executed.
-            self.assertReply(c.cmd(b"MAIL FROM:<a@b.test> " + b" " * 600), 500, "5.5.2")
+            # A MAIL line that is too long even with its extensions' allowance is not
+            # executed.
+            self.assertReply(c.cmd(b"MAIL FROM:<a@b.test> " + b" " * 1400), 500, "5.5.2")
             self.assertReply(c.cmd("RCPT TO:<alice@branch.test>"), 503, "5.5.1")
             self.assertFalse(c.pending(), "unexpected extra reply: %r" % c.buf)
+
+    def test_extended_mail_rcpt_lines(self):
+        """RFC 5321 4.5.3.1.4 lets extensions raise the limit, and SIZE (RFC 1870 3), AUTH
+        (RFC 4954 5), DSN (RFC 3461) do for MAIL and RCPT: lines past 512 octets that carry
+        those parameters are accepted; past their own limit they are refused."""
+        local = "l" * 64
+        domain = ".".join(["d" * 60] * 2) + ".open.test"  # a 198-octet path
+        mail = ("MAIL FROM:<%s@%s> SIZE=100 BODY=8BITMIME RET=HDRS ENVID=%s AUTH=%s"
+                % (local, domain, "+2B" * 100, "u" * 200))
+        rcpt = ("RCPT TO:<r@open.test> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;%s@%s"
+                % (local, domain))
+        rcpt += " " * (1012 - 2 - len(rcpt))  # the RCPT limit exactly
+        self.assertGreater(len(mail) + 2, 512)
+        self.assertGreater(len(rcpt) + 2, 512)
+        with self.relayd.raw() as c:
+            c.ehlo()
+            self.assertReply(c.cmd(mail), 250, "2.1.0")
+            self.assertReply(c.cmd(rcpt), 250, "2.1.5")
+            self.assertReply(c.cmd(rcpt + " "), 500, "5.5.2")
+            self.assertReply(c.cmd("DATA"), 354)
+            qid = hf.queued_id(c.data_reply(b"Subject: long lines\r\n\r\nx\r\n"))
+        msg = self.relayd.relayctl_json("show", qid)
+        self.assertEqual(msg["sender"], "%s@%s" % (local, domain))
 
     def test_text_line_length(self):
         """RFC 5321 4.5.3.1.6: a text line of 1000 octets with CRLF is accepted; longer gets

@@ -395,6 +395,22 @@ static const struct dcase cases[] = {
                {"NOOP " X500 X100 "\nNOOP\r\nNOOP\r\n", R_LONG R_OK, "READY"},
                /* a long line whose CR is the last of 513 octets */
                {"NOOP " X500 "xxxxxx\r\r\n", R_LONG, "READY"}}},
+    {.name = "MAIL and RCPT lines may pass 512 octets by what their extensions add",
+     .steps = {S_EHLO,
+               /* 534 octets: AUTH= adds up to 500 (RFC 4954 5) */
+               {"MAIL FROM:<a@example.org> AUTH=" A500 "\r\n", R_MAIL, "MAIL"},
+               /* 562 octets: NOTIFY and ORCPT add up to 500 (RFC 3461) */
+               {"RCPT TO:<alice@branch.test> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;" A500
+                "\r\n",
+                "501 5.5.4 *\r\n", "MAIL"},
+               {"RCPT TO:<alice@branch.test> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;" A100 A100
+                    A100 A100 A90 "\r\n",
+                R_RCPT, "RCPT"},
+               /* past every limit: not executed */
+               {"RSET\r\nMAIL FROM:<a@example.org> " X500 X500 X500
+                "\r\nRCPT TO:<bob@branch.test> " X500 X500 "\r\n",
+                R_OK R_LONG R_LONG, "READY"},
+               {"VRFY " X500 "xxxxxx\r\n", R_LONG, "READY"}}},
     {.name = "bare LF and bare CR in command lines: one bad line, not executed",
      .steps = {S_HELO,
                {"MAIL FROM:<a@example.org>\nRCPT TO:<alice@branch.test>\r\n", R_BARE, "READY"},
@@ -1424,12 +1440,118 @@ static void test_memory_budget(void **state)
     assert_int_equal(used, tight.mem_limit);
 }
 
+/* BDAT under the shared budget: a chunk that takes the session past it is consumed to its
+ * last octet and answered 452 4.3.1, the transaction fails (the next chunk in the pipeline
+ * gets the same answer), the session goes on and every octet counted is given back; a first
+ * chunk whose buffer does not fit is refused the same way. A large message in many chunks of
+ * odd sizes, fed in odd pieces, comes out whole. */
+static void test_bdat_memory(void **state)
+{
+    (void)state;
+    static size_t used;
+    static const struct smtpd_params tight = {.hostname = "mx.test",
+                                              .max_size = 4000000,
+                                              .max_rcpts = 3,
+                                              .max_bad = 10,
+                                              .mem_used = &used,
+                                              .mem_limit = 200000};
+    static const char head[] = "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
+                               "RCPT TO:<alice@branch.test>\r\nBDAT 320000\r\n";
+    char line[80];
+    memset(line, 'x', 78);
+    memcpy(line + 78, "\r\n", 2);
+    used = 0;
+    struct smtpd s;
+    smtpd_init(&s, &tight, g_policy, 6, "192.0.2.7");
+    assert_int_equal(smtpd_input(&s, head, strlen(head)), strlen(head));
+    assert_int_equal(s.st, SMTPD_ST_CHUNK);
+    for (int i = 0; i < 4000; i++) {
+        assert_int_equal(smtpd_input(&s, line, 80), 80);
+        assert_true(used <= tight.mem_limit);
+        if (i < 3999)
+            assert_int_equal(s.st, SMTPD_ST_CHUNK);
+    }
+    assert_int_equal(s.st, SMTPD_ST_BDAT);
+    assert_int_equal(used, 0);
+    assert_non_null(memmem(s.out.buf, s.out.len, "\r\n452 4.3.1 Insufficient system storage", 39));
+    smtpd_out_reset(&s);
+    assert_int_equal(smtpd_input(&s, "BDAT 3 LAST\r\nabcNOOP\r\n", 22), 22);
+    out_is(&s, "452 4.3.1 Insufficient system storage, try again later\r\n250 2.0.0 Ok\r\n");
+    assert_int_equal(s.st, SMTPD_ST_READY);
+    smtpd_out_reset(&s);
+    /* The budget taken by others: the first chunk is refused after its octets. */
+    used = tight.mem_limit;
+    static const char full[] = "MAIL FROM:<a@example.org>\r\nRCPT TO:<alice@branch.test>\r\n"
+                               "BDAT 5 LAST\r\nhelloNOOP\r\n";
+    assert_int_equal(smtpd_input(&s, full, strlen(full)), strlen(full));
+    out_is(&s, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+               "452 4.3.1 Insufficient system storage, try again later\r\n250 2.0.0 Ok\r\n");
+    assert_int_equal(used, tight.mem_limit);
+    smtpd_out_reset(&s);
+    used = 0;
+
+    /* 2 MB in chunks of 1..60000 octets, each chunk fed in pieces of 1..70000. */
+    const size_t body_len = 25000 * 80;
+    char *body = malloc(body_len);
+    char *in = malloc(body_len + 25000 * 24 + 64);
+    assert_non_null(body);
+    assert_non_null(in);
+    for (size_t i = 0; i < body_len; i += 80) {
+        memcpy(body + i, line, 80);
+        body[i] = (char)('A' + i % 26);
+        if (i % 7 == 0)
+            body[i] = '.'; /* no stuffing in BDAT: a dot stays a dot */
+    }
+    size_t o = 0, pos = 0, csize = 1;
+    memcpy(in, "MAIL FROM:<a@example.org>\r\nRCPT TO:<alice@branch.test>\r\n", 56);
+    o = 56;
+    static const struct smtpd_params big = {
+        .hostname = "mx.test", .max_size = 4000000, .max_rcpts = 3, .max_bad = 10};
+    s.prm = &big;
+    while (pos < body_len) {
+        size_t n = csize < body_len - pos ? csize : body_len - pos;
+        bool last = pos + n == body_len;
+        o += (size_t)sprintf(in + o, "BDAT %zu%s\r\n", n, last ? " LAST" : "");
+        memcpy(in + o, body + pos, n);
+        o += n;
+        pos += n;
+        csize = csize * 7 + 3;
+        if (csize > 60000)
+            csize = csize % 997 + 1;
+    }
+    pos = 0;
+    size_t piece = 1;
+    while (pos < o && s.st != SMTPD_ST_COMMIT) {
+        size_t n = piece < o - pos ? piece : o - pos;
+        char *buf = malloc(n);
+        memcpy(buf, in + pos, n);
+        pos += smtpd_input(&s, buf, n);
+        free(buf);
+        piece = piece * 3 + 1;
+        if (piece > 70000)
+            piece = 7;
+    }
+    assert_int_equal(pos, o);
+    assert_int_equal(s.st, SMTPD_ST_COMMIT);
+    struct smtpd_msg *m = smtpd_take_message(&s);
+    assert_non_null(m);
+    assert_int_equal(m->len, body_len);
+    assert_memory_equal(m->buf + m->head, body, body_len);
+    smtpd_msg_free(m);
+    smtpd_committed(&s, 0, "ID");
+    assert_int_equal(s.st, SMTPD_ST_READY);
+    smtpd_close(&s);
+    free(in);
+    free(body);
+}
+
 int main(void)
 {
     static const struct CMUnitTest fixed[] = {
         cmocka_unit_test(test_state_names),   cmocka_unit_test(test_input_stops),
         cmocka_unit_test(test_tls_failure),   cmocka_unit_test(test_refuse),
         cmocka_unit_test(test_large_message), cmocka_unit_test(test_memory_budget),
+        cmocka_unit_test(test_bdat_memory),
     };
     enum { NFIXED = sizeof(fixed) / sizeof(fixed[0]), NCASES = sizeof(cases) / sizeof(cases[0]) };
     static struct CMUnitTest tests[NFIXED + NCASES];
