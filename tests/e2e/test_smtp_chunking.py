@@ -4,8 +4,10 @@ BINARYMIME; chunks are stored byte for byte (relayctl show --body); a chunk hold
 "\\r\\n.\\r\\nMAIL FROM:..." is stored, never executed; pipelined chunks and transactions are
 answered in order; the size limit holds while chunks arrive (552 5.3.4, the session goes on);
 RSET drops the chunks; DATA after BDAT and BDAT before MAIL get 503 with the chunk's octets
-consumed; bare LF in a chunk refuses the message (554 5.6.0)."""
+consumed; bare LF in a chunk refuses the message (554 5.6.0). Outbound: a relayd delivers by
+BDAT to a next hop that offers CHUNKING (a second relayd), byte for byte."""
 
+import re
 import unittest
 
 import hfharness as hf
@@ -212,6 +214,47 @@ class Chunking(hf.HFClassTestCase):
         finally:
             s.quit()
         self.assertEqual(self.stored(qid), content)
+
+
+class OutboundChunking(hf.HFTestCase):
+    """relayd A holds far.test with next_hop = relayd B, which offers CHUNKING and PIPELINING:
+    relayctl flush sends A's messages by BDAT (B's debug log shows its sessions entering
+    CHUNK, never DATA), and B stores exactly what A stored."""
+
+    def test_delivery_by_bdat(self):
+        b = self.start_relayd(domains={"far.test": {}}, log_level="debug")
+        a = self.start_relayd(domains={"far.test": {"next_hop": "[127.0.0.1]:%d" % b.port,
+                                                    "hold": "yes"}})
+        by_data = (hf.make_body("by data", b"..leading dot\r\n.\r\ncaf\xc3\xa9\r\n")
+                   + b"w" * 998 + b"\r\n")
+        by_bdat = hf.make_body("by bdat", b".\r\n..x\r\nno final CRLF")
+        q1 = hf.send_raw(a, "s1@example.test", ["x@far.test"], by_data,
+                         mail_params="BODY=8BITMIME")
+        with a.raw() as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<s2@example.test>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<y@far.test>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<z@far.test>"), 250)
+            c.send(bdat(by_bdat[:10]) + bdat(by_bdat[10:], last=True))
+            self.assertReply(c.reply(), 250)
+            q2 = hf.queued_id(c.reply(bound=30))
+        stored_a = {q: a.relayctl("show", q, "--body", check=True).stdout for q in (q1, q2)}
+        r = hf.relayctl("flush", "far.test", "--wait", conf=a.conf_path, check=True, bound=60)
+        out = r.stdout.decode()
+        self.assertEqual(len([ln for ln in out.splitlines() if " status=sent " in ln]), 3, out)
+        self.assertEqual(a.relayctl_json("list")["messages"], [])
+        got = {}
+        for m in b.relayctl_json("list")["messages"]:
+            got[m["sender"]] = (sorted(r["addr"] for r in b.relayctl_json("show", m["id"])["rcpts"]),
+                                b.relayctl("show", m["id"], "--body", check=True).stdout)
+        self.assertEqual(sorted(got), ["s1@example.test", "s2@example.test"])
+        self.assertEqual(got["s1@example.test"][0], ["x@far.test"])
+        self.assertEqual(got["s2@example.test"][0], ["y@far.test", "z@far.test"])
+        self.assertEqual(hf.split_received(got["s1@example.test"][1])[1], stored_a[q1])
+        self.assertEqual(hf.split_received(got["s2@example.test"][1])[1], stored_a[q2])
+        log = b.log_text()
+        self.assertEqual(len(re.findall(r"state RCPT -> CHUNK", log)), 2, log)
+        self.assertNotIn("-> DATA", log)
 
 
 if __name__ == "__main__":
