@@ -1,5 +1,6 @@
 /* Inside the smtpd module only: what its files share. The layers call downwards only:
- *   smtpd.c (life, framing)  ->  smtpd_verbs.c (verb table)  ->  smtpd_data.c, smtpd_auth.c
+ *   smtpd.c (life, framing)  ->  smtpd_verbs.c (verb table)  ->  smtpd_bdat.c (BDAT)
+ *   ->  smtpd_data.c (transaction, DATA, message content), smtpd_auth.c
  *   ->  smtpd_out.c (replies, state changes).
  * Nothing outside relayd/inbound/smtpd*.c includes this header. */
 #ifndef HF_SMTPD_INT_H
