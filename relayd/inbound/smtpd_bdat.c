@@ -52,7 +52,7 @@ static void smtpd_bdat_defer(struct smtpd *s, int code, const char *enh, const c
 static void smtpd_bdat_refuse(struct smtpd *s, const char *reason, int code, const char *enh,
                               const char *text)
 {
-    log_info("c=%llu reject BDAT reason=%s size=%llu client=[%s]", (unsigned long long)s->id,
+    log_info("c=%llu reject BDAT reason=%s chunk=%llu client=[%s]", (unsigned long long)s->id,
              reason, (unsigned long long)s->chunk_size, s->client_addr);
     smtpd_bdat_defer(s, code, enh, "%s", text);
     s->chunk_bad = true;
@@ -117,7 +117,7 @@ static void smtpd_chunk_end(struct smtpd *s)
             return;
         }
         free(s->chunk_reply);
-        s->chunk_reply = strndup(s->out.buf + mark, s->out.len - mark);
+        s->chunk_reply = s->out.len > mark ? strndup(s->out.buf + mark, s->out.len - mark) : NULL;
         smtpd_bdat_fail(s);
         smtpd__enter(s, SMTPD_ST_BDAT);
         return;
