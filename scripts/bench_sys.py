@@ -145,6 +145,7 @@ class Reaper:
 
     def __init__(self):
         self.procs, self.dirs, self.closers = [], [], []
+        self.exits = {}  # program name -> exit statuses of the processes stopped
 
     def popen(self, argv, **kw):
         kw.setdefault("stdin", subprocess.DEVNULL)
@@ -168,6 +169,8 @@ class Reaper:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(timeout=10)
+        prog = os.path.basename(p.args[0] if isinstance(p.args, list) else str(p.args))
+        self.exits.setdefault(prog, []).append(p.returncode)
         if p in self.procs:
             self.procs.remove(p)
 
