@@ -37,8 +37,8 @@ MODES = {
     "full": dict(accept={1: 300, 10: 1500, 50: 3000}, latency=2000, release=10000,
                  idle=(10000, 1000), sizes=[(1024, 1000), (10240, 1000), (102400, 300),
                                             (1048576, 40)], pairs=3, modes=(False, True)),
-    "quick": dict(accept={1: 60, 10: 300, 50: 600}, latency=500, release=2000,
-                  idle=(3000, 200), sizes=[(1024, 300), (102400, 60), (1048576, 10)],
+    "quick": dict(accept={1: 50, 10: 200, 50: 500}, latency=400, release=1000,
+                  idle=(3000, 100), sizes=[(1024, 200), (102400, 40), (1048576, 10)],
                   pairs=3, modes=(False, True)),
     "smoke": dict(accept={1: 10, 10: 40}, latency=40, release=100, idle=(100, 20),
                   sizes=[(1024, 20)], pairs=1, modes=(False,)),
@@ -339,7 +339,9 @@ def fmt(v):
         return "{:,.0f}".format(v)
     if abs(v) >= 10:
         return "%.1f" % v
-    return "%.2f" % v
+    if abs(v) >= 0.01 or v == 0:
+        return "%.2f" % v
+    return "%.1g" % v
 
 
 def figures(doc):
@@ -374,6 +376,15 @@ def table(doc):
         w = doc["workloads"]["baseline_c50"]
         rows.append(("baseline_c50 (source->sink)", "msg/s", "-", "-", "-",
                      fmt(w["sink_median"])))
+    m = doc.get("million")
+    if m:
+        rows.append(("million: load (50 clients)", "msg/s", fmt(m["load_rate"]), "-", "-", "-"))
+        rows.append(("million: relayctl queue", "s", fmt(m["relayctl_queue_s"]), "-", "-", "-"))
+        rows.append(("million: first out after ETRN", "ms", fmt(m["release_first_ms"]), "-",
+                     "-", "-"))
+        rows.append(("million: release", "msg/s", fmt(m["release_rate"]), "-", "-", "-"))
+        rows.append(("million: RSS idle / release peak", "MiB", "%s / %s" % (
+            fmt(m["idle_queued_mib"]), fmt(m["release_peak_mib"])), "-", "-", "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * x for x in widths))
@@ -437,7 +448,11 @@ set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set boxwidth 0.9
 set key top left
-plot '{rel}' u 2:xtic(1) t "first message at the sink", '' u 3 t "last message at the sink"
+set yrange [0:*]
+set offsets 0, 0, graph 0.08, 0
+plot '{rel}' u 2:xtic(1) t "first message at the sink", '' u 3 t "last message at the sink", \
+     '' u ($0-1.0/6):2:(sprintf("%.3f s", $2)) w labels offset 0,0.8 notitle, \
+     '' u ($0+1.0/6):3:(sprintf("%.2f s", $3)) w labels offset 0,0.8 notitle
 unset multiplot
 """.format(png=png, title=title, size=SIZE // 1024, pairs=doc["pairs"], acc=acc, rel=rel,
            xt=", ".join(str(c) for c in conc), n=doc_release_n(doc))
