@@ -140,6 +140,8 @@ class Bench:
         self.record(name, s, n / dt, "msg/s", "higher")
         if clients == max(self.p["accept"]) and not per_conn:
             self.record("mem_accept_c%d" % clients, s, m.peak / 1024.0, "MiB", "lower")
+            self.record("mem_accept_c%d_anon" % clients, s, m.peak_anon / 1024.0, "MiB",
+                        "lower")
             self.record("cpu_per_1000", s, cpu / n * 1000, "CPU s", "lower")
 
     def baseline(self, i, clients, n):
@@ -164,6 +166,7 @@ class Bench:
         self.settle(s, n)
         time.sleep(1.0)
         self.record("mem_idle_queued", s, s.mem_kib() / 1024.0, "MiB", "lower")
+        self.record("mem_idle_queued_anon", s, s.anon_kib() / 1024.0, "MiB", "lower")
         self.sink.reset()
         with S.Sampler(s) as m:
             t0 = time.monotonic()
@@ -178,8 +181,10 @@ class Bench:
         self.record("release_last_s", s, last, "s", "lower")
         self.record("release_rate", s, n / last, "msg/s", "higher")
         self.record("mem_release_peak", s, m.peak / 1024.0, "MiB", "lower")
+        self.record("mem_release_peak_anon", s, m.peak_anon / 1024.0, "MiB", "lower")
         time.sleep(1.0)
         self.record("mem_idle_empty", s, s.mem_kib() / 1024.0, "MiB", "lower")
+        self.record("mem_idle_empty_anon", s, s.anon_kib() / 1024.0, "MiB", "lower")
 
     def sizes(self, s, i, size, n):
         s.purge()
@@ -218,7 +223,8 @@ class Bench:
         print("bench: loading %d messages into relayd (--million) ..." % n, flush=True)
         with S.Sampler(s) as m_load:
             dt = self.source(s.port, 50, n, 1024, True)
-        res = {"messages": n, "load_rate": n / dt, "load_peak_mib": m_load.peak / 1024.0}
+        res = {"messages": n, "load_rate": n / dt, "load_peak_mib": m_load.peak / 1024.0,
+               "load_peak_anon_mib": m_load.peak_anon / 1024.0}
         t = time.monotonic()
         r = s.relayctl("queue")
         res["relayctl_queue_s"] = time.monotonic() - t
@@ -226,6 +232,7 @@ class Bench:
             raise RuntimeError("relayctl queue: %s" % r.stderr)
         time.sleep(1.0)
         res["idle_queued_mib"] = s.mem_kib() / 1024.0
+        res["idle_queued_anon_mib"] = s.anon_kib() / 1024.0
         self.sink.reset()
         with S.Sampler(s) as m:
             t0 = time.monotonic()
@@ -235,6 +242,7 @@ class Bench:
         res["release_first_ms"] = (self.sink.first - t0) * 1000
         res["release_rate"] = n / (self.sink.last - t0)
         res["release_peak_mib"] = m.peak / 1024.0
+        res["release_peak_anon_mib"] = m.peak_anon / 1024.0
         self.million_result = res
 
     def run(self):
@@ -385,6 +393,8 @@ def table(doc):
         rows.append(("million: release", "msg/s", fmt(m["release_rate"]), "-", "-", "-"))
         rows.append(("million: RSS idle / release peak", "MiB", "%s / %s" % (
             fmt(m["idle_queued_mib"]), fmt(m["release_peak_mib"])), "-", "-", "-"))
+        rows.append(("million: of which anonymous", "MiB", "%s / %s" % (
+            fmt(m["idle_queued_anon_mib"]), fmt(m["release_peak_anon_mib"])), "-", "-", "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * x for x in widths))
@@ -481,18 +491,33 @@ def main():
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
 
+    caught = []
+
     def on_signal(sig, _frame):
+        if not caught:
+            print("bench: signal %d: stopping everything it started" % sig, flush=True)
+        caught.append(sig)
         raise SystemExit(128 + sig)
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    # explicit even for SIGINT: a shell starts background jobs with SIGINT ignored
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
     L.raise_nofile(MODES[a.mode]["idle"][0] + 2000)
     reaper = S.Reaper()
     try:
         b = Bench(a, reaper)
         b.run()
+    except BaseException:
+        if not caught:
+            raise
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot cut cleanup
         reaper.close()
+    if caught:
+        print("bench: interrupted; every process it started is stopped, its temporary "
+              "directories are removed")
+        sys.exit(128 + caught[0])
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     doc = summarise(b)
     doc["exits"] = reaper.exits  # relayd exits 0 on SIGTERM (an ASan build: also no leak)
     print()

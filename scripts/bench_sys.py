@@ -87,13 +87,13 @@ def proc_children(ppid):
 
 
 def rollup_kib(pid):
-    """{'Rss': kib, 'Pss': kib} from /proc/PID/smaps_rollup ({} if the process is gone)."""
+    """{'Rss', 'Pss', 'Anonymous': kib} from /proc/PID/smaps_rollup ({} if it is gone)."""
     out = {}
     try:
         with open("/proc/%d/smaps_rollup" % pid) as f:
             for line in f:
                 k, _, rest = line.partition(":")
-                if k in ("Rss", "Pss"):
+                if k in ("Rss", "Pss", "Anonymous"):
                     out[k] = int(rest.split()[0])
     except OSError:
         pass
@@ -119,14 +119,18 @@ class Sampler:
 
     def __init__(self, system, interval=0.25):
         self.system, self.interval = system, interval
-        self.peak = 0
+        self.peak = self.peak_anon = 0
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.system.mem_kib())
+            self.sample()
             self._stop.wait(self.interval)
+
+    def sample(self):
+        self.peak = max(self.peak, self.system.mem_kib())
+        self.peak_anon = max(self.peak_anon, self.system.anon_kib())
 
     def __enter__(self):
         self._t.start()
@@ -135,7 +139,7 @@ class Sampler:
     def __exit__(self, *exc):
         self._stop.set()
         self._t.join()
-        self.peak = max(self.peak, self.system.mem_kib())
+        self.sample()
 
 
 # ---- process and temp-dir bookkeeping ---------------------------------------------------
@@ -356,6 +360,11 @@ class Relayd:
     def mem_kib(self):
         return rollup_kib(self.pid).get("Rss", 0)  # one process: its RSS
 
+    def anon_kib(self):
+        """The anonymous part of the RSS (heap, stacks): the rest is the queue's memory
+        map, page cache the kernel can reclaim."""
+        return rollup_kib(self.pid).get("Anonymous", 0)
+
     def cpu(self):
         return cpu_s(self.pid)
 
@@ -488,6 +497,9 @@ class Postfix:
 
     def mem_kib(self):
         return sum(rollup_kib(p).get("Pss", 0) for p in self.pids())
+
+    def anon_kib(self):
+        return sum(rollup_kib(p).get("Anonymous", 0) for p in self.pids())
 
     def cpu(self):
         # live processes' own time + what the master reaped from children that exited
