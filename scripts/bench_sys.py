@@ -38,9 +38,9 @@ def wait_until(pred, timeout, what, step=0.02):
         time.sleep(step)
 
 
-def smtp_greeted(port, host="127.0.0.1"):
+def smtp_greeted(port, host="127.0.0.1", timeout=2):
     try:
-        with socket.create_connection((host, port), timeout=2) as s:
+        with socket.create_connection((host, port), timeout=timeout) as s:
             ok = s.recv(200).startswith(b"220")
             s.sendall(b"QUIT\r\n")
             return ok
@@ -48,9 +48,9 @@ def smtp_greeted(port, host="127.0.0.1"):
         return False
 
 
-def smtp_etrn(port, domain=DOMAIN):
+def smtp_etrn(port, domain=DOMAIN, timeout=60):
     """Sends EHLO + ETRN domain; returns the ETRN reply line."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         f = s.makefile("rb")
 
         def reply():
