@@ -171,8 +171,10 @@ int relayd_reload(struct relayd *rd, const char *path)
     }
     size_t held = rd->snap ? rd->snap->refs - 1 : 0;
     relayd_snap_install(rd, ns);
-    log_info("signal HUP received: reloaded %s domains=%zu groups=%zu auth_users=%zu; "
-             "%zu session%s and runs keep the previous configuration until they end",
-             path, ns->cfg.ndomains, ns->cfg.ngroups, ns->auth.n, held, held == 1 ? "" : "s");
+    log_info("signal HUP received: reloaded %s domains=%zu groups=%zu auth_users=%zu; the "
+             "previous configuration stays with %zu session%s, AUTH check%s or queue run%s "
+             "until they end",
+             path, ns->cfg.ndomains, ns->cfg.ngroups, ns->auth.n, held, held == 1 ? "" : "s",
+             held == 1 ? "" : "s", held == 1 ? "" : "s");
     return 0;
 }
