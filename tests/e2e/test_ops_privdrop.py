@@ -5,6 +5,7 @@ without `user` (a warning, the chosen behaviour), `user` naming root, an unknown
 queue owned by a third user, a control socket directory others may write."""
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -104,6 +105,44 @@ class PrivDropTest(hfharness.HFTestCase):
         self.assertNotEqual(status, 0)
         self.assertRegex(text, r"control_socket .*: the directory .*open of the control socket "
                                r"is writable by group or others \(mode 777\)")
+
+
+class FetchdPrivDropTest(unittest.TestCase):
+    """fetchd started as root with user set: runs as that user, says READY=1 after."""
+
+    def test_fetchd_runs_as_user(self):
+        opslib.require_root(self)
+        import fetchdlib  # aiosmtpd/dnslib only needed here
+        user = opslib.TestUser()
+        self.addCleanup(user.remove)
+        n = opslib.NotifyListener(mode=0o666)
+        self.addCleanup(n.close)
+        relay_port = hfharness.free_port()  # nobody listens: the release just fails
+        f = fetchdlib.Fetchd(globals_={"user": user.name, "retry_limit": "0"},
+                             relays={"r1": {"host": "127.0.0.1", "port": str(relay_port),
+                                            "domains": "branch.test"}})
+        f.write_config()
+        self.addCleanup(shutil.rmtree, f.dir, ignore_errors=True)
+        self.addCleanup(f.stop)
+        saved = os.environ.get("NOTIFY_SOCKET")
+        os.environ["NOTIFY_SOCKET"] = n.path
+        try:
+            f.start("-f")
+        finally:
+            if saved is None:
+                os.environ.pop("NOTIFY_SOCKET")
+            else:
+                os.environ["NOTIFY_SOCKET"] = saved
+        n.wait_for("READY=1")
+        uids, gids, _ = opslib.proc_ids(f.proc.pid)
+        self.assertEqual(uids, [user.uid] * 3)
+        self.assertEqual(gids, [user.gid] * 3)
+        f.wait_log(r"running as user=%s uid=%d" % (user.name, user.uid))
+        f.signal(15)
+        n.wait_for("STOPPING=1")
+        self.assertEqual(f.wait_exit(15), 0)
+        f.stop()
+        self.assertEqual(f.problems, [])
 
 
 if __name__ == "__main__":
