@@ -43,4 +43,9 @@ int privdrop_check_dir(const struct privdrop *p, const char *path, char *why, si
  * fails. Returns 0, or a negative errno with why (the process must then exit). */
 int privdrop_apply(const struct privdrop *p, char *why, size_t whysz);
 
+/* For a daemon started unprivileged with capabilities (systemd's AmbientCapabilities=
+ * CAP_NET_BIND_SERVICE): drops every capability (ambient, effective, permitted, inheritable)
+ * once the ports are bound. Returns 0 or a negative errno with why. */
+int privdrop_clear_caps(char *why, size_t whysz);
+
 #endif

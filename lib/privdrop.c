@@ -12,8 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <linux/capability.h>
 
 /* Parses a whole decimal id; false when s is not one. */
 static bool privdrop_number(const char *s, unsigned long *out)
@@ -234,6 +238,26 @@ int privdrop_apply(const struct privdrop *p, char *why, size_t whysz)
     if (p->uid != 0 && setuid(0) == 0) {
         snprintf(why, whysz, "root could be regained after the switch to %s", p->user);
         return -EPERM;
+    }
+    return 0;
+}
+
+int privdrop_clear_caps(char *why, size_t whysz)
+{
+    /* Ambient first (they would come back on execve), then the sets themselves; lowering
+     * capabilities is always allowed. glibc has no capset wrapper: the raw system call. */
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) {
+        int e = errno;
+        snprintf(why, whysz, "cannot clear ambient capabilities: %s", strerror(e));
+        return -e;
+    }
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+    memset(d, 0, sizeof(d));
+    if (syscall(SYS_capset, &h, d) < 0) {
+        int e = errno;
+        snprintf(why, whysz, "cannot drop capabilities: %s", strerror(e));
+        return -e;
     }
     return 0;
 }

@@ -39,6 +39,15 @@ int relayd_privs_drop(struct relayd *rd)
             return rc;
         }
     }
+    if (!root) {
+        /* Started unprivileged (systemd: User=holdfast with CAP_NET_BIND_SERVICE): the ports
+         * are bound, so the capability goes. */
+        rc = privdrop_clear_caps(why, sizeof(why));
+        if (rc < 0) {
+            log_err("%s", why);
+            return rc;
+        }
+    }
     if (!privs_set(c->user)) {
         if (root && !c->allow_root)
             log_warn("running as root: set user = holdfast so relayd drops root once its ports "

@@ -107,6 +107,60 @@ class PrivDropTest(hfharness.HFTestCase):
                                r"is writable by group or others \(mode 777\)")
 
 
+def free_low_port(host="127.0.0.1"):
+    """A port below 1024 that is free on host now (root binds it to find out)."""
+    import socket
+    for port in range(700, 1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise unittest.SkipTest("no free port below 1024")
+
+
+class AmbientCapTest(hfharness.HFTestCase):
+    """As the systemd unit runs it: started as the user with only CAP_NET_BIND_SERVICE
+    (setpriv stands in for systemd's User= and AmbientCapabilities=), relayd binds a port
+    below 1024 and then holds no capability at all."""
+
+    def test_unprivileged_with_bind_capability(self):
+        opslib.require_root(self)
+        user = opslib.TestUser()
+        self.addCleanup(user.remove)
+        port = free_low_port()
+        r = self.start_relayd(conf={"user": user.name, "listen": "127.0.0.1:%d" % port},
+                              start=False)
+        os.chmod(r.dir, 0o755)
+        os.mkdir(r.queue_dir, 0o700)
+        os.chown(r.queue_dir, user.uid, user.gid)
+        os.chown(r.dir, user.uid, user.gid)  # the control socket is made there
+        saved = hfharness.RELAYD
+        wrapper = os.path.join(r.dir, "relayd-as-user")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\nexec setpriv --reuid=%d --regid=%d --init-groups "
+                    "--inh-caps=+net_bind_service --ambient-caps=+net_bind_service %s \"$@\"\n"
+                    % (user.uid, user.gid, saved))
+        os.chmod(wrapper, 0o755)
+        hfharness.RELAYD = wrapper
+        try:
+            r.start()
+        finally:
+            hfharness.RELAYD = saved
+        pid = r.proc.pid  # setpriv execs relayd: the same process
+        uids, gids, _ = opslib.proc_ids(pid)
+        self.assertEqual(uids, [user.uid] * 3)
+        with open("/proc/%d/status" % pid) as f:
+            caps = dict(l.split(":", 1) for l in f if l.startswith("Cap"))
+        for k in ("CapEff", "CapPrm", "CapAmb", "CapInh"):
+            self.assertEqual(int(caps[k], 16), 0, "%s=%s" % (k, caps[k].strip()))
+        send_smtplib(r, "a@example.test", ["alice@branch.test"],
+                     hfharness.make_body("cap", "on a port below 1024\r\n"))
+        self.assertEqual(os.stat(os.path.join(r.queue_dir, "data.mdb")).st_uid, user.uid)
+        self.assertIn("running as user=%s uid=%d already" % (user.name, user.uid), r.log_text())
+
+
 class FetchdPrivDropTest(unittest.TestCase):
     """fetchd started as root with user set: runs as that user, says READY=1 after."""
 
