@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "hf_err.h"
+#include "privdrop.h"
 #include "tls.h"
 
 static bool snap_set(const char *s)
@@ -32,6 +33,14 @@ int relayd_snap_load(const char *path, struct cfg_errors *errs, int *tls_rc,
     if (rc == 0 && snap_set(c->auth_file)) {
         rc = auth_store_load(c->auth_file, &s->auth, errs);
         s->auth_loaded = rc == 0;
+    }
+    if (rc == 0 && snap_set(c->user)) {
+        /* -t tells about a user that does not exist now, not only the start. */
+        struct privdrop p;
+        char why[256];
+        if (privdrop_resolve(c->user, c->group, &p, why, sizeof(why)) < 0)
+            rc = cfg_errors_add(errs, path, 0, "user = %s: %s", c->user, why) < 0 ? -ENOMEM
+                                                                                : HF_ECONFIG;
     }
     if (rc == 0 && snap_set(c->tls_cert) != snap_set(c->tls_key))
         rc = cfg_errors_add(errs, path, 0, "tls_cert and tls_key go together") < 0 ? -ENOMEM
