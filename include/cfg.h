@@ -152,7 +152,7 @@ struct cfg_key {
 
 /* True for a key read once at start (listen, queue_dir, user, ...): a SIGHUP reload keeps
  * its running value and says so. */
-bool cfg_key_is_restart(const struct cfg_key *k);
+bool cfg_key_is_restart(const struct cfg_key *k); /* lib/cfg_ref.c */
 
 extern const struct cfg_key cfg_keys[];
 extern const size_t cfg_nkeys;

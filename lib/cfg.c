@@ -167,25 +167,6 @@ const struct cfg_key cfg_keys[] = {
 };
 const size_t cfg_nkeys = sizeof(cfg_keys) / sizeof(cfg_keys[0]);
 
-/* Keys read once at start: what they set up (sockets, the queue, the resolver, the user,
- * the log) is not rebuilt by a SIGHUP reload, which keeps their running values. */
-static const char *const cfg_restart_keys[] = {
-    "hostname",   "listen",     "listen_tls",     "queue_dir",      "control_socket",
-    "log",        "map_size",   "max_map_size",   "dns_servers",    "dns_timeout",
-    "self_names", "self_addrs", "retry_interval", "metrics_listen", "tls_ca_file",
-    "pid_file",   "user",       "group",          "allow_root",
-};
-
-bool cfg_key_is_restart(const struct cfg_key *k)
-{
-    if (k->section != CFG_SEC_GLOBAL)
-        return false;
-    for (size_t i = 0; i < sizeof(cfg_restart_keys) / sizeof(cfg_restart_keys[0]); i++)
-        if (strcmp(k->name, cfg_restart_keys[i]) == 0)
-            return true;
-    return false;
-}
-
 static const char *const cfg_section_names[] = {"global", "domain", "group", "relay"};
 
 int cfg_errors_add(struct cfg_errors *e, const char *file, int line, const char *fmt, ...)

@@ -1,4 +1,5 @@
-/* The configuration reference, written from the key table (cfg_keys): README's markdown table
+/* The configuration reference, written from the key table (cfg_keys): which keys a reload
+ * keeps (read at start only), README's markdown table
  * (relayd --config-reference) and the roff entries of holdfast.conf(5) (scripts/man/mkman.c).
  * Both come from the one table, so the reference, the man page and the parser cannot drift.
  * Pure: text into a caller's buffer. */
@@ -8,6 +9,25 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+/* Keys read once at start: what they set up (sockets, the queue, the resolver, the user,
+ * the log) is not rebuilt by a SIGHUP reload, which keeps their running values. */
+static const char *const cfg_restart_keys[] = {
+    "hostname",   "listen",     "listen_tls",     "queue_dir",      "control_socket",
+    "log",        "map_size",   "max_map_size",   "dns_servers",    "dns_timeout",
+    "self_names", "self_addrs", "retry_interval", "metrics_listen", "tls_ca_file",
+    "pid_file",   "user",       "group",          "allow_root",
+};
+
+bool cfg_key_is_restart(const struct cfg_key *k)
+{
+    if (k->section != CFG_SEC_GLOBAL)
+        return false;
+    for (size_t i = 0; i < sizeof(cfg_restart_keys) / sizeof(cfg_restart_keys[0]); i++)
+        if (strcmp(k->name, cfg_restart_keys[i]) == 0)
+            return true;
+    return false;
+}
 
 static const char *const cfg_ref_sections[] = {"top", "domain", "group", "relay"};
 
