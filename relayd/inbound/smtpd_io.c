@@ -54,7 +54,8 @@ static void smtpd_io_flush_out(struct session *se)
 static void smtpd_io_arm_timer(struct session *se)
 {
     const struct cfg *c = &se->snap->cfg;
-    uint64_t secs = se->sm.st == SMTPD_ST_DATA ? c->timeout_data : c->timeout_command;
+    bool data = se->sm.st == SMTPD_ST_DATA || se->sm.st == SMTPD_ST_CHUNK;
+    uint64_t secs = data ? c->timeout_data : c->timeout_command;
     if (se->sm.st == SMTPD_ST_COMMIT || se->sm.st == SMTPD_ST_WAIT)
         secs = 0; /* waiting on us, not on the client */
     conn_set_timeout(se->conn, secs * 1000);
@@ -476,7 +477,8 @@ static void smtpd_io_on_read(struct conn *c, const char *data, size_t len)
 static void smtpd_io_on_eof(struct conn *c, int status)
 {
     struct session *se = conn_data(c);
-    if (se->sm.st == SMTPD_ST_DATA || se->sm.st == SMTPD_ST_MAIL || se->sm.st == SMTPD_ST_RCPT)
+    if (se->sm.st == SMTPD_ST_DATA || se->sm.st == SMTPD_ST_MAIL || se->sm.st == SMTPD_ST_RCPT ||
+        se->sm.st == SMTPD_ST_CHUNK || se->sm.st == SMTPD_ST_BDAT)
         log_info("c=%llu lost connection in state %s client=[%s] err=%s",
                  (unsigned long long)se->id, smtpd_state_name(se->sm.st), se->sm.client_addr,
                  hf_errname(status == UV_EOF ? 0 : status));
