@@ -43,9 +43,8 @@ const struct cfg_key cfg_keys[] = {
      "lowest level logged"},
     {CFG_SEC_GLOBAL, "max_message_size", CFG_T_SIZE, G(max_message_size), 1 * KIB, 1 * GIB, NULL,
      "10M", "largest message accepted, octets (SIZE; 552 5.3.4 beyond)"},
-    {CFG_SEC_GLOBAL, "max_data_memory", CFG_T_SIZE, G(max_data_memory), 1 * MIB, 1024 * GIB,
-     NULL, "512M",
-     "memory for messages being received, all sessions together (452 4.3.1 beyond)"},
+    {CFG_SEC_GLOBAL, "max_data_memory", CFG_T_SIZE, G(max_data_memory), 1 * MIB, 1024 * GIB, NULL,
+     "512M", "memory for messages being received, all sessions together (452 4.3.1 beyond)"},
     {CFG_SEC_GLOBAL, "max_recipients", CFG_T_U64, G(max_recipients), 1, 100000, NULL, "100",
      "recipients per message (452 4.5.3 beyond)"},
     {CFG_SEC_GLOBAL, "max_connections", CFG_T_U64, G(max_connections), 1, 1000000, NULL, "1000",
@@ -112,6 +111,12 @@ const struct cfg_key cfg_keys[] = {
      "name the authenticated user in the Received: header (privacy: off by default)"},
     {CFG_SEC_GLOBAL, "auth_fail_limit", CFG_T_U64, G(auth_fail_limit), 1, 1000, NULL, "5",
      "failed AUTH attempts per client address per minute before 454 4.7.0"},
+    {CFG_SEC_GLOBAL, "user", CFG_T_STR, G(user), 0, 0, NULL, "",
+     "started as root: run as this user once ports, queue and keys are open"},
+    {CFG_SEC_GLOBAL, "group", CFG_T_STR, G(group), 0, 0, NULL, "",
+     "group for user (default: the user's primary group)"},
+    {CFG_SEC_GLOBAL, "allow_root", CFG_T_BOOL, G(allow_root), 0, 0, NULL, "no",
+     "accept running as root after start-up (no: a warning, or an error with user = root)"},
     /* fetchd, global */
     {CFG_SEC_GLOBAL, "pid_file", CFG_T_PATH, G(pid_file), 0, 0, NULL, "",
      "fetchd: pid file written when running as a daemon"},
@@ -765,30 +770,4 @@ const struct cfg_domain *cfg_find_domain(const struct cfg *c, const char *domain
         }
     }
     return best;
-}
-
-int cfg_reference_md(char *buf, size_t sz)
-{
-    size_t o = 0;
-    int n = snprintf(buf, sz, "| section | key | default | meaning |\n|---|---|---|---|\n");
-    if (n < 0 || (size_t)n >= sz)
-        return -ENOSPC;
-    o = (size_t)n;
-    for (size_t i = 0; i < cfg_nkeys; i++) {
-        const struct cfg_key *k = &cfg_keys[i];
-        char def[96];
-        if (k->choices)
-            snprintf(def, sizeof(def), "`%s` (%s)", k->def ? k->def : "", k->choices);
-        else if (k->def && *k->def)
-            snprintf(def, sizeof(def), "`%s`", k->def);
-        else
-            snprintf(def, sizeof(def), "(none)");
-        n = snprintf(buf + o, sz - o, "| %s | `%s` | %s | %s |\n",
-                     k->section == CFG_SEC_GLOBAL ? "top" : cfg_section_names[k->section], k->name,
-                     def, k->help);
-        if (n < 0 || (size_t)n >= sz - o)
-            return -ENOSPC;
-        o += (size_t)n;
-    }
-    return (int)o;
 }
