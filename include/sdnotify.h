@@ -15,6 +15,11 @@ int sdnotify_reloading(void);
 int sdnotify_stopping(void);
 /* Sends STATUS=status (borrowed). */
 int sdnotify_status(const char *status);
+/* With WatchdogSec= in the unit (WATCHDOG_USEC, and WATCHDOG_PID if set naming us): returns 1
+ * and the interval in *usec, else 0. */
+int sdnotify_watchdog_usec(unsigned long long *usec);
+/* Sends WATCHDOG=1: the loop is alive. */
+int sdnotify_watchdog(void);
 
 /* Each returns 0 when there is no NOTIFY_SOCKET, 1 when the datagram was sent, or a
  * negative errno (logged once per kind of message by the caller if it wants). */

@@ -35,3 +35,16 @@ int sdnotify_status(const char *status)
 {
     return sd_notifyf(0, "STATUS=%s", status);
 }
+
+int sdnotify_watchdog_usec(unsigned long long *usec)
+{
+    uint64_t u = 0;
+    int rc = sd_watchdog_enabled(0, &u);
+    *usec = rc > 0 ? (unsigned long long)u : 0;
+    return rc > 0 ? 1 : 0;
+}
+
+int sdnotify_watchdog(void)
+{
+    return sd_notify(0, "WATCHDOG=1");
+}

@@ -42,6 +42,8 @@ struct relayd_main {
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t housekeeping;
     uv_timer_t drain;
+    uv_timer_t watchdog; /* WATCHDOG=1 to systemd (WatchdogSec=), when asked for */
+    bool watchdog_on;
     uint64_t drain_started;
     char hostname[256];
 };
@@ -76,6 +78,8 @@ static void on_drain(uv_timer_t *t)
     uv_close((uv_handle_t *)&m->sigterm, NULL);
     uv_close((uv_handle_t *)&m->sigint, NULL);
     uv_close((uv_handle_t *)&m->sighup, NULL);
+    if (m->watchdog_on)
+        uv_close((uv_handle_t *)&m->watchdog, NULL);
     if (m->rd.wr) {
         queue_wr_stop(m->rd.wr);
         m->rd.wr = NULL;
@@ -142,6 +146,27 @@ static int relayd_load(struct relayd_main *m, struct relayd_snap **snap)
     }
     cfg_errors_free(&errs);
     return 0;
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    (void)t;
+    sdnotify_watchdog();
+}
+
+/* With WatchdogSec= in the unit, the loop says WATCHDOG=1 twice per interval: a loop that
+ * hangs (a bug, a blocked call) stops saying it, and systemd restarts relayd. */
+static void relayd_watchdog_start(struct relayd_main *m)
+{
+    unsigned long long usec;
+    if (!sdnotify_watchdog_usec(&usec) || usec < 2000)
+        return;
+    uint64_t ms = usec / 2000;
+    uv_timer_init(m->rd.loop, &m->watchdog);
+    m->watchdog.data = m;
+    m->watchdog_on = true;
+    uv_timer_start(&m->watchdog, on_watchdog, 0, ms);
+    log_info("systemd watchdog: WATCHDOG=1 every %llu ms", (unsigned long long)ms);
 }
 
 /* Creates the parents of path (like mkdir -p, mode 0755) so a fresh checkout's ./var works;
@@ -322,6 +347,7 @@ int main(int argc, char **argv)
              cfg->ndomains, cfg->queue_dir);
     /* Listeners, queue and control socket are up: systemd may start what needs us. */
     sdnotify_ready("accepting mail");
+    relayd_watchdog_start(&m);
     uv_run(rd->loop, UV_RUN_DEFAULT);
     log_info("relayd stopped");
     rc = 0;

@@ -51,6 +51,18 @@ class NotifyTest(hfharness.HFTestCase):
         # systemd's socket is writable by everyone; so is this one.
         self.run_cycle({"user": user.name}, mode=0o666)
 
+    def test_watchdog(self):
+        n = opslib.NotifyListener()
+        self.addCleanup(n.close)
+        r = self.start_relayd(start=False)
+        opslib.start_with_env(r, {"NOTIFY_SOCKET": n.path, "WATCHDOG_USEC": "200000"},
+                              expect_ready=False)
+        n.wait_for("READY=1")
+        # Every 100 ms: three in a row arrive well within the bound.
+        for _ in range(3):
+            n.wait_for("WATCHDOG=1")
+        self.assertRegex(r.log_text(), r"systemd watchdog: WATCHDOG=1 every 100 ms")
+
     def test_refused_reload_still_ready(self):
         n = opslib.NotifyListener()
         self.addCleanup(n.close)

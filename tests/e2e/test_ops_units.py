@@ -73,6 +73,7 @@ class UnitsTest(unittest.TestCase):
         k = unit_keys("relayd.service")
         self.assertEqual(k["Type"], ["notify"])
         self.assertEqual(k["ExecReload"], ["/bin/kill -HUP $MAINPID"])
+        self.assertEqual(k["WatchdogSec"], ["60s"])
         self.assertEqual(k["User"], ["holdfast"])
         self.assertEqual(k["CapabilityBoundingSet"], ["CAP_NET_BIND_SERVICE"])
         self.assertEqual(k["AmbientCapabilities"], ["CAP_NET_BIND_SERVICE"])
