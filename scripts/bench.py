@@ -188,8 +188,12 @@ class Bench:
 
     def sizes(self, s, i, size, n):
         s.purge()
-        dt = self.source(s.port, 10, n, size, True)
-        self.settle(s, n)
+        with S.Sampler(s) as m:
+            dt = self.source(s.port, 10, n, size, True)
+            self.settle(s, n)
+        if size >= 1 << 20:  # DATA held whole in memory shows here: 10 clients x size
+            self.record("mem_size_%dk_anon" % (size // 1024), s, m.peak_anon / 1024.0, "MiB",
+                        "lower")
         self.record("size_%dk" % (size // 1024), s, n * size / dt / 2**20, "MiB/s", "higher",
                     **{"%s_msgs" % s.name: n / dt})
 
@@ -204,7 +208,7 @@ class Bench:
         try:
             S.smtp_greeted(fresh.port)  # one session first: what every session needs once
             time.sleep(0.3)
-            before, after, socks = L.idle_sessions(fresh, n)
+            before, after, socks, n = L.idle_sessions(fresh, n)
             for sk in socks:
                 sk.close()
         finally:
@@ -258,34 +262,53 @@ class Bench:
     def run(self):
         self.t_start = time.monotonic()
         self.load_before = load()
+        self.errors = {}
         step = lambda what: print("bench: %s (%.0f s, load %s)" % (
             what, time.monotonic() - self.t_start, load()), flush=True)
+        try:
+            self._run(step)
+        finally:
+            self.elapsed = time.monotonic() - self.t_start
+            self.load_after = load()
+
+    def guarded(self, what, fn, *args):
+        """Runs one workload; an error is reported with the results, not instead of them."""
+        try:
+            fn(*args)
+        except Exception as e:
+            self.errors[what] = str(e)
+            print("bench: %s FAILED: %s" % (what, e), flush=True)
+
+    def _run(self, step):
+        self.million_result = None
+        self.fsync_result = {}
         step("fsync check")
-        self.fsync()
+        self.guarded("fsync", self.fsync)
         for clients, n in sorted(self.p["accept"].items()):
             for per_conn in self.p["modes"]:
-                step("accept, %d clients, %s" % (clients, "several messages per connection"
-                                                 if per_conn else "one message per connection"))
-                for i in range(self.p["pairs"]):
-                    for s in self.systems:
-                        self.accept(s, i, clients, n, per_conn)
-                    if clients == max(self.p["accept"]) and not per_conn:
-                        self.baseline(i, clients, n)
+                what = "accept, %d clients, %s" % (clients, "several messages per connection"
+                                                   if per_conn else "one message per connection")
+                step(what)
+                self.guarded(what, self.accept_pairs, clients, n, per_conn)
         step("latency, 50 clients")
-        self.pairs(self.latency, self.p["latency"])
+        self.guarded("latency", self.pairs, self.latency, self.p["latency"])
         step("release of %d held messages after ETRN" % self.p["release"])
-        self.pairs(self.release, self.p["release"])
+        self.guarded("release", self.pairs, self.release, self.p["release"])
         for size, n in self.p["sizes"]:
             step("message size %d KiB" % (size // 1024))
-            self.pairs(self.sizes, size, n)
+            self.guarded("size %d KiB" % (size // 1024), self.pairs, self.sizes, size, n)
         step("idle sessions")
-        self.pairs(self.idle)
-        self.million_result = None
+        self.guarded("idle sessions", self.pairs, self.idle)
         if self.a.million:
             step("1,000,000-message queue, relayd alone")
             self.million()
-        self.elapsed = time.monotonic() - self.t_start
-        self.load_after = load()
+
+    def accept_pairs(self, clients, n, per_conn):
+        for i in range(self.p["pairs"]):
+            for s in self.systems:
+                self.accept(s, i, clients, n, per_conn)
+            if clients == max(self.p["accept"]) and not per_conn:
+                self.baseline(i, clients, n)
 
 
 # ---- report -------------------------------------------------------------------------------
@@ -342,6 +365,7 @@ def summarise(b):
         "workloads": work,
         "million": b.million_result,
         "targets": targets,
+        "errors": b.errors,
     }
 
 
@@ -545,6 +569,8 @@ def main():
                   % (s, "yes" if f["ok"] else "NO", f["syncs"], f["replies"], f["how"]))
         else:
             print("fsync before 250: %s" % f)
+    for what, e in doc["errors"].items():
+        print("FAILED %s: %s" % (what, e))
     for t in doc["targets"]:
         print("target %s: %s" % ("met   " if t["met"] else "MISSED", t["target"]))
     print("elapsed %.0f s, load %s before, %s after; %s" % (
@@ -558,6 +584,8 @@ def main():
     print("json=%s" % path)
     png = plot(doc, a.out)
     print("png=%s" % (png or "none (gnuplot is not installed)"))
+    if doc["errors"]:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,14 @@ temporary directories) on any exit: normal, error, Ctrl-C or SIGTERM. Nothing li
 anywhere but 127.0.0.1, on ports the kernel picked as free."""
 import asyncio
 import glob
+import json
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -159,7 +161,6 @@ class Reaper:
         return p
 
     def tmpdir(self, tag):
-        import tempfile
         d = tempfile.mkdtemp(prefix="hf-bench-%s-" % tag)
         os.chmod(d, 0o755)  # Postfix daemons run as user postfix and must enter it
         self.dirs.append(d)
@@ -338,7 +339,6 @@ class Relayd:
                               + list(args), capture_output=True, text=True, timeout=timeout)
 
     def queued(self):
-        import json
         r = self.relayctl("queue", "--json")
         if r.returncode != 0:
             raise RuntimeError("relayctl queue: %s" % r.stderr.strip())

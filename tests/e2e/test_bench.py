@@ -70,6 +70,7 @@ class BenchSmoke(unittest.TestCase):
         return self.doc["postfix_skipped"] is None
 
     def test_figures_are_measurements(self):
+        self.assertEqual(self.doc["errors"], {})
         w = self.doc["workloads"]
         for name in ("accept_c1_conn", "accept_c10_conn", "release_rate", "release_last_s",
                      "latency_p50_c50", "latency_p99_c50", "mem_accept_c10", "cpu_per_1000",
