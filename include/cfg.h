@@ -17,17 +17,22 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* A per-domain number not set in its section: the global key's value applies. */
+#define CFG_INHERIT UINT64_MAX
+
 enum cfg_section { CFG_SEC_GLOBAL = 0, CFG_SEC_DOMAIN, CFG_SEC_GROUP, CFG_SEC_RELAY };
 
 struct cfg_domain {
     char *name; /* lower-case domain */
     int line;
     bool subdomains;
-    char *recipients; /* path (resolved against the config's directory) or NULL */
-    char *next_hop;   /* "[addr]:port" static next hop, not DNS-verified; or NULL */
-    char *etrn_allow; /* extra client networks allowed counts for this domain; or NULL */
-    bool hold;        /* hold: never release automatically */
-    char *tls;        /* outbound TLS policy */
+    char *recipients;            /* path (resolved against the config's directory) or NULL */
+    char *next_hop;              /* "[addr]:port" static next hop, not DNS-verified; or NULL */
+    char *etrn_allow;            /* extra client networks allowed counts for this domain; or NULL */
+    bool hold;                   /* hold: never release automatically */
+    char *tls;                   /* outbound TLS policy */
+    uint64_t max_queue_lifetime; /* seconds, or CFG_INHERIT */
+    uint64_t delay_warning_time; /* seconds (0: off), or CFG_INHERIT */
 };
 
 struct cfg_group {
@@ -95,6 +100,10 @@ struct cfg {
     char *submission_users;
     bool received_auth_user;
     uint64_t auth_fail_limit;
+    uint64_t max_queue_lifetime; /* seconds */
+    uint64_t delay_warning_time; /* seconds; 0: no delay DSNs */
+    uint64_t bounce_size_limit;  /* octets returned whole in a DSN */
+    char *double_bounce_to;      /* "" or NULL: double bounces are dropped and logged */
 
     /* fetchd */
     char *pid_file;

@@ -43,9 +43,8 @@ const struct cfg_key cfg_keys[] = {
      "lowest level logged"},
     {CFG_SEC_GLOBAL, "max_message_size", CFG_T_SIZE, G(max_message_size), 1 * KIB, 1 * GIB, NULL,
      "10M", "largest message accepted, octets (SIZE; 552 5.3.4 beyond)"},
-    {CFG_SEC_GLOBAL, "max_data_memory", CFG_T_SIZE, G(max_data_memory), 1 * MIB, 1024 * GIB,
-     NULL, "512M",
-     "memory for messages being received, all sessions together (452 4.3.1 beyond)"},
+    {CFG_SEC_GLOBAL, "max_data_memory", CFG_T_SIZE, G(max_data_memory), 1 * MIB, 1024 * GIB, NULL,
+     "512M", "memory for messages being received, all sessions together (452 4.3.1 beyond)"},
     {CFG_SEC_GLOBAL, "max_recipients", CFG_T_U64, G(max_recipients), 1, 100000, NULL, "100",
      "recipients per message (452 4.5.3 beyond)"},
     {CFG_SEC_GLOBAL, "max_connections", CFG_T_U64, G(max_connections), 1, 1000000, NULL, "1000",
@@ -112,6 +111,14 @@ const struct cfg_key cfg_keys[] = {
      "name the authenticated user in the Received: header (privacy: off by default)"},
     {CFG_SEC_GLOBAL, "auth_fail_limit", CFG_T_U64, G(auth_fail_limit), 1, 1000, NULL, "5",
      "failed AUTH attempts per client address per minute before 454 4.7.0"},
+    {CFG_SEC_GLOBAL, "max_queue_lifetime", CFG_T_SECONDS, G(max_queue_lifetime), 60, 31536000, NULL,
+     "5d", "how long mail is kept undelivered before it bounces (per domain too)"},
+    {CFG_SEC_GLOBAL, "delay_warning_time", CFG_T_SECONDS, G(delay_warning_time), 0, 31536000, NULL,
+     "4h", "send the sender one delay DSN after this long undelivered (0: never; per domain too)"},
+    {CFG_SEC_GLOBAL, "bounce_size_limit", CFG_T_SIZE, G(bounce_size_limit), 1 * KIB, 100 * MIB,
+     NULL, "100K", "largest message returned whole in a DSN; bigger ones: headers only"},
+    {CFG_SEC_GLOBAL, "double_bounce_to", CFG_T_STR, G(double_bounce_to), 0, 0, NULL, "",
+     "address that gets undeliverable DSNs (null sender); empty: dropped and logged"},
     /* fetchd, global */
     {CFG_SEC_GLOBAL, "pid_file", CFG_T_PATH, G(pid_file), 0, 0, NULL, "",
      "fetchd: pid file written when running as a daemon"},
@@ -142,6 +149,10 @@ const struct cfg_key cfg_keys[] = {
      "never deliver on the retry timer; only ETRN, ATRN or relayctl release"},
     {CFG_SEC_DOMAIN, "tls", CFG_T_ENUM, D(tls), 0, 0, "none|may|encrypt|verify|dane", "may",
      "outbound TLS policy for this domain"},
+    {CFG_SEC_DOMAIN, "max_queue_lifetime", CFG_T_SECONDS, D(max_queue_lifetime), 60, 31536000, NULL,
+     NULL, "this domain's queue lifetime (default: the global one; e.g. 28d for hold)"},
+    {CFG_SEC_DOMAIN, "delay_warning_time", CFG_T_SECONDS, D(delay_warning_time), 0, 31536000, NULL,
+     NULL, "this domain's delay warning time (default: the global one; 0: never)"},
     /* [group NAME] */
     {CFG_SEC_GROUP, "domains", CFG_T_STR, GR(domains), 0, 0, NULL, NULL,
      "domains released together by ETRN #NAME"},
@@ -416,6 +427,9 @@ static void *cfg_open_section(struct cfg *c, enum cfg_section sec, char *name, i
         memset(base, 0, sizeof(*v));
         v[c->ndomains].name = strdup(name);
         v[c->ndomains].line = line;
+        /* Lifetimes not given in the section come from the global keys. */
+        v[c->ndomains].max_queue_lifetime = CFG_INHERIT;
+        v[c->ndomains].delay_warning_time = CFG_INHERIT;
         if (!v[c->ndomains].name)
             goto nomem;
         c->ndomains++;

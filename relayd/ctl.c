@@ -111,6 +111,37 @@ static void ctl_maybe_end(struct ctl_client *c)
     ctl_close(c);
 }
 
+/* ---- for request handlers in other files (ctl_life.c) ----------------------------------- */
+
+void ctl_reply(struct relayd *rd, uint64_t client, const char *fmt, ...)
+{
+    struct ctl *ctl = rd->ctl;
+    struct ctl_client *c = ctl ? idmap_get(&ctl->clients, client) : NULL;
+    if (!c)
+        return;
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    ctl_send(c, "%s", buf);
+}
+
+void ctl_reply_wait(struct relayd *rd, uint64_t client, int delta)
+{
+    struct ctl *ctl = rd->ctl;
+    struct ctl_client *c = ctl ? idmap_get(&ctl->clients, client) : NULL;
+    if (!c)
+        return;
+    if (delta > 0) {
+        c->waiting_updates++;
+        return;
+    }
+    if (delta < 0 && c->waiting_updates)
+        c->waiting_updates--;
+    ctl_maybe_end(c);
+}
+
 /* ---- FLUSH ------------------------------------------------------------------------------ */
 
 static void ctl_watch_rcpt(void *arg, uint64_t token, const char *qid, const char *addr,
@@ -574,6 +605,8 @@ static void ctl_request(struct ctl_client *c, char *line)
                strcmp(verb, "DELETE") == 0 || strcmp(verb, "REQUEUE") == 0 ||
                strcmp(verb, "DELETE-DOMAIN") == 0) {
         ctl_change(c, verb, rest);
+    } else if (ctl_life_request(c->ctl->rd, c->id, verb, rest)) {
+        /* BOUNCE, BOUNCE-DOMAIN, TEST-CLOCK-ADVANCE: answered by ctl_life.c */
     } else if (strcmp(verb, "STATS") == 0) {
         ctl_stats_send(c);
     } else if (strcmp(verb, "RUNNING") == 0) {

@@ -5,12 +5,17 @@
  *   HOLD <domain|ID>  /  RELEASE <domain|ID>
  *   DELETE <ID>...  /  DELETE-DOMAIN <domain>
  *   REQUEUE <ID>...
+ *   BOUNCE <ID>... [-- REASON]  /  BOUNCE-DOMAIN <domain> [-- REASON]
+ *   TEST-CLOCK-ADVANCE <seconds>   (test clock only, see clock.h)
  *   STATS
  * Every answer line is "ok TEXT", "err TEXT", "event TEXT" or "stat NAME VALUE", and the
  * answer ends with the line "end". Who may connect is decided by the socket file's mode
  * (0600: relayd's user) — the kernel checks it. */
 #ifndef HF_CTL_H
 #define HF_CTL_H
+
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "relayd.h"
 
@@ -21,5 +26,17 @@ int ctl_init(struct relayd *rd);
 /* Closes the listeners and the open control connections; removes the socket file. */
 void ctl_shutdown(struct relayd *rd);
 void ctl_free(struct relayd *rd);
+
+/* For request handlers outside ctl.c. ctl_reply sends one answer line (fmt ends in "\n")
+ * to control client client, if it is still connected. ctl_reply_wait(+1) keeps the answer
+ * open for a result that comes later; ctl_reply_wait(-1) says it came; both -1 and 0 then
+ * end the answer when nothing else is awaited. */
+void ctl_reply(struct relayd *rd, uint64_t client, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void ctl_reply_wait(struct relayd *rd, uint64_t client, int delta);
+
+/* ctl_life.c: handles verb (with its arguments rest) when it is one of its requests and
+ * returns true; false leaves it to ctl.c. */
+bool ctl_life_request(struct relayd *rd, uint64_t client, const char *verb, char *rest);
 
 #endif

@@ -17,8 +17,10 @@
 
 #include "auth.h"
 #include "cfg.h"
+#include "clock.h"
 #include "ctl.h"
 #include "etrn_io.h"
+#include "expire.h"
 #include "flush.h"
 #include "hf_err.h"
 #include "log.h"
@@ -86,6 +88,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     smtpd_io_shutdown(&m->rd);
     etrn_io_shutdown(&m->rd);
     flush_shutdown(&m->rd);
+    expire_shutdown(&m->rd);
     ctl_shutdown(&m->rd);
     uv_signal_stop(&m->sighup);
     m->drain_started = uv_now(h->loop);
@@ -246,6 +249,18 @@ int main(int argc, char **argv)
         lvl = LOG_LVL_DEBUG;
     log_init("relayd", strcmp(cfg.log, "syslog") == 0, lvl);
     signal(SIGPIPE, SIG_IGN);
+    if (clock_init_from_env() < 0) {
+        log_err("HF_TEST_TIME_OFFSET is not a number of seconds");
+        tls_ctx_free(m.rd.tls_server);
+        tls_ctx_free(m.rd.tls_client);
+        auth_store_free(&m.rd.auth);
+        policy_free(policy);
+        cfg_free(&cfg);
+        return 1;
+    }
+    if (clock_is_test())
+        log_warn("test clock on (HF_TEST_TIME_OFFSET): lifecycle times are shifted; never in "
+                 "production");
 
     if (cfg.hostname && cfg.hostname[0])
         snprintf(m.hostname, sizeof(m.hostname), "%s", cfg.hostname);
@@ -303,6 +318,8 @@ int main(int argc, char **argv)
     }
     rc = flush_init(rd);
     if (rc == 0)
+        rc = expire_init(rd);
+    if (rc == 0)
         rc = etrn_io_init(rd);
     if (rc < 0)
         goto out_listen;
@@ -336,12 +353,14 @@ out_listen:
     smtpd_io_shutdown(rd);
     etrn_io_shutdown(rd);
     flush_shutdown(rd);
+    expire_shutdown(rd);
     ctl_shutdown(rd);
     queue_wr_stop(rd->wr);
     rd->wr = NULL;
     uv_run(rd->loop, UV_RUN_DEFAULT);
 out:
     flush_free_all(rd);
+    expire_free(rd);
     etrn_io_free(rd);
     ctl_free(rd);
     uv_loop_close(rd->loop);

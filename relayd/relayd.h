@@ -61,6 +61,7 @@ struct relayd {
     void *flush;      /* the flush module's state */
     void *etrn_state; /* etrn_io's state */
     void *ctl;        /* the control module's state */
+    void *expire;     /* expire.c's state (expiry, delay warnings, relayctl bounce) */
 };
 
 /* Opens every listener of cfg->listen on rd->loop. Returns 0 or a negative code (logged). */

@@ -62,6 +62,7 @@ struct queue_rcpt {
     int64_t next_attempt; /* unix seconds; 0 = now */
     int64_t last_attempt; /* unix seconds; 0 = never */
     char last_error[QUEUE_ERR_MAX];
+    bool warned; /* a delay DSN was sent for this recipient (once per recipient) */
 };
 
 /* A message to store: envelope, recipients and the complete body (Received: included). */
@@ -155,6 +156,9 @@ enum queue_op {
     QUEUE_OP_HOLD_DOMAIN,   /* set the domain's hold flag (domain field) */
     QUEUE_OP_RELEASE_DOMAIN,
     QUEUE_OP_REQUEUE_MSG, /* next_attempt = 0 for all its recipients */
+    QUEUE_OP_BOUNCED,     /* remove recipient (id, idx) as DELIVERED does: its DSN (if one is
+                             owed) is stored in the same transaction (queue_commit) */
+    QUEUE_OP_WARNED,      /* mark recipient (id, idx): its delay DSN was sent */
 };
 
 struct queue_update {
@@ -172,6 +176,12 @@ struct queue_update {
  * An update whose target is gone gets result -ENOENT and does not fail the batch.
  * Returns 0, or -ENOSPC / -EIO / -errno (nothing applied). */
 int queue_apply(struct queue *q, struct queue_update *ups, size_t n);
+
+/* Stores nmsgs new messages and applies nups updates in ONE synced transaction: a DSN and
+ * the removal of the recipients it reports on are durable together or not at all. Borrows
+ * both arrays. Returns as queue_put_batch / queue_apply (nothing stored on error). */
+int queue_commit(struct queue *q, struct queue_new_msg *const *msgs, size_t nmsgs,
+                 struct queue_update *ups, size_t nups);
 
 /* Clears stale reader slots left by dead processes; returns how many, or -errno. */
 int queue_reader_check(struct queue *q);

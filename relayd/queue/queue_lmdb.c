@@ -1059,6 +1059,9 @@ static int queue_rcpt_change(struct queue *q, MDB_txn *txn, const struct queue_r
     case QUEUE_OP_REQUEUE_MSG:
         r.next_attempt = 0;
         break;
+    case QUEUE_OP_WARNED:
+        r.warned = true;
+        break;
     default:
         return -EINVAL;
     }
@@ -1116,18 +1119,22 @@ static int queue_apply_one(struct queue *q, MDB_txn *txn, struct queue_update *u
     ptrdiff_t i = -1;
     switch (u->op) {
     case QUEUE_OP_DELIVERED:
+    case QUEUE_OP_BOUNCED:
     case QUEUE_OP_DEFERRED:
     case QUEUE_OP_FAILED:
+    case QUEUE_OP_WARNED: {
+        bool removal = u->op == QUEUE_OP_DELIVERED || u->op == QUEUE_OP_BOUNCED;
         i = queue_ent_find(&rec, u->idx);
         if (i < 0)
             u->result = -ENOENT;
-        else if (u->op == QUEUE_OP_DELIVERED)
+        else if (removal)
             rc = queue_ent_remove(q, txn, &rec, (size_t)i);
         else
             rc = queue_rcpt_change(q, txn, &rec, (size_t)i, u);
-        if (rc == 0 && i >= 0 && u->op == QUEUE_OP_DELIVERED)
+        if (rc == 0 && i >= 0 && removal)
             rc = queue_msg_finish(q, txn, &rec);
         break;
+    }
     case QUEUE_OP_DELETE_MSG:
         while (rec.nent > 0 && rc == 0)
             rc = queue_ent_remove(q, txn, &rec, rec.nent - 1);
@@ -1178,5 +1185,36 @@ int queue_apply(struct queue *q, struct queue_update *ups, size_t n)
     int rc = queue_write(q, queue_apply_txn, &a, 65536 + n * 4096);
     if (rc)
         log_warn("queue apply failed n=%zu err=%s", n, hf_errname(rc));
+    return rc;
+}
+
+struct queue_commit_arg {
+    struct queue_put_arg put;
+    struct queue_apply_arg apply;
+};
+
+static int queue_commit_txn(struct queue *q, MDB_txn *txn, void *arg)
+{
+    struct queue_commit_arg *a = arg;
+    int rc = queue_put_txn(q, txn, &a->put);
+    return rc ? rc : queue_apply_txn(q, txn, &a->apply);
+}
+
+int queue_commit(struct queue *q, struct queue_new_msg *const *msgs, size_t nmsgs,
+                 struct queue_update *ups, size_t nups)
+{
+    size_t need = 65536 + nups * 4096;
+    for (size_t i = 0; i < nmsgs; i++) {
+        int rc = queue_msg_check(msgs[i]);
+        if (rc)
+            return rc;
+        need += msgs[i]->body_len + msgs[i]->body_len / 8 + msgs[i]->nrcpt * 2048 + 8192;
+    }
+    if (nmsgs + nups == 0)
+        return 0;
+    struct queue_commit_arg a = {{msgs, nmsgs}, {ups, nups}};
+    int rc = queue_write(q, queue_commit_txn, &a, need);
+    if (rc)
+        log_warn("queue commit failed msgs=%zu updates=%zu err=%s", nmsgs, nups, hf_errname(rc));
     return rc;
 }

@@ -314,7 +314,9 @@ int queue_rec_rcpt_encode(const struct queue_rcpt *rc, struct queue_rec_buf *b)
     queue_rec_buf_str(b, rc->addr);
     queue_rec_buf_str(b, rc->domain);
     queue_rec_buf_str(b, rc->orcpt);
-    queue_rec_buf_u32(b, rc->notify);
+    /* Bit 31 of the notify word records that a delay DSN went out (older records never
+     * set it, so they read as "not warned"). */
+    queue_rec_buf_u32(b, (rc->notify & QUEUE_REC_NOTIFY) | (rc->warned ? QUEUE_REC_WARNED : 0u));
     queue_rec_buf_u8(b, (unsigned)rc->state);
     queue_rec_buf_u32(b, rc->attempts);
     queue_rec_buf_u64(b, (uint64_t)rc->next_attempt);
@@ -341,6 +343,8 @@ int queue_rec_rcpt_decode(const void *key, size_t klen, const void *val, size_t 
     queue_rec_rd_str(&r, out->domain, sizeof(out->domain));
     queue_rec_rd_str(&r, out->orcpt, sizeof(out->orcpt));
     out->notify = queue_rec_rd_u32(&r);
+    out->warned = (out->notify & QUEUE_REC_WARNED) != 0;
+    out->notify &= ~QUEUE_REC_WARNED;
     out->state = (int)queue_rec_rd_u8(&r);
     out->attempts = queue_rec_rd_u32(&r);
     out->next_attempt = (int64_t)queue_rec_rd_u64(&r);

@@ -15,7 +15,8 @@
  *                 count x (idx (u32), domain key)
  *   body   key: id (u64) + chunk (u32)
  *   rcpt   key: domain key + '\0' + id (u64) + idx (u32)
- *          value: ver, addr, domain, orcpt, notify (u32), state (u8), attempts (u32),
+ *          value: ver, addr, domain, orcpt, notify (u32; bit 31: delay DSN sent),
+ *                 state (u8), attempts (u32),
  *                 next_attempt (i64), last_attempt (i64), last_error
  *   domain key: domain key
  *          value: ver, domain, messages, rcpts, bytes (u64 each), oldest (i64),
@@ -36,7 +37,8 @@
 #define QUEUE_REC_MKEY_LEN 8                            /* msg key: id */
 #define QUEUE_REC_BKEY_LEN 12                           /* body key: id, chunk */
 #define QUEUE_REC_RKEY_MAX (QUEUE_REC_DKEY_SZ - 1 + 13) /* rcpt key: dkey '\0' id idx */
-#define QUEUE_REC_RCPT_MAX 100000u /* most recipients one envelope record may list */
+#define QUEUE_REC_WARNED   0x80000000u /* in a rcpt record's notify word: delay DSN sent */
+#define QUEUE_REC_RCPT_MAX 100000u     /* most recipients one envelope record may list */
 
 /* ---- big-endian integers (meta values, keys) ------------------------------------------ */
 

@@ -35,7 +35,8 @@ struct relayctl_opts {
     bool wait;
     bool yes;
     bool all;
-    const char *domain; /* delete --domain */
+    const char *domain; /* delete/bounce --domain */
+    const char *reason; /* bounce --reason */
 };
 
 /* Arguments of a command, validated before the queue is opened. */
@@ -89,6 +90,8 @@ int relayctl_act_hold(const struct relayctl_opts *o, int argc, char **argv);
 int relayctl_act_release(const struct relayctl_opts *o, int argc, char **argv);
 int relayctl_act_delete(const struct relayctl_opts *o, int argc, char **argv);
 int relayctl_act_requeue(const struct relayctl_opts *o, int argc, char **argv);
+int relayctl_act_bounce(const struct relayctl_opts *o, int argc, char **argv);
+int relayctl_act_clock(const struct relayctl_opts *o, int argc, char **argv);
 int relayctl_act_stats(const struct relayctl_opts *o, int argc, char **argv);
 
 #endif

@@ -16,8 +16,12 @@
 #include <time.h>
 
 #include "addr.h"
+#include "bounce.h"
+#include "clock.h"
 #include "conn.h"
 #include "dns.h"
+#include "dsn.h"
+#include "expire.h"
 #include "hf_err.h"
 #include "log.h"
 #include "mx.h"
@@ -29,7 +33,7 @@
 
 int64_t flush__now(void)
 {
-    return (int64_t)time(NULL);
+    return clock_now();
 }
 
 static void flush_set_port(struct sockaddr_storage *ss, int port)
@@ -85,8 +89,27 @@ static void flush_committed(int status, uint64_t token, struct queue_update *ups
     flush__run_maybe_finish(run);
 }
 
+/* The host name of a relay string "host[addr]:port" for Remote-MTA; a static next hop has
+ * none, so its address is used. */
+static void flush_remote_mta(const char *relay, char *out, size_t outsz)
+{
+    out[0] = '\0';
+    if (!relay || !*relay)
+        return;
+    const char *lb = strchr(relay, '[');
+    size_t hl = lb ? (size_t)(lb - relay) : strlen(relay);
+    if (lb && hl == 15 && strncmp(relay, "static-next-hop", 15) == 0) {
+        const char *rb = strchr(lb, ']');
+        snprintf(out, outsz, "%.*s", rb ? (int)(rb - lb - 1) : 0, lb + 1);
+    } else {
+        snprintf(out, outsz, "%.*s", (int)hl, relay);
+    }
+}
+
 /* Records the outcome of every recipient of item (results r[i], or one shared result when
- * r is NULL) through the writer thread, and logs one line per recipient. */
+ * r is NULL) through the writer thread, and logs one line per recipient. The reports the
+ * outcomes owe (a 5xx or a null MX: a bounce at once; a success relayed to a server without
+ * DSN, asked for with NOTIFY=SUCCESS) are stored in the same commit (bounce.h). */
 void flush__record(struct flush_run *run, struct flush_item *it, const char *relay, const char *tls,
                    const struct smtpc_result *r, const struct smtpc_result *shared)
 {
@@ -95,8 +118,13 @@ void flush__record(struct flush_run *run, struct flush_item *it, const char *rel
     int64_t now = flush__now();
     it->done = true;
     struct queue_update *ups = calloc(it->nrcpt, sizeof(*ups));
+    struct bounce_set *bs = bounce_set_new(&it->env);
     char qid[QUEUE_ID_STR];
     queue_id_str(it->id, qid);
+    char remote[256];
+    flush_remote_mta(relay, remote, sizeof(remote));
+    /* What the DSN says about TLS: only when a connection was made. */
+    const char *dsn_tls = relay && *relay && tls ? (*tls ? tls : "none") : NULL;
     for (size_t i = 0; i < it->nrcpt; i++) {
         const struct smtpc_result *res = r ? &r[i] : shared;
         const struct queue_rcpt *qr = &it->rcpts[i];
@@ -110,7 +138,7 @@ void flush__record(struct flush_run *run, struct flush_item *it, const char *rel
             rd->stats.delivered++;
             break;
         case SMTPC_FAIL:
-            op = QUEUE_OP_FAILED;
+            op = QUEUE_OP_BOUNCED;
             status = "bounced";
             run->sum.failed++;
             rd->stats.failed++;
@@ -140,20 +168,38 @@ void flush__record(struct flush_run *run, struct flush_item *it, const char *rel
         if (run->watched && run->watch.rcpt)
             run->watch.rcpt(run->watch.arg, run->watch.token, qid, qr->addr,
                             relay && *relay ? relay : "none", tls, status, text);
+        if (bs && (op == QUEUE_OP_BOUNCED || (op == QUEUE_OP_DELIVERED && !it->hop_dsn))) {
+            char st[16];
+            struct bounce_fact f = {
+                .kind = op == QUEUE_OP_BOUNCED ? RETRY_DSN_FAILURE : RETRY_DSN_SUCCESS,
+                .status = dsn_status_of(res->code, res->enh,
+                                        op == QUEUE_OP_BOUNCED ? "5.0.0" : "2.0.0", st),
+                .remote_mta = res->code ? remote : NULL,
+                .diag = text,
+                .diag_smtp = res->code != 0,
+                .last_attempt = relay && *relay ? now : 0,
+                .tls = dsn_tls,
+            };
+            /* NOTIFY=SUCCESS to a server without DSN: "relayed" (RFC 3461 4.1); a
+             * success to a server with DSN is that server's to report. */
+            if (op == QUEUE_OP_BOUNCED || retry_dsn_wanted(qr->notify, false, RETRY_DSN_SUCCESS))
+                bounce_set_add(rd, bs, qr, &f);
+        }
         if (ups) {
             ups[i].op = op;
             ups[i].id = it->id;
             ups[i].idx = qr->idx;
             ups[i].when = now;
-            ups[i].next_attempt = retry_next(qr->attempts + 1, now);
+            ups[i].next_attempt = retry_next_jittered(qr->attempts + 1, now, flush__rand(NULL));
             snprintf(ups[i].error, sizeof(ups[i].error), "%s", text);
         }
     }
     if (!ups) {
+        bounce_set_free(bs);
         log_err("%s out of memory recording results; the recipients stay queued", qid);
         return;
     }
-    int rc = queue_wr_update(rd->wr, ups, it->nrcpt, flush_committed, run->id, fl);
+    int rc = bounce_commit(rd, bs, ups, it->nrcpt, flush_committed, run->id, fl);
     if (rc < 0)
         log_err("%s cannot queue results err=%s; the recipients stay queued", qid, hf_errname(rc));
     else
@@ -189,6 +235,8 @@ void flush__run_maybe_finish(struct flush_run *run)
         struct smtpc_result res;
         memset(&res, 0, sizeof(res));
         res.outcome = run->sum.status == HF_ENULLMX ? SMTPC_FAIL : SMTPC_DEFER;
+        if (run->sum.status == HF_ENULLMX) /* RFC 7505 4.2 */
+            snprintf(res.enh, sizeof(res.enh), "5.1.10");
         snprintf(res.text, sizeof(res.text), "%s",
                  run->sum.error[0] ? run->sum.error : "no exchanger could be reached");
         flush__record(run, &run->items[i], run->last_relay[0] ? run->last_relay : NULL, NULL, NULL,
@@ -230,6 +278,9 @@ static int flush_load_rcpt(const struct queue_rcpt *r, void *arg)
     if (r->state == QUEUE_RS_FAILED)
         return 0;
     if (run->due_only && r->next_attempt > run->now)
+        return 0;
+    /* Being bounced or warned about right now: decided already. */
+    if (expire_is_busy(run->fl->rd, r->id))
         return 0;
     struct flush_item *it = run->nitems ? &run->items[run->nitems - 1] : NULL;
     if (!it || it->id != r->id) {
@@ -276,7 +327,7 @@ static void flush_run_deliver(struct flush_run *run)
     flush__run_maybe_finish(run);
 }
 
-static uint32_t flush_rand(void *arg)
+uint32_t flush__rand(void *arg)
 {
     (void)arg;
     uint32_t v;
@@ -401,7 +452,7 @@ static void flush_on_mx_ctx(const struct dns_mx_result *res, void *arg)
     struct mx_host *plan = calloc(res->nhosts + 1, sizeof(*plan));
     size_t nplan = 0;
     int rc =
-        plan ? mx_plan(run->domain, res->hosts, res->nhosts, &self, flush_rand, NULL, plan, &nplan)
+        plan ? mx_plan(run->domain, res->hosts, res->nhosts, &self, flush__rand, NULL, plan, &nplan)
              : -ENOMEM;
     if (rc == 0)
         rc = mx_attempts(plan, nplan, &self, run->attempts, FLUSH_ATTEMPTS_MAX, &run->nattempts);

@@ -24,8 +24,9 @@ struct flush_item {
     struct queue_env env;
     struct queue_rcpt *rcpts; /* this domain's recipients of the message */
     size_t nrcpt;
-    bool taken; /* handed to a worker */
-    bool done;  /* results decided (committed or being committed) */
+    bool taken;   /* handed to a worker */
+    bool done;    /* results decided (committed or being committed) */
+    bool hop_dsn; /* the server that decided it offered DSN (NOTIFY was passed on) */
 };
 
 struct flush_run;
@@ -116,6 +117,8 @@ struct flush {
 
 /* flush.c */
 int64_t flush__now(void);
+/* A 32-bit random value (libuv's source, rand() as a fallback). arg is unused. */
+uint32_t flush__rand(void *arg);
 const char *flush__tls_policy(const struct flush_run *run);
 /* Records every recipient of it: results r[i], or one shared result when r is NULL; logs
  * one line each and queues the changes to the writer thread. */

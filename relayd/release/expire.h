@@ -1,0 +1,39 @@
+/* Time-driven fates of queued recipients: expiry after max_queue_lifetime (a bounce), the
+ * one delay warning after delay_warning_time (a delay DSN), and recipients an older
+ * version left "failed" (bounced now). A timer (every retry_interval, or every minute when
+ * that is 0) sweeps what is due and commits each message's changes with its DSNs through
+ * bounce.h. Domains with a queue run in progress wait for the next tick, and a run does not
+ * load a message whose lifecycle change is being committed (expire_is_busy), so a recipient
+ * is never both delivered and bounced. Also relayctl bounce (expire_bounce). */
+#ifndef HF_EXPIRE_H
+#define HF_EXPIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct relayd;
+
+/* Starts the timer. Returns 0 or -ENOMEM. */
+int expire_init(struct relayd *rd);
+/* Stops the timer (its handle is closed on the loop). */
+void expire_shutdown(struct relayd *rd);
+/* Frees the state after the loop has ended. */
+void expire_free(struct relayd *rd);
+
+/* Runs one sweep now (the timer's work; the test clock's advance calls it too). */
+void expire_tick(struct relayd *rd);
+
+/* True while a lifecycle commit for message id is outstanding. */
+bool expire_is_busy(struct relayd *rd, uint64_t id);
+
+/* relayctl bounce: returns every queued recipient of the messages ids[0..n) (or, with
+ * domain set, every recipient in that domain) to its sender now, with reason (may be NULL)
+ * in the report. done(arg, token, status, count) runs once on the loop when the change is
+ * committed (count: recipients bounced). Returns 0, -ENOENT when nothing matched (done not
+ * called), -EBUSY when a queue run for the domain is going, -ENOMEM, -ESHUTDOWN. */
+typedef void (*expire_done_cb)(void *arg, uint64_t token, int status, size_t count);
+int expire_bounce(struct relayd *rd, const uint64_t *ids, size_t n, const char *domain,
+                  const char *reason, expire_done_cb done, void *arg, uint64_t token);
+
+#endif
