@@ -65,6 +65,15 @@ bool mx_self_has_name(const struct mx_self *self, const char *name);
 /* True if sa is one of self's addresses. self may be NULL (then false). */
 bool mx_self_has_addr(const struct mx_self *self, const struct sockaddr_storage *sa);
 
+/* Merges hosts[0..n) in place: a host named more than once is kept once, at its first
+ * place, with the best (lowest) of its preferences. Returns how many are left. */
+size_t mx_hosts_merge(struct mx_host *hosts, size_t n);
+
+/* Keeps the max most preferred of hosts[0..n) (a resolver's bound on what it looks up):
+ * sorts them by preference, stably (equal preferences keep their order), when n > max.
+ * Returns the count kept, min(n, max). */
+size_t mx_hosts_keep_best(struct mx_host *hosts, size_t n, size_t max);
+
 /* Builds the delivery plan of domain from its n MX records in[] (any order):
  *  - n == 0: the implicit MX (RFC 5321 5.1): domain itself with preference 0;
  *  - a single record whose host is "." is a null MX (RFC 7505): HF_ENULLMX. Among other

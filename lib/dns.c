@@ -14,12 +14,12 @@
  *
  * c-ares 1.18 has no TLSA parser and cannot set the DO bit through its options, so a TLSA
  * query is built with ares_create_query(), given the AD and DO bits by hand and sent with
- * ares_send(); the raw answer is parsed here (dns_tlsa_parse), with every read bounds
- * checked and names expanded by ares_expand_name(). Whether the records are usable for
- * DANE, and what an insecure answer means for delivery, is the caller's business.
+ * ares_send() (dns_tlsa.c); the raw answer is parsed by dnsmsg.c (pure, in hf_core), with
+ * every read bounds checked. Whether the records are usable for DANE, and what an insecure answer
+ * means for delivery, is the caller's business.
  *
- * c-ares statuses are translated here and nowhere else (dns_status). Choosing among the
- * exchangers is mx.c's work. */
+ * c-ares statuses are translated here and nowhere else (dns__status). Choosing among the
+ * exchangers (and merging and bounding the MX records) is mx.c's work. */
 #include "dns.h"
 
 #include <arpa/inet.h>
@@ -34,86 +34,14 @@
 #include <ares.h>
 #include <uv.h>
 
+#include "dns_int.h"
 #include "hf_err.h"
 #include "log.h"
-
-struct dns_poll {
-    uv_poll_t h;
-    struct dns *d;
-    ares_socket_t fd;
-    bool closing;
-    struct dns_poll *next;
-};
-
-#define DNS_T_TLSA    52   /* RFC 6698 7.1 */
-#define DNS_EDNS_SIZE 1232 /* UDP payload size offered in EDNS0 (DNS flag day 2020) */
-#define DNS_CNAME_MAX 8    /* CNAME links followed inside one TLSA answer */
-#define DNS_TLSA_NAME (MX_NAME_MAX + 2)
-
-struct dns_req;
-
-enum dns_kind { DNS_KIND_MX, DNS_KIND_ADDR, DNS_KIND_TLSA };
-
-/* One family's query of one host: the callback argument. */
-struct dns_fam {
-    struct dns_host *hq;
-    int family;
-};
-
-/* The address lookups of one host. */
-struct dns_host {
-    struct dns_req *req;
-    struct dns_fam fam[2]; /* [0] A, [1] AAAA */
-    int st[2];             /* translated status of each family */
-    struct in_addr a4[DNS_ADDR_MAX];
-    size_t n4;
-    struct ares_in6_addr a6[DNS_ADDR_MAX];
-    size_t n6;
-    struct sockaddr_storage addrs[2 * DNS_ADDR_MAX];
-};
-
-struct dns_req {
-    struct dns *d;
-    enum dns_kind kind;
-    bool submitting; /* inside dns_*_resolve: completion goes to the ready list */
-    bool implicit;
-    bool cancelled;
-    int status;
-    unsigned pending; /* outstanding c-ares queries, plus one while starting them */
-    char name[MX_NAME_MAX + 2];
-    struct mx_host *hosts; /* nhosts, results */
-    struct dns_host *hq;   /* nhosts, lookup state */
-    size_t nhosts;
-    dns_mx_cb mx_cb;
-    dns_addr_cb addr_cb;
-    dns_tlsa_cb tlsa_cb;
-    void *arg;
-    struct dns_req *next_ready;
-    /* TLSA only. */
-    bool edns;               /* the query carries EDNS0 (cleared after a FORMERR) */
-    bool secure;             /* the answer's AD bit */
-    struct dns_tlsa_rr *rrs; /* nrrs, pointing into abuf */
-    size_t nrrs;
-    unsigned char *abuf; /* a copy of the answer */
-};
-
-struct dns {
-    uv_loop_t *loop;
-    ares_channel ch;
-    uv_timer_t timer; /* follows ares_timeout() */
-    uv_timer_t kick;  /* delivers the ready list */
-    struct dns_poll *polls;
-    struct dns_req *ready, **ready_tail;
-    unsigned depth;   /* nesting of entries into c-ares and our callbacks */
-    unsigned handles; /* open libuv handles; d is freed when the last one closes */
-    bool freeing;
-    bool torn_down;
-};
 
 static void dns_teardown(struct dns *d);
 
 /* The border: c-ares status -> project code (STYLE.md). */
-static int dns_status(int st)
+int dns__status(int st)
 {
     switch (st) {
     case ARES_SUCCESS:
@@ -154,14 +82,14 @@ static void dns_timer_update(struct dns *d)
     uv_timer_start(&d->timer, dns_timer_cb, ms, 0);
 }
 
-static void dns_enter(struct dns *d)
+void dns__enter(struct dns *d)
 {
     d->depth++;
 }
 
 /* Leaves an entry; the outermost one runs a teardown that dns_free() deferred, or
  * rearms the timer. */
-static void dns_leave(struct dns *d)
+void dns__leave(struct dns *d)
 {
     if (--d->depth > 0)
         return;
@@ -176,9 +104,9 @@ static void dns_leave(struct dns *d)
 static void dns_timer_cb(uv_timer_t *t)
 {
     struct dns *d = t->data;
-    dns_enter(d);
+    dns__enter(d);
     ares_process_fd(d->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
-    dns_leave(d);
+    dns__leave(d);
 }
 
 static void dns_poll_cb(uv_poll_t *h, int status, int events)
@@ -191,9 +119,9 @@ static void dns_poll_cb(uv_poll_t *h, int status, int events)
         rfd = fd;
     if (status < 0 || (events & UV_WRITABLE))
         wfd = fd;
-    dns_enter(d);
+    dns__enter(d);
     ares_process_fd(d->ch, rfd, wfd);
-    dns_leave(d);
+    dns__leave(d);
 }
 
 static void dns_handle_closed(struct dns *d)
@@ -267,7 +195,7 @@ static void dns_sock_state_cb(void *data, ares_socket_t fd, int readable, int wr
 
 /* ---- requests ---- */
 
-static void dns_req_free(struct dns_req *r)
+void dns__req_free(struct dns_req *r)
 {
     free(r->hosts);
     free(r->hq);
@@ -359,7 +287,7 @@ static void dns_req_deliver(struct dns_req *r)
                   hf_errname(res.status), res.naddrs);
         r->addr_cb(&res, r->arg);
     }
-    dns_req_free(r);
+    dns__req_free(r);
 }
 
 /* The request's last lookup has ended: deliver now, or from the loop when we are still
@@ -378,7 +306,7 @@ static void dns_req_done(struct dns_req *r)
         uv_timer_start(&d->kick, dns_kick_cb, 0, 0);
 }
 
-static void dns_req_unref(struct dns_req *r)
+void dns__req_unref(struct dns_req *r)
 {
     if (--r->pending == 0)
         dns_req_done(r);
@@ -392,14 +320,14 @@ static void dns_kick_cb(uv_timer_t *t)
     struct dns_req *r = d->ready;
     d->ready = NULL;
     d->ready_tail = &d->ready;
-    dns_enter(d);
+    dns__enter(d);
     while (r) {
         struct dns_req *next = r->next_ready;
         r->submitting = false;
         dns_req_deliver(r);
         r = next;
     }
-    dns_leave(d);
+    dns__leave(d);
 }
 
 static void dns_addr_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
@@ -424,10 +352,10 @@ static void dns_addr_answer(void *arg, int status, int timeouts, unsigned char *
         for (int k = 0; st == ARES_SUCCESS && k < n; k++)
             hq->a6[hq->n6++] = t[k].ip6addr;
     }
-    hq->st[i] = dns_status(st);
+    hq->st[i] = dns__status(st);
     if (hq->st[i] == -ECANCELED)
         r->cancelled = true;
-    dns_req_unref(r);
+    dns__req_unref(r);
 }
 
 /* Starts the A and AAAA queries of host i. */
@@ -458,7 +386,7 @@ static int dns_req_hosts(struct dns_req *r, size_t n)
 }
 
 /* Copies the MX answer into r->hosts: duplicates merged at their best preference, at most
- * DNS_MX_MAX hosts (the most preferred ones), otherwise in the published order. */
+ * DNS_MX_MAX hosts (the most preferred ones), otherwise in the published order (mx.c). */
 static int dns_mx_collect(struct dns_req *r, const struct ares_mx_reply *mx)
 {
     size_t n = 0;
@@ -468,35 +396,15 @@ static int dns_mx_collect(struct dns_req *r, const struct ares_mx_reply *mx)
     if (!all)
         return -ENOMEM;
     size_t k = 0;
-    for (const struct ares_mx_reply *m = mx; m; m = m->next) {
-        struct mx_host h;
-        if (mx_host_set(&h, m->host ? m->host : "", m->priority) < 0)
-            continue; /* c-ares never returns such a name; skip rather than trust it */
-        size_t j = 0;
-        while (j < k && strcmp(all[j].name, h.name) != 0)
-            j++;
-        if (j < k) {
-            if (h.pref < all[j].pref)
-                all[j].pref = h.pref;
-            continue;
-        }
-        all[k++] = h;
-    }
+    for (const struct ares_mx_reply *m = mx; m; m = m->next)
+        if (mx_host_set(&all[k], m->host ? m->host : "", m->priority) == 0)
+            k++; /* c-ares never returns a name too long; skip rather than trust it */
+    k = mx_hosts_merge(all, k);
     if (k > DNS_MX_MAX) {
-        /* Stable insertion sort by preference, then keep the head. */
-        for (size_t i = 1; i < k; i++) {
-            struct mx_host h = all[i];
-            size_t j = i;
-            while (j > 0 && all[j - 1].pref > h.pref) {
-                all[j] = all[j - 1];
-                j--;
-            }
-            all[j] = h;
-        }
         char safe[4 * (MX_NAME_MAX + 2)];
         log_warn("dns mx domain=%s records=%zu kept=%d", log_safe(r->name, safe, sizeof(safe)), k,
                  DNS_MX_MAX);
-        k = DNS_MX_MAX;
+        k = mx_hosts_keep_best(all, k, DNS_MX_MAX);
     }
     int rc = k ? dns_req_hosts(r, k) : HF_EDNSTEMP;
     if (rc == 0)
@@ -511,12 +419,12 @@ static void dns_mx_answer(void *arg, int status, int timeouts, unsigned char *ab
     struct ares_mx_reply *mx = NULL;
     (void)timeouts;
 
-    int rc = dns_status(status);
+    int rc = dns__status(status);
     if (rc == 0) {
         int prc = ares_parse_mx_reply(abuf, alen, &mx);
         /* An answer without MX records (a CNAME alone) is NODATA; one that does not parse
          * is the server's fault: temporary. */
-        rc = prc == ARES_SUCCESS ? 0 : prc == ARES_ENODATA ? -ENOENT : dns_status(prc);
+        rc = prc == ARES_SUCCESS ? 0 : prc == ARES_ENODATA ? -ENOENT : dns__status(prc);
         if (rc == HF_EDNS)
             rc = HF_EDNSTEMP;
     }
@@ -544,12 +452,12 @@ static void dns_mx_answer(void *arg, int status, int timeouts, unsigned char *ab
             dns_host_start(r, i);
         }
     }
-    dns_req_unref(r); /* the MX query's own reference */
+    dns__req_unref(r); /* the MX query's own reference */
 }
 
 /* Parses an IP literal: "192.0.2.1", "::1", "[192.0.2.1]", "[::1]" and, with the SMTP
  * domain-literal tag, "[IPv6:2001:db8::1]" (RFC 5321 4.1.3). */
-static bool dns_literal(const char *s, struct sockaddr_storage *out)
+bool dns__literal(const char *s, struct sockaddr_storage *out)
 {
     char buf[INET6_ADDRSTRLEN + 8];
     size_t len = strlen(s);
@@ -586,7 +494,7 @@ static bool dns_answer_locally(struct dns_req *r)
     struct sockaddr_storage sa;
     hq->req = r;
     hq->st[0] = hq->st[1] = -ENOENT;
-    if (dns_literal(r->name, &sa)) {
+    if (dns__literal(r->name, &sa)) {
         if (sa.ss_family == AF_INET)
             hq->a4[hq->n4++] = ((struct sockaddr_in *)&sa)->sin_addr;
         else
@@ -602,7 +510,7 @@ static bool dns_answer_locally(struct dns_req *r)
     return false;
 }
 
-static int dns_req_new(struct dns *d, const char *name, struct dns_req **out)
+int dns__req_new(struct dns *d, const char *name, struct dns_req **out)
 {
     size_t len = strlen(name);
     *out = NULL;
@@ -622,7 +530,7 @@ static int dns_req_new(struct dns *d, const char *name, struct dns_req **out)
 int dns_mx_resolve(struct dns *d, const char *domain, dns_mx_cb cb, void *arg)
 {
     struct dns_req *r;
-    int rc = dns_req_new(d, domain, &r);
+    int rc = dns__req_new(d, domain, &r);
     if (rc < 0)
         return rc;
     r->kind = DNS_KIND_MX;
@@ -630,7 +538,7 @@ int dns_mx_resolve(struct dns *d, const char *domain, dns_mx_cb cb, void *arg)
     r->arg = arg;
     r->submitting = true;
     r->pending = 1;
-    dns_enter(d);
+    dns__enter(d);
     if (domain[0] == '[') {
         /* An address literal is its own exchanger (RFC 5321 5.1). */
         r->implicit = true;
@@ -640,30 +548,30 @@ int dns_mx_resolve(struct dns *d, const char *domain, dns_mx_cb cb, void *arg)
         if (rc == 0 && !dns_answer_locally(r))
             rc = HF_EADDR;
         if (rc < 0) {
-            dns_req_free(r);
-            dns_leave(d);
+            dns__req_free(r);
+            dns__leave(d);
             return rc;
         }
-        dns_req_unref(r);
+        dns__req_unref(r);
     } else {
         ares_query(d->ch, domain, ns_c_in, ns_t_mx, dns_mx_answer, r);
     }
     r->submitting = false; /* r may be on the ready list; the kick clears it there too */
-    dns_leave(d);
+    dns__leave(d);
     return 0;
 }
 
 int dns_addr_resolve(struct dns *d, const char *host, dns_addr_cb cb, void *arg)
 {
     struct dns_req *r;
-    int rc = dns_req_new(d, host, &r);
+    int rc = dns__req_new(d, host, &r);
     if (rc < 0)
         return rc;
     rc = dns_req_hosts(r, 1);
     if (rc == 0)
         rc = mx_host_set(&r->hosts[0], host, 0);
     if (rc < 0) {
-        dns_req_free(r);
+        dns__req_free(r);
         return rc;
     }
     r->kind = DNS_KIND_ADDR;
@@ -671,301 +579,12 @@ int dns_addr_resolve(struct dns *d, const char *host, dns_addr_cb cb, void *arg)
     r->arg = arg;
     r->submitting = true;
     r->pending = 1;
-    dns_enter(d);
+    dns__enter(d);
     if (!dns_answer_locally(r))
         dns_host_start(r, 0);
-    dns_req_unref(r); /* the starting reference */
+    dns__req_unref(r); /* the starting reference */
     r->submitting = false;
-    dns_leave(d);
-    return 0;
-}
-
-/* ---- TLSA (DANE) ---- */
-
-/* One resource record of an answer section, located in the message. */
-struct dns_rr {
-    char *owner; /* expanded by c-ares: release with ares_free_string */
-    unsigned type, cls;
-    size_t rdoff, rdlen;
-};
-
-static unsigned dns_u16(const unsigned char *p)
-{
-    return (unsigned)p[0] << 8 | p[1];
-}
-
-/* Expands the name at off in abuf (borrowed) into *out (release with ares_free_string);
- * *wirelen is the octets it takes at off, within limit octets. Returns 0, -ENOMEM, or
- * HF_EDNS for a name that runs past the message or the limit, or loops. */
-static int dns_name_at(const unsigned char *abuf, size_t alen, size_t off, size_t limit, char **out,
-                       size_t *wirelen)
-{
-    long n = 0;
-    *out = NULL;
-    if (off >= alen)
-        return HF_EDNS;
-    int st = ares_expand_name(abuf + off, abuf, (int)alen, out, &n);
-    if (st != ARES_SUCCESS) {
-        *out = NULL;
-        return st == ARES_ENOMEM ? -ENOMEM : HF_EDNS;
-    }
-    if (n <= 0 || (size_t)n > alen - off || (size_t)n > limit) {
-        ares_free_string(*out);
-        *out = NULL;
-        return HF_EDNS;
-    }
-    *wirelen = (size_t)n;
-    return 0;
-}
-
-/* Compares two names as DNS does: ASCII case-insensitive, a trailing dot ignored. */
-static bool dns_name_eq(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 0 && a[la - 1] == '.')
-        la--;
-    if (lb > 0 && b[lb - 1] == '.')
-        lb--;
-    return la == lb && strncasecmp(a, b, la) == 0;
-}
-
-/* Locates the answer section's records in rrs[an]; the caller releases their owners. */
-static int dns_rrs_read(const unsigned char *abuf, size_t alen, size_t off, struct dns_rr *rrs,
-                        size_t an)
-{
-    for (size_t i = 0; i < an; i++) {
-        size_t n;
-        int rc = dns_name_at(abuf, alen, off, alen - off, &rrs[i].owner, &n);
-        if (rc < 0)
-            return rc;
-        off += n;
-        /* TYPE, CLASS, TTL, RDLENGTH (RFC 1035 4.1.3), then RDATA within the message. */
-        if (alen - off < 10)
-            return HF_EDNS;
-        rrs[i].type = dns_u16(abuf + off);
-        rrs[i].cls = dns_u16(abuf + off + 2);
-        rrs[i].rdlen = dns_u16(abuf + off + 8);
-        off += 10;
-        if (alen - off < rrs[i].rdlen)
-            return HF_EDNS;
-        rrs[i].rdoff = off;
-        off += rrs[i].rdlen;
-    }
-    return 0;
-}
-
-/* Keeps the TLSA records owned by target: copies the answer into r->abuf and points
- * r->rrs into it. Returns 0, -ENOENT when there are none, HF_EDNS for an RDATA shorter
- * than usage, selector and matching type, -ENOMEM. */
-static int dns_tlsa_collect(struct dns_req *r, const unsigned char *abuf, size_t alen,
-                            const struct dns_rr *rrs, size_t an, const char *target)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < an; i++) {
-        if (rrs[i].type != DNS_T_TLSA || rrs[i].cls != ns_c_in ||
-            !dns_name_eq(rrs[i].owner, target))
-            continue;
-        if (rrs[i].rdlen < 3)
-            return HF_EDNS; /* RFC 6698 2.1: three fixed octets, then the data */
-        n++;
-    }
-    if (n == 0)
-        return -ENOENT;
-    r->abuf = malloc(alen);
-    r->rrs = calloc(n, sizeof(*r->rrs));
-    if (!r->abuf || !r->rrs)
-        return -ENOMEM;
-    memcpy(r->abuf, abuf, alen);
-    for (size_t i = 0; i < an; i++) {
-        if (rrs[i].type != DNS_T_TLSA || rrs[i].cls != ns_c_in ||
-            !dns_name_eq(rrs[i].owner, target))
-            continue;
-        const unsigned char *rd = r->abuf + rrs[i].rdoff;
-        r->rrs[r->nrrs++] = (struct dns_tlsa_rr){
-            .usage = rd[0],
-            .selector = rd[1],
-            .mtype = rd[2],
-            .data = rd + 3,
-            .len = rrs[i].rdlen - 3,
-        };
-    }
-    return 0;
-}
-
-/* Parses a TLSA answer for r->name (abuf borrowed) into r->secure and r->rrs. Returns 0,
- * -ENOENT (NXDOMAIN, NODATA), HF_EDNSTEMP (an error rcode), HF_EDNS (malformed), -ENOMEM. */
-static int dns_tlsa_parse(struct dns_req *r, const unsigned char *abuf, size_t alen)
-{
-    struct dns_rr *rrs = NULL;
-    char *cname[DNS_CNAME_MAX] = {NULL};
-    size_t an = 0, ncname = 0;
-    int rc;
-
-    /* RFC 1035 4.1.1: QR must be set; RCODE is the low nibble of the fourth octet, next to
-     * AD (RFC 4035 3.2.3). */
-    if (alen < NS_HFIXEDSZ || alen > 65535 || !(abuf[2] & 0x80))
-        return HF_EDNS;
-    unsigned rcode = abuf[3] & 0x0f;
-    r->secure = (abuf[3] & 0x20) != 0;
-    if (rcode == ns_r_nxdomain)
-        return -ENOENT;
-    if (rcode != ns_r_noerror)
-        return HF_EDNSTEMP;
-
-    size_t off = NS_HFIXEDSZ, qd = dns_u16(abuf + 4);
-    an = dns_u16(abuf + 6);
-    for (size_t i = 0; i < qd; i++) {
-        char *q;
-        size_t n;
-        rc = dns_name_at(abuf, alen, off, alen - off, &q, &n);
-        if (rc < 0)
-            return rc;
-        ares_free_string(q);
-        off += n;
-        if (alen - off < NS_QFIXEDSZ)
-            return HF_EDNS;
-        off += NS_QFIXEDSZ;
-    }
-    if (an == 0)
-        return -ENOENT;
-    /* Every record takes at least 11 octets: a count beyond that is a lie. */
-    if (an > (alen - off) / 11)
-        return HF_EDNS;
-    rrs = calloc(an, sizeof(*rrs));
-    if (!rrs)
-        return -ENOMEM;
-    rc = dns_rrs_read(abuf, alen, off, rrs, an);
-    if (rc < 0)
-        goto out;
-
-    /* Follow the CNAME chain from the name asked, whatever the order of the records. */
-    const char *target = r->name;
-    while (ncname < DNS_CNAME_MAX) {
-        size_t i = 0;
-        while (i < an && !(rrs[i].type == ns_t_cname && rrs[i].cls == ns_c_in &&
-                           dns_name_eq(rrs[i].owner, target)))
-            i++;
-        if (i == an)
-            break;
-        size_t n;
-        rc = dns_name_at(abuf, alen, rrs[i].rdoff, rrs[i].rdlen, &cname[ncname], &n);
-        if (rc < 0)
-            goto out;
-        target = cname[ncname++];
-    }
-    rc = dns_tlsa_collect(r, abuf, alen, rrs, an, target);
-
-out:
-    for (size_t i = 0; i < an; i++)
-        ares_free_string(rrs[i].owner);
-    for (size_t i = 0; i < ncname; i++)
-        ares_free_string(cname[i]);
-    free(rrs);
-    return rc;
-}
-
-static void dns_tlsa_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen);
-
-/* Builds r's TLSA query and sends it. Returns 0 (one more pending reference), HF_EADDR
- * for a name c-ares cannot encode, -ENOMEM, or uv_random()'s error. */
-static int dns_tlsa_send(struct dns_req *r)
-{
-    unsigned char *q = NULL;
-    int qlen = 0;
-    unsigned short id;
-    /* ares_send() keeps the id it is given (c-ares 1.18): an unpredictable one is our job
-     * here, as ares_query() does for itself, against forged answers (RFC 5452 4). */
-    int rc = uv_random(NULL, NULL, &id, sizeof(id), 0, NULL);
-    if (rc < 0)
-        return rc;
-    int st = ares_create_query(r->name, ns_c_in, DNS_T_TLSA, id, 1, &q, &qlen,
-                               r->edns ? DNS_EDNS_SIZE : 0);
-    if (st != ARES_SUCCESS)
-        return st == ARES_ENOMEM ? -ENOMEM : HF_EADDR;
-    /* RFC 6840 5.7: AD in a query asks for the AD bit in the answer, with or without DO. */
-    q[3] |= 0x20;
-    if (r->edns) {
-        /* The OPT RR ends the query: root name, TYPE 41, CLASS (the UDP size), TTL
-         * (extended RCODE, version, flags), RDLENGTH 0. RFC 3225 3: DO is the top bit of
-         * the flags, the third octet of the TTL. */
-        size_t o = (size_t)qlen - 11;
-        if (qlen < NS_HFIXEDSZ + 11 || q[o] != 0 || dns_u16(q + o + 1) != ns_t_opt) {
-            ares_free_string(q);
-            log_err("dns tlsa: c-ares query without its OPT record");
-            return HF_EDNS;
-        }
-        q[o + 7] |= 0x80;
-    }
-    r->pending++;
-    ares_send(r->d->ch, q, qlen, dns_tlsa_answer, r);
-    ares_free_string(q);
-    return 0;
-}
-
-static void dns_tlsa_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
-{
-    struct dns_req *r = arg;
-    (void)timeouts;
-
-    /* ares_send() passes every answer with a NOERROR, NXDOMAIN or FORMERR rcode as
-     * ARES_SUCCESS: the rcode is read by dns_tlsa_parse. */
-    int rc = dns_status(status);
-    if (rc == 0 && abuf && alen >= NS_HFIXEDSZ && (abuf[3] & 0x0f) == ns_r_formerr && r->edns &&
-        !r->d->freeing) {
-        /* RFC 6891 7: a server that does not know EDNS answers FORMERR; ask without it. */
-        char safe[4 * DNS_TLSA_NAME];
-        log_debug("dns tlsa name=%s formerr: asking without EDNS",
-                  log_safe(r->name, safe, sizeof(safe)));
-        r->edns = false;
-        rc = dns_tlsa_send(r);
-        if (rc == 0) {
-            dns_req_unref(r); /* this query's reference; the new one holds r */
-            return;
-        }
-    } else if (rc == 0) {
-        rc = abuf && alen > 0 ? dns_tlsa_parse(r, abuf, (size_t)alen) : HF_EDNS;
-    }
-    if (rc == -ECANCELED)
-        r->cancelled = true;
-    r->status = rc;
-    dns_req_unref(r);
-}
-
-int dns_tlsa_resolve(struct dns *d, const char *host, unsigned port, dns_tlsa_cb cb, void *arg)
-{
-    char name[DNS_TLSA_NAME + 16];
-    struct sockaddr_storage sa;
-    struct dns_req *r;
-
-    if (d->freeing)
-        return -ECANCELED;
-    if (port == 0 || port > 65535)
-        return -EINVAL;
-    /* RFC 7672 2.2.1: TLSA records belong to host names; an IP literal has none. */
-    if (host[0] == '\0' || host[0] == '.' || host[0] == '[' || dns_literal(host, &sa))
-        return HF_EADDR;
-    int n = snprintf(name, sizeof(name), "_%u._tcp.%s", port, host);
-    if (n < 0 || (size_t)n >= sizeof(name))
-        return HF_EADDR;
-    int rc = dns_req_new(d, name, &r);
-    if (rc < 0)
-        return rc;
-    r->kind = DNS_KIND_TLSA;
-    r->tlsa_cb = cb;
-    r->arg = arg;
-    r->edns = true;
-    r->submitting = true;
-    r->pending = 1;
-    dns_enter(d);
-    rc = dns_tlsa_send(r);
-    if (rc < 0) {
-        dns_req_free(r);
-        dns_leave(d);
-        return rc;
-    }
-    dns_req_unref(r); /* the starting reference */
-    r->submitting = false;
-    dns_leave(d);
+    dns__leave(d);
     return 0;
 }
 

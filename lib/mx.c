@@ -121,6 +121,40 @@ static size_t mx_self_cut(const struct mx_self *self, const struct mx_host *host
     return keep;
 }
 
+size_t mx_hosts_merge(struct mx_host *hosts, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = 0;
+        while (j < k && strcmp(hosts[j].name, hosts[i].name) != 0)
+            j++;
+        if (j < k) {
+            if (hosts[i].pref < hosts[j].pref)
+                hosts[j].pref = hosts[i].pref;
+            continue;
+        }
+        hosts[k++] = hosts[i];
+    }
+    return k;
+}
+
+size_t mx_hosts_keep_best(struct mx_host *hosts, size_t n, size_t max)
+{
+    if (n <= max)
+        return n;
+    /* Stable insertion sort by preference, then keep the head. */
+    for (size_t i = 1; i < n; i++) {
+        struct mx_host h = hosts[i];
+        size_t j = i;
+        while (j > 0 && hosts[j - 1].pref > h.pref) {
+            hosts[j] = hosts[j - 1];
+            j--;
+        }
+        hosts[j] = h;
+    }
+    return max;
+}
+
 int mx_plan(const char *domain, const struct mx_host *in, size_t n, const struct mx_self *self,
             mx_rand_fn rnd, void *rnd_arg, struct mx_host *out, size_t *nout)
 {

@@ -1,6 +1,8 @@
 /* relayctl's pieces shared between its files: options, exit codes, output helpers
- * (relayctl_out.c) and the commands that act through relayd's control socket
- * (relayctl_act.c). relayctl.c holds the read commands, the command table and main(). */
+ * (relayctl_out.c), argument checks (relayctl_args.c), the read commands
+ * (relayctl_read.c) and the commands that act through relayd's control socket
+ * (relayctl_act.c). relayctl.c holds the command table and main(), and is the only file
+ * that calls the commands. */
 #ifndef HF_RELAYCTL_H
 #define HF_RELAYCTL_H
 
@@ -58,6 +60,32 @@ struct relayctl_act_out {
 
 /* ---- output (relayctl_out.c) ---- */
 
+/* One recipient found by a scan; sorted by (id, idx) to group them per message. */
+struct relayctl_ref {
+    uint64_t id;
+    uint32_t idx;
+};
+
+/* Prints one message: the envelope, then the recipients whose idx is in want[0..nwant)
+ * (every recipient when want is NULL). */
+struct relayctl_msg_out {
+    FILE *f;
+    bool json;
+    int64_t now;
+    const struct relayctl_ref *want;
+    size_t nwant;
+    size_t printed; /* recipients printed so far */
+};
+
+/* Prints one recipient of o's message (struct relayctl_msg_out as arg; a queue_rcpt_cb). */
+int relayctl_print_rcpt(const struct queue_rcpt *r, void *arg);
+/* "FULL", "HDRS", or NULL for no RET. */
+const char *relayctl_ret_name(int ret);
+/* Writes the envelope part of MESSAGE in JSON, up to and including "rcpts":[ . */
+void relayctl_json_env(FILE *f, const struct queue_env *e);
+/* " 8BITMIME SMTPUTF8 HELD" (those set). */
+void relayctl_text_flags(FILE *f, unsigned flags);
+
 /* Writes s[0..n) as a JSON string (quotes included), escaping per RFC 8259; bytes that are
  * not valid UTF-8 become \u00XX. */
 void relayctl_json_strn(FILE *f, const char *s, size_t n);
@@ -74,10 +102,22 @@ const char *relayctl_time(int64_t t, char *buf, size_t bufsz);
 /* "pending", "deferred", "failed". */
 const char *relayctl_state_name(int state);
 
-/* ---- argument checks (relayctl.c) ---- */
+/* ---- argument checks (relayctl_args.c) ---- */
 
 int relayctl_check_id(int argc, char **argv, struct relayctl_args *a);
 int relayctl_check_domain(int argc, char **argv, struct relayctl_args *a);
+
+/* ---- read commands (relayctl_read.c): the queue opened read-only ---- */
+
+/* Each returns relayctl's exit code. */
+int relayctl_cmd_queue(struct queue *q, const struct relayctl_opts *opt,
+                       const struct relayctl_args *a);
+int relayctl_cmd_list(struct queue *q, const struct relayctl_opts *opt,
+                      const struct relayctl_args *a);
+int relayctl_cmd_show(struct queue *q, const struct relayctl_opts *opt,
+                      const struct relayctl_args *a);
+int relayctl_cmd_mailq(struct queue *q, const struct relayctl_opts *opt,
+                       const struct relayctl_args *a);
 
 /* ---- actions through the control socket (relayctl_act.c) ---- */
 

@@ -190,3 +190,133 @@ const char *relayctl_state_name(int state)
         return "unknown";
     }
 }
+
+/* ---- messages: envelope and recipients ------------------------------------------- */
+
+static bool ctl_wanted(const struct relayctl_msg_out *o, uint32_t idx)
+{
+    if (o->want == NULL)
+        return true;
+    for (size_t i = 0; i < o->nwant; i++)
+        if (o->want[i].idx == idx)
+            return true;
+    return false;
+}
+
+static void ctl_json_notify(FILE *f, unsigned notify)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } bits[] = {{SMTP_NOTIFY_NEVER, "NEVER"},
+                {SMTP_NOTIFY_SUCCESS, "SUCCESS"},
+                {SMTP_NOTIFY_FAILURE, "FAILURE"},
+                {SMTP_NOTIFY_DELAY, "DELAY"}};
+    bool first = true;
+    putc('[', f);
+    for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++) {
+        if (notify & bits[i].bit) {
+            fprintf(f, "%s\"%s\"", first ? "" : ",", bits[i].name);
+            first = false;
+        }
+    }
+    putc(']', f);
+}
+
+int relayctl_print_rcpt(const struct queue_rcpt *r, void *arg)
+{
+    struct relayctl_msg_out *o = arg;
+    FILE *f = o->f;
+    if (!ctl_wanted(o, r->idx))
+        return 0;
+    if (o->json) {
+        fputs(o->printed ? "," : "", f);
+        fputs("{\"addr\":", f);
+        relayctl_json_str(f, r->addr);
+        fputs(",\"domain\":", f);
+        relayctl_json_str(f, r->domain);
+        fprintf(f,
+                ",\"state\":\"%s\",\"attempts\":%" PRIu32 ",\"next_attempt\":%" PRId64
+                ",\"last_attempt\":%" PRId64 ",\"last_error\":",
+                relayctl_state_name(r->state), r->attempts, r->next_attempt, r->last_attempt);
+        relayctl_json_str(f, r->last_error);
+        fputs(",\"orcpt\":", f);
+        relayctl_json_str(f, r->orcpt);
+        fputs(",\"notify\":", f);
+        ctl_json_notify(f, r->notify);
+        putc('}', f);
+    } else {
+        char t[64];
+        fputs("    <", f);
+        relayctl_text_str(f, r->addr);
+        fprintf(f, ">  %s, attempts %" PRIu32, relayctl_state_name(r->state), r->attempts);
+        if (r->last_attempt > 0)
+            fprintf(f, ", last %s", relayctl_time(r->last_attempt, t, sizeof(t)));
+        if (r->state == QUEUE_RS_DEFERRED)
+            fprintf(f, ", next %s",
+                    r->next_attempt > 0 ? relayctl_time(r->next_attempt, t, sizeof(t)) : "now");
+        putc('\n', f);
+        if (r->last_error[0]) {
+            fputs("        (", f);
+            relayctl_text_str(f, r->last_error);
+            fputs(")\n", f);
+        }
+    }
+    o->printed++;
+    return 0;
+}
+
+const char *relayctl_ret_name(int ret)
+{
+    switch (ret) {
+    case SMTP_RET_FULL:
+        return "FULL";
+    case SMTP_RET_HDRS:
+        return "HDRS";
+    default:
+        return NULL;
+    }
+}
+
+/* Writes the envelope part of MESSAGE in JSON, up to and including "rcpts":[ . */
+void relayctl_json_env(FILE *f, const struct queue_env *e)
+{
+    char id[QUEUE_ID_STR];
+    fprintf(f, "{\"id\":\"%s\",\"size\":%" PRIu64 ",\"arrival\":%" PRId64 ",\"sender\":",
+            queue_id_str(e->id, id), e->size, e->arrival);
+    relayctl_json_str(f, e->sender);
+    fputs(",\"flags\":[", f);
+    const char *sep = "";
+    if (e->flags & QUEUE_F_8BITMIME) {
+        fprintf(f, "%s\"8BITMIME\"", sep);
+        sep = ",";
+    }
+    if (e->flags & QUEUE_F_SMTPUTF8) {
+        fprintf(f, "%s\"SMTPUTF8\"", sep);
+        sep = ",";
+    }
+    if (e->flags & QUEUE_F_HELD)
+        fprintf(f, "%s\"HELD\"", sep);
+    fputs("],\"client_name\":", f);
+    relayctl_json_str(f, e->client_name);
+    fputs(",\"client_addr\":", f);
+    relayctl_json_str(f, e->client_addr);
+    fputs(",\"envid\":", f);
+    relayctl_json_str(f, e->envid);
+    const char *ret = relayctl_ret_name(e->ret);
+    if (ret)
+        fprintf(f, ",\"ret\":\"%s\"", ret);
+    else
+        fputs(",\"ret\":null", f);
+    fputs(",\"rcpts\":[", f);
+}
+
+void relayctl_text_flags(FILE *f, unsigned flags)
+{
+    if (flags & QUEUE_F_8BITMIME)
+        fputs(" 8BITMIME", f);
+    if (flags & QUEUE_F_SMTPUTF8)
+        fputs(" SMTPUTF8", f);
+    if (flags & QUEUE_F_HELD)
+        fputs(" HELD", f);
+}

@@ -1,11 +1,13 @@
 /* Queue runs (see flush.h): which recipients a run takes, where they go (DNS MX and the
  * self-MX rule, a static next hop, TLSA for DANE), recording outcomes, the retry timer.
- * flush_conn.c carries out each connection of a run.
+ * flush_conn.c carries out each connection of a run; this file owns the run's state and
+ * lends it to the connections through flush_run_conn_owner (flush_conn.h).
  *
  * Reads of the queue (which recipients wait, envelopes, bodies) happen on the loop in LMDB
  * read transactions: they copy from the memory map and never wait for a lock or an fsync.
  * Every change goes through the writer thread. */
 #include "flush.h"
+#include "flush_conn.h"
 #include "flush_int.h"
 
 #include <arpa/inet.h>
@@ -31,7 +33,9 @@
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
-int64_t flush__now(void)
+static uint32_t flush_rand(void *arg);
+
+static int64_t flush_now(void)
 {
     return clock_now();
 }
@@ -65,13 +69,15 @@ bool flush_running(struct relayd *rd, const char *domain)
 }
 
 /* The domain's outbound TLS policy: none, may (default), encrypt, verify, dane. */
-const char *flush__tls_policy(const struct flush_run *run)
+static const char *flush_tls_policy(const struct flush_run *run)
 {
     const struct cfg_domain *cd = cfg_find_domain(run->fl->rd->cfg, run->domain);
     return cd && cd->tls ? cd->tls : "may";
 }
 
 /* ---- committing results ------------------------------------------------------------------ */
+
+static void flush_run_maybe_finish(struct flush_run *run);
 
 static void flush_committed(int status, uint64_t token, struct queue_update *ups, size_t n,
                             void *arg)
@@ -86,7 +92,7 @@ static void flush_committed(int status, uint64_t token, struct queue_update *ups
     if (!run)
         return;
     run->pending_commits--;
-    flush__run_maybe_finish(run);
+    flush_run_maybe_finish(run);
 }
 
 /* The host name of a relay string "host[addr]:port" for Remote-MTA; a static next hop has
@@ -109,13 +115,15 @@ static void flush_remote_mta(const char *relay, char *out, size_t outsz)
 /* Records the outcome of every recipient of item (results r[i], or one shared result when
  * r is NULL) through the writer thread, and logs one line per recipient. The reports the
  * outcomes owe (a 5xx or a null MX: a bounce at once; a success relayed to a server without
- * DSN, asked for with NOTIFY=SUCCESS) are stored in the same commit (bounce.h). */
-void flush__record(struct flush_run *run, struct flush_item *it, const char *relay, const char *tls,
-                   const struct smtpc_result *r, const struct smtpc_result *shared)
+ * DSN, asked for with NOTIFY=SUCCESS) are stored in the same commit (bounce.h). This is the
+ * one result path of every delivery, whatever carried it (DNS, a static next hop, ATRN). */
+static void flush_record(struct flush_run *run, struct flush_item *it, const char *relay,
+                         const char *tls, const struct smtpc_result *r,
+                         const struct smtpc_result *shared)
 {
     struct flush *fl = run->fl;
     struct relayd *rd = fl->rd;
-    int64_t now = flush__now();
+    int64_t now = flush_now();
     it->done = true;
     struct queue_update *ups = calloc(it->nrcpt, sizeof(*ups));
     struct bounce_set *bs = bounce_set_new(&it->env);
@@ -190,7 +198,7 @@ void flush__record(struct flush_run *run, struct flush_item *it, const char *rel
             ups[i].id = it->id;
             ups[i].idx = qr->idx;
             ups[i].when = now;
-            ups[i].next_attempt = retry_next_jittered(qr->attempts + 1, now, flush__rand(NULL));
+            ups[i].next_attempt = retry_next_jittered(qr->attempts + 1, now, flush_rand(NULL));
             snprintf(ups[i].error, sizeof(ups[i].error), "%s", text);
         }
     }
@@ -221,7 +229,7 @@ static void flush_run_free(struct flush_run *run)
     free(run);
 }
 
-void flush__run_maybe_finish(struct flush_run *run)
+static void flush_run_maybe_finish(struct flush_run *run)
 {
     if (run->workers_live > 0 || run->pending_commits > 0 || run->finishing)
         return;
@@ -239,8 +247,8 @@ void flush__run_maybe_finish(struct flush_run *run)
             snprintf(res.enh, sizeof(res.enh), "5.1.10");
         snprintf(res.text, sizeof(res.text), "%s",
                  run->sum.error[0] ? run->sum.error : "no exchanger could be reached");
-        flush__record(run, &run->items[i], run->last_relay[0] ? run->last_relay : NULL, NULL, NULL,
-                      &res);
+        flush_record(run, &run->items[i], run->last_relay[0] ? run->last_relay : NULL, NULL, NULL,
+                     &res);
     }
     if (any_left && run->pending_commits > 0)
         return; /* finish when those commits are in */
@@ -249,7 +257,7 @@ void flush__run_maybe_finish(struct flush_run *run)
              "duration=%llds%s%s",
              run->domain, run->reason, (unsigned long long)run->sum.messages,
              (unsigned long long)run->sum.sent, (unsigned long long)run->sum.deferred,
-             (unsigned long long)run->sum.failed, (long long)(flush__now() - run->started),
+             (unsigned long long)run->sum.failed, (long long)(flush_now() - run->started),
              run->sum.error[0] ? " last_error=" : "", run->sum.error[0] ? run->sum.error : "");
     if (run->watched && run->watch.done)
         run->watch.done(run->watch.arg, run->watch.token, &run->sum);
@@ -304,6 +312,51 @@ static int flush_load_rcpt(const struct queue_rcpt *r, void *arg)
     return 0;
 }
 
+/* ---- what the run lends its connections (flush_conn.h) ---------------------------------- */
+
+/* The next message no connection has taken, or NULL when none is left or the daemon is
+ * shutting down (the connection then quits). */
+static struct flush_item *flush_take(struct flush_run *run)
+{
+    struct flush_item *it = NULL;
+    while (run->next_item < run->nitems) {
+        struct flush_item *c = &run->items[run->next_item++];
+        if (!c->taken && !c->done) {
+            it = c;
+            break;
+        }
+    }
+    if (!it || run->fl->stopping)
+        return NULL;
+    it->taken = true;
+    return it;
+}
+
+static void flush_note(struct flush_run *run, const char *relay, const char *error)
+{
+    if (relay)
+        snprintf(run->last_relay, sizeof(run->last_relay), "%s", relay);
+    if (error)
+        snprintf(run->sum.error, sizeof(run->sum.error), "%s", error);
+}
+
+static void flush_worker_done(struct flush_run *run, struct flush_worker *w)
+{
+    for (size_t i = 0; i < run->nworkers; i++)
+        if (run->workers[i] == w)
+            run->workers[i] = NULL;
+    run->workers_live--;
+    flush_run_maybe_finish(run);
+}
+
+static const struct flush_conn_owner flush_run_conn_owner = {
+    .tls_policy = flush_tls_policy,
+    .take = flush_take,
+    .record = flush_record,
+    .note = flush_note,
+    .worker_done = flush_worker_done,
+};
+
 static void flush_run_deliver(struct flush_run *run)
 {
     struct relayd *rd = run->fl->rd;
@@ -317,17 +370,18 @@ static void flush_run_deliver(struct flush_run *run)
         if (!w)
             break;
         w->run = run;
+        w->own = &flush_run_conn_owner;
         run->workers[run->nworkers++] = w;
         run->workers_live++;
     }
     /* Start after all are counted, so an immediate failure cannot finish the run early. */
     for (size_t i = 0; i < run->nworkers; i++)
         if (run->workers[i])
-            flush__worker_start(run->workers[i]);
-    flush__run_maybe_finish(run);
+            flush_conn_start(run->workers[i]);
+    flush_run_maybe_finish(run);
 }
 
-uint32_t flush__rand(void *arg)
+static uint32_t flush_rand(void *arg)
 {
     (void)arg;
     uint32_t v;
@@ -440,7 +494,7 @@ static void flush_on_mx_ctx(const struct dns_mx_result *res, void *arg)
                      hf_strerror(res->status));
         log_warn("flush domain=%s dns failed err=%s: mail stays queued", run->domain,
                  hf_errname(res->status));
-        flush__run_maybe_finish(run);
+        flush_run_maybe_finish(run);
         return;
     }
     struct mx_self self = {
@@ -452,7 +506,7 @@ static void flush_on_mx_ctx(const struct dns_mx_result *res, void *arg)
     struct mx_host *plan = calloc(res->nhosts + 1, sizeof(*plan));
     size_t nplan = 0;
     int rc =
-        plan ? mx_plan(run->domain, res->hosts, res->nhosts, &self, flush__rand, NULL, plan, &nplan)
+        plan ? mx_plan(run->domain, res->hosts, res->nhosts, &self, flush_rand, NULL, plan, &nplan)
              : -ENOMEM;
     if (rc == 0)
         rc = mx_attempts(plan, nplan, &self, run->attempts, FLUSH_ATTEMPTS_MAX, &run->nattempts);
@@ -471,7 +525,7 @@ static void flush_on_mx_ctx(const struct dns_mx_result *res, void *arg)
             snprintf(run->sum.error, sizeof(run->sum.error), "no usable exchanger for %s: %s",
                      run->domain, hf_strerror(rc));
         log_warn("flush domain=%s %s", run->domain, run->sum.error);
-        flush__run_maybe_finish(run);
+        flush_run_maybe_finish(run);
         return;
     }
     for (size_t i = 0; i < run->nattempts; i++)
@@ -484,7 +538,7 @@ static void flush_on_mx_ctx(const struct dns_mx_result *res, void *arg)
                       run->attempts[i].host, run->attempts[i].pref, ip);
         }
     }
-    if (strcmp(flush__tls_policy(run), "dane") == 0)
+    if (strcmp(flush_tls_policy(run), "dane") == 0)
         flush_run_tlsa(run);
     else
         flush_run_deliver(run);
@@ -522,7 +576,7 @@ static int flush_start_run(struct relayd *rd, const char *domain, const char *re
         run->watch = *watch;
         run->watched = true;
     }
-    run->started = flush__now();
+    run->started = flush_now();
     run->now = run->started;
     run->due_only = due_only;
     struct flush_load ld = {run, 0};
@@ -578,7 +632,7 @@ static int flush_start_run(struct relayd *rd, const char *domain, const char *re
     struct flush_dns_ctx *ctx = calloc(1, sizeof(*ctx));
     if (!ctx) {
         run->sum.status = -ENOMEM;
-        flush__run_maybe_finish(run);
+        flush_run_maybe_finish(run);
         return 0;
     }
     ctx->fl = fl;
@@ -589,7 +643,7 @@ static int flush_start_run(struct relayd *rd, const char *domain, const char *re
         run->sum.status = rc;
         snprintf(run->sum.error, sizeof(run->sum.error), "DNS lookup not started: %s",
                  hf_strerror(rc));
-        flush__run_maybe_finish(run);
+        flush_run_maybe_finish(run);
     }
     return 0;
 }
@@ -629,7 +683,7 @@ static int flush_retry_domain(const struct queue_domain_stats *st, void *arg)
     const struct cfg_domain *cd = cfg_find_domain(rd->cfg, st->domain);
     if (cd && cd->hold)
         return 0;
-    struct flush_due d = {fl, flush__now(), 0, false};
+    struct flush_due d = {fl, flush_now(), 0, false};
     queue_scan_rcpts(rd->q, st->domain, false, flush_due_cb, &d);
     if (d.due) {
         int rc = flush_start_run(rd, st->domain, "retry", NULL, true);

@@ -1,7 +1,14 @@
 /* One outbound SMTP connection of a queue run: connect to an exchanger (the next one when it
  * fails or refuses the session), STARTTLS with the domain's policy (none, may, encrypt,
  * verify, dane), hand the run's messages one after another to the SMTP client machine
- * (smtpc.h), stream bodies from the queue, and record every recipient's outcome. */
+ * (smtpc.h), stream bodies from the queue, and record every recipient's outcome.
+ *
+ * The run (flush.c) owns the shared state; this file reads the run's attempts and TLSA
+ * answers and changes the run only through w->own (flush_conn.h), never by calling into
+ * flush.c. Dialling (flush_conn_start, flush_on_connect's failure path, the next exchanger
+ * in flush_on_close) is kept apart from the session on an open connection
+ * (flush_conn_begin and everything after it), which does not care how it was opened. */
+#include "flush_conn.h"
 #include "flush_int.h"
 
 #include <errno.h>
@@ -17,6 +24,7 @@
 static void flush_worker_next(struct flush_worker *w);
 static void flush_worker_act(struct flush_worker *w);
 static int flush_worker_starttls(struct flush_worker *w);
+static void flush_conn_begin(struct flush_worker *w, struct conn *c);
 
 /* ---- one SMTP connection ----------------------------------------------------------------- */
 
@@ -41,15 +49,12 @@ static void flush_worker_end(struct flush_worker *w)
         memset(&res, 0, sizeof(res));
         res.outcome = SMTPC_DEFER;
         snprintf(res.text, sizeof(res.text), "connection to %s lost", w->relay);
-        flush__record(run, w->cur, w->relay, NULL, NULL, &res);
+        w->own->record(run, w->cur, w->relay, NULL, NULL, &res);
     }
     w->cur = NULL;
-    for (size_t i = 0; i < run->nworkers; i++)
-        if (run->workers[i] == w)
-            run->workers[i] = NULL;
+    /* The run forgets w (and may end, freeing itself): run is not looked at afterwards. */
+    w->own->worker_done(run, w);
     flush_worker_free(w);
-    run->workers_live--;
-    flush__run_maybe_finish(run);
 }
 
 /* Runs in libuv's thread pool: copies the stored message out of LMDB (a read transaction of
@@ -144,19 +149,11 @@ static void flush_worker_next(struct flush_worker *w)
 {
     struct flush_run *run = w->run;
     for (;;) {
-        struct flush_item *it = NULL;
-        while (run->next_item < run->nitems) {
-            struct flush_item *c = &run->items[run->next_item++];
-            if (!c->taken && !c->done) {
-                it = c;
-                break;
-            }
-        }
-        if (!it || run->fl->stopping) {
+        struct flush_item *it = w->own->take(run);
+        if (!it) {
             smtpc_quit(&w->sc);
             return;
         }
-        it->taken = true;
         w->cur = it;
         free(w->cur_rcpts);
         free(w->cur_notify);
@@ -204,7 +201,7 @@ static void flush_worker_next(struct flush_worker *w)
             memset(&res, 0, sizeof(res));
             res.outcome = SMTPC_DEFER;
             snprintf(res.text, sizeof(res.text), "internal error err=%s", hf_errname(rc));
-            flush__record(run, it, w->relay, NULL, NULL, &res);
+            w->own->record(run, it, w->relay, NULL, NULL, &res);
             w->cur = NULL;
             continue;
         }
@@ -218,7 +215,7 @@ static void flush_tls_ready(struct conn *c, int status)
     if (!w || !w->sc_live)
         return;
     struct tls_conn *t = conn_tls(c);
-    const char *policy = flush__tls_policy(w->run);
+    const char *policy = w->own->tls_policy(w->run);
     if (status == 0 && t) {
         bool verified = tls_peer_verified(t);
         snprintf(w->tls_desc, sizeof(w->tls_desc), "%s,%s,%s", tls_version(t), tls_cipher(t),
@@ -251,7 +248,7 @@ static int flush_worker_starttls(struct flush_worker *w)
 {
     struct flush_run *run = w->run;
     struct relayd *rd = run->fl->rd;
-    const char *policy = flush__tls_policy(run);
+    const char *policy = w->own->tls_policy(run);
     const struct mx_attempt *a = &run->attempts[w->attempt];
     bool check = strcmp(policy, "verify") == 0 ||
                  (strcmp(policy, "dane") == 0 && run->tlsa[w->attempt].secure &&
@@ -337,7 +334,7 @@ static void flush_worker_act(struct flush_worker *w)
             flush_worker_body(w);
         if ((act & SMTPC_ACT_MSG_DONE) && w->cur) {
             w->cur->hop_dsn = (w->sc.ext & SMTPC_EXT_DSN) != 0;
-            flush__record(w->run, w->cur, w->relay, w->tls_desc, w->sc.rcpt_res, NULL);
+            w->own->record(w->run, w->cur, w->relay, w->tls_desc, w->sc.rcpt_res, NULL);
             w->cur = NULL;
         }
         if (act & SMTPC_ACT_NEXT)
@@ -432,14 +429,14 @@ static void flush_on_close(struct conn *c)
         for (char *p = text; *p; p++)
             if (*p == '\n' || *p == '\r')
                 *p = ' ';
-        snprintf(w->run->sum.error, sizeof(w->run->sum.error), "%s", text);
+        w->own->note(w->run, NULL, text);
     }
     if (w->cur && !w->cur->done) {
         struct smtpc_result res;
         memset(&res, 0, sizeof(res));
         res.outcome = SMTPC_DEFER;
         snprintf(res.text, sizeof(res.text), "connection to %s lost", w->relay);
-        flush__record(w->run, w->cur, w->relay, NULL, NULL, &res);
+        w->own->record(w->run, w->cur, w->relay, NULL, NULL, &res);
         w->cur = NULL;
     }
     if (w->sc_live) {
@@ -452,7 +449,7 @@ static void flush_on_close(struct conn *c)
     if (session_failed && left && !w->run->fl->stopping && !w->body_busy &&
         w->attempt + 1 < w->run->nattempts) {
         w->attempt++;
-        flush__worker_start(w);
+        flush_conn_start(w);
         return;
     }
     flush_worker_end(w);
@@ -465,19 +462,28 @@ static void flush_on_connect(struct conn *c, int status)
     if (status < 0) {
         log_info("flush domain=%s relay=%s connect failed err=%s (%s)", run->domain, w->relay,
                  hf_errname(status), uv_strerror(status));
-        snprintf(run->sum.error, sizeof(run->sum.error), "connect to %s failed: %s", w->relay,
-                 uv_strerror(status));
+        char why[sizeof(run->sum.error)];
+        snprintf(why, sizeof(why), "connect to %s failed: %s", w->relay, uv_strerror(status));
+        w->own->note(run, NULL, why);
         conn_set_data(c, NULL);
         w->conn = NULL;
         if (!run->fl->stopping && w->attempt + 1 < run->nattempts) {
             w->attempt++;
-            flush__worker_start(w);
+            flush_conn_start(w);
         } else {
             flush_worker_end(w);
         }
         return;
     }
-    const char *policy = flush__tls_policy(run);
+    flush_conn_begin(w, c);
+}
+
+/* Starts the SMTP session of w on c, an open connection whose callbacks are
+ * flush_conn_ops: the client machine waits for the greeting. */
+static void flush_conn_begin(struct flush_worker *w, struct conn *c)
+{
+    struct flush_run *run = w->run;
+    const char *policy = w->own->tls_policy(run);
     struct smtpc_opts o = {
         .mode = SMTPC_MODE_DELIVER,
         .helo = run->fl->rd->prm.hostname,
@@ -513,7 +519,7 @@ static const struct conn_ops flush_conn_ops = {
     .on_close = flush_on_close,
 };
 
-void flush__worker_start(struct flush_worker *w)
+void flush_conn_start(struct flush_worker *w)
 {
     struct flush_run *run = w->run;
     struct relayd *rd = run->fl->rd;
@@ -522,9 +528,11 @@ void flush__worker_start(struct flush_worker *w)
         const struct flush_tlsa *ta = &run->tlsa[w->attempt];
         if (ta->looked_up && ta->status != 0 && ta->status != -ENOENT) {
             /* RFC 7672 2.1.1: a failed TLSA lookup is not "no TLSA": skip this host. */
-            snprintf(run->sum.error, sizeof(run->sum.error),
+            char why[sizeof(run->sum.error)];
+            snprintf(why, sizeof(why),
                      "TLSA lookup for %s failed (%s): not delivering there without it", a->host,
                      hf_strerror(ta->status));
+            w->own->note(run, NULL, why);
             log_info("flush domain=%s host=%s tlsa lookup failed err=%s: skipped", run->domain,
                      a->host, hf_errname(ta->status));
             continue;
@@ -532,7 +540,7 @@ void flush__worker_start(struct flush_worker *w)
         char ip[INET6_ADDRSTRLEN];
         int port = conn_sockaddr_str((const struct sockaddr *)&a->addr, ip, sizeof(ip));
         snprintf(w->relay, sizeof(w->relay), "%s[%s]:%d", a->host, ip, port);
-        snprintf(run->last_relay, sizeof(run->last_relay), "%s", w->relay);
+        w->own->note(run, w->relay, NULL);
         struct conn *c;
         int rc = conn_connect(rd->loop, (const struct sockaddr *)&a->addr,
                               rd->cfg->timeout_connect * 1000, &flush_conn_ops, w, &c);

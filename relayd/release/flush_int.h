@@ -1,6 +1,7 @@
-/* Internals shared by flush.c (queue runs: loading, DNS, TLSA, results, the retry timer)
- * and flush_conn.c (one outbound SMTP connection of a run). Not a public interface:
- * everything else uses flush.h. */
+/* The data of queue runs, shared by flush.c (queue runs: loading, DNS, TLSA, results, the
+ * retry timer), which owns it, and flush_conn.c (one outbound SMTP connection of a run),
+ * which reads it and changes it only through struct flush_conn_owner (flush_conn.h). Not a
+ * public interface: everything else uses flush.h. */
 #ifndef HF_FLUSH_INT_H
 #define HF_FLUSH_INT_H
 
@@ -30,9 +31,11 @@ struct flush_item {
 };
 
 struct flush_run;
+struct flush_conn_owner;
 
 struct flush_worker {
     struct flush_run *run;
+    const struct flush_conn_owner *own; /* the run's side of the interface (flush_conn.h) */
     struct conn *conn;
     size_t attempt; /* index into run->attempts */
     struct smtpc sc;
@@ -114,22 +117,5 @@ struct flush {
     uv_timer_t retry;
     bool retry_armed;
 };
-
-/* flush.c */
-int64_t flush__now(void);
-/* A 32-bit random value (libuv's source, rand() as a fallback). arg is unused. */
-uint32_t flush__rand(void *arg);
-const char *flush__tls_policy(const struct flush_run *run);
-/* Records every recipient of it: results r[i], or one shared result when r is NULL; logs
- * one line each and queues the changes to the writer thread. */
-void flush__record(struct flush_run *run, struct flush_item *it, const char *relay, const char *tls,
-                   const struct smtpc_result *r, const struct smtpc_result *shared);
-/* Ends the run once no worker and no commit is outstanding. */
-void flush__run_maybe_finish(struct flush_run *run);
-
-/* flush_conn.c */
-/* Connects w to run->attempts[w->attempt] (or the next that works) and delivers; ends the
- * worker (flush__run_maybe_finish) when no attempt is left. */
-void flush__worker_start(struct flush_worker *w);
 
 #endif

@@ -1,6 +1,7 @@
 /* Unit tests for mx.c: ordering, tie shuffling with a scripted random function, the null
  * MX, the self-MX rule by name and by address, the implicit MX, and flattening into
- * attempts. Records are written compactly as "host:pref host:pref". */
+ * attempts, merging duplicate records and keeping the most preferred. Records are written
+ * compactly as "host:pref host:pref". */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -307,13 +308,52 @@ static void test_attempts_errors(void **state)
     assert_int_equal(mx_attempts(plan, 0, NULL, at, 4, &nat), HF_EDNS);
 }
 
+/* mx_hosts_merge and mx_hosts_keep_best: what the resolver does with a raw MX answer. */
+static void test_merge_keep_table(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        size_t max;
+        const char *merged; /* names after the merge */
+        const char *prefs;  /* their preferences after the merge, "10 20" */
+        const char *kept;   /* names after keep_best(max) */
+    } cases[] = {
+        {"a.test:10", 4, "a.test", "10", "a.test"},
+        /* a duplicate keeps its first place and the best preference */
+        {"a.test:20 b.test:10 a.test:5", 4, "a.test b.test", "5 10", "a.test b.test"},
+        {"A.Test:20 a.test.:30", 4, "a.test", "20", "a.test"},
+        {"b.test:10 a.test:10 b.test:10", 4, "b.test a.test", "10 10", "b.test a.test"},
+        /* over the bound: sorted by preference, ties in published order, head kept */
+        {"c.test:30 a.test:10 d.test:10 b.test:20", 2, "c.test a.test d.test b.test", "30 10 10 20",
+         "a.test d.test"},
+        {"c.test:30 a.test:10 b.test:20", 3, "c.test a.test b.test", "30 10 20",
+         "c.test a.test b.test"},
+        {"x.test:5 y.test:5 z.test:5", 1, "x.test y.test z.test", "5 5 5", "x.test"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct mx_host h[MAXH];
+        char buf[512], pb[128];
+        size_t n = mx_hosts_merge(h, parse_hosts(cases[i].in, h));
+        assert_string_equal(names(h, n, buf, sizeof(buf)), cases[i].merged);
+        size_t k = 0;
+        pb[0] = '\0';
+        for (size_t j = 0; j < n; j++)
+            k += (size_t)snprintf(pb + k, sizeof(pb) - k, "%s%u", j ? " " : "", h[j].pref);
+        assert_string_equal(pb, cases[i].prefs);
+        size_t kept = mx_hosts_keep_best(h, n, cases[i].max);
+        assert_int_equal(kept, n < cases[i].max ? n : cases[i].max);
+        assert_string_equal(names(h, kept, buf, sizeof(buf)), cases[i].kept);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plan_table),           cmocka_unit_test(test_plan_shuffles_ties),
         cmocka_unit_test(test_plan_self_by_address), cmocka_unit_test(test_host_set),
         cmocka_unit_test(test_self_predicates),      cmocka_unit_test(test_attempts_flatten),
-        cmocka_unit_test(test_attempts_errors),
+        cmocka_unit_test(test_attempts_errors),      cmocka_unit_test(test_merge_keep_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

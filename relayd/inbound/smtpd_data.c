@@ -1,0 +1,217 @@
+/* Inbound SMTP dialogue: the mail transaction and the DATA phase. Owns the message being
+ * received (s->msg) and its share of the memory budget; DATA's check and apply, the decoder
+ * loop that fills the message buffer, and the queue's commit answer. */
+#include "smtpd.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hf_err.h"
+#include "log.h"
+#include "smtpd_int.h"
+
+void smtpd__rcpt_free(struct smtpd_rcpt *r)
+{
+    free(r->addr);
+    free(r->domain);
+    free(r->orcpt);
+}
+
+void smtpd_msg_free(struct smtpd_msg *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->nrcpt; i++)
+        smtpd__rcpt_free(&m->rcpts[i]);
+    free(m->rcpts);
+    free(m->sender);
+    free(m->buf);
+    free(m->envid);
+    free(m);
+}
+
+/* Would a message buffer of cap octets (instead of the current one) fit the shared budget? */
+static bool smtpd_mem_fits(const struct smtpd *s, size_t cap)
+{
+    if (!s->prm->mem_used || cap <= s->msg_cap)
+        return true;
+    return *s->prm->mem_used - s->msg_cap + cap <= s->prm->mem_limit;
+}
+
+/* Records that this session's message buffer is now cap octets. */
+static void smtpd_mem_set(struct smtpd *s, size_t cap)
+{
+    if (s->prm->mem_used)
+        *s->prm->mem_used = *s->prm->mem_used - s->msg_cap + cap;
+    s->msg_cap = cap;
+}
+
+void smtpd__reset_tx(struct smtpd *s)
+{
+    smtpd_mem_set(s, 0);
+    smtpd_msg_free(s->msg);
+    s->msg = NULL;
+    s->declared_size = 0;
+    s->too_big = false;
+    s->no_mem = false;
+}
+
+int smtpd__check_data(struct smtpd *s, const struct smtp_cmd *c)
+{
+    if (c->arg[0]) {
+        smtpd__reply(s, 501, "5.5.4", "DATA takes no argument");
+        return -EINVAL;
+    }
+    if (s->st == SMTPD_ST_MAIL) {
+        smtpd__reply(s, 554, "5.5.1", "No valid recipients");
+        return -EPROTO;
+    }
+    if (s->st != SMTPD_ST_RCPT) {
+        smtpd__reply(s, 503, "5.5.1", "Need RCPT before DATA");
+        return -EPROTO;
+    }
+    return 0;
+}
+
+void smtpd__apply_data(struct smtpd *s, const struct smtp_cmd *c)
+{
+    (void)c;
+    size_t cap = SMTPD_BODY_HEADROOM + 16384;
+    if (s->declared_size && s->declared_size < s->prm->max_size)
+        cap = SMTPD_BODY_HEADROOM + (size_t)s->declared_size + 64;
+    if (!smtpd_mem_fits(s, cap)) {
+        log_warn("c=%llu refuse DATA reason=memory budget=%zu client=[%s]",
+                 (unsigned long long)s->id, s->prm->mem_limit, s->client_addr);
+        smtpd__reply(s, 452, "4.3.1", "Insufficient system storage, try again later");
+        return;
+    }
+    s->msg->buf = malloc(cap);
+    if (!s->msg->buf) {
+        smtpd__reply(s, 451, "4.3.0", "Out of memory, try again later");
+        return;
+    }
+    smtpd_mem_set(s, cap);
+    s->msg->head = SMTPD_BODY_HEADROOM;
+    s->msg->len = 0;
+    s->too_big = false;
+    smtp_data_init(&s->dec, SMTP_TEXT_LINE_MAX,
+                   s->prm->bare_normalise ? SMTP_DATA_BARE_NORMALISE : SMTP_DATA_BARE_REJECT);
+    smtpd__reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+    smtpd__enter(s, SMTPD_ST_DATA);
+}
+
+/* ---- DATA ----------------------------------------------------------------------------- */
+
+size_t smtpd__data_input(struct smtpd *s, const char *data, size_t len)
+{
+    struct smtpd_msg *m = s->msg;
+    size_t used = 0;
+    while (used < len && !s->dec.done) {
+        /* Decode in slices so the output (at most twice the input) fits. */
+        size_t n = len - used;
+        if (n > 32768)
+            n = 32768;
+        size_t need = m->head + m->len + SMTP_DATA_OUT_MAX(n);
+        if (!s->too_big && !s->no_mem && need > s->msg_cap) {
+            size_t cap = s->msg_cap * 2;
+            while (cap < need)
+                cap *= 2;
+            /* Never more than the largest message can use, and when doubling would not fit
+             * the shared budget, just what this slice needs. */
+            size_t ceiling = m->head + (size_t)s->prm->max_size + SMTP_DATA_OUT_MAX(32768);
+            if (cap > ceiling && need <= ceiling)
+                cap = ceiling;
+            if (!smtpd_mem_fits(s, cap) && smtpd_mem_fits(s, need))
+                cap = need;
+            char *b = smtpd_mem_fits(s, cap) ? realloc(m->buf, cap) : NULL;
+            if (!b) {
+                /* Over the shared budget (or out of memory): the message is refused with
+                 * 452 4.3.1 at its end; what was received is released now. */
+                s->no_mem = true;
+                free(m->buf);
+                m->buf = NULL;
+                m->len = 0;
+                smtpd_mem_set(s, 0);
+            } else {
+                m->buf = b;
+                smtpd_mem_set(s, cap);
+            }
+        }
+        size_t out_len = 0;
+        size_t c;
+        if (s->too_big || s->no_mem) {
+            static char sink[SMTP_DATA_OUT_MAX(32768)]; /* discarded output, one thread */
+            c = smtp_data_feed(&s->dec, data + used, n, sink, &out_len);
+        } else {
+            c = smtp_data_feed(&s->dec, data + used, n, m->buf + m->head + m->len, &out_len);
+            m->len += out_len;
+        }
+        used += c;
+        if (!s->too_big && s->dec.bytes_out > s->prm->max_size) {
+            s->too_big = true;
+            /* Release what was received; the rest is only scanned for the end of data. */
+            free(m->buf);
+            m->buf = NULL;
+            m->len = 0;
+            smtpd_mem_set(s, 0);
+        }
+    }
+    if (!s->dec.done)
+        return used;
+
+    s->rej_data++;
+    if (s->no_mem && !s->too_big) {
+        log_warn("c=%llu reject DATA reason=memory budget=%zu client=[%s]",
+                 (unsigned long long)s->id, s->prm->mem_limit, s->client_addr);
+        smtpd__reply(s, 452, "4.3.1", "Insufficient system storage, try again later");
+    } else if (s->too_big) {
+        log_info("c=%llu reject DATA reason=size size>%llu client=[%s]", (unsigned long long)s->id,
+                 (unsigned long long)s->prm->max_size, s->client_addr);
+        smtpd__reply(s, 552, "5.3.4", "Message size exceeds fixed limit of %llu octets",
+                     (unsigned long long)s->prm->max_size);
+    } else if (s->dec.err == HF_EBARELF) {
+        log_info("c=%llu reject DATA reason=bare_lf client=[%s]", (unsigned long long)s->id,
+                 s->client_addr);
+        smtpd__reply(s, 554, "5.6.0",
+                     "Message refused: bare LF or bare CR in message, only CRLF ends a line");
+    } else if (s->dec.err == HF_ELONGLINE) {
+        log_info("c=%llu reject DATA reason=long_line client=[%s]", (unsigned long long)s->id,
+                 s->client_addr);
+        smtpd__reply(s, 500, "5.5.2", "Line too long (over %d octets); message refused",
+                     SMTP_TEXT_LINE_MAX);
+    } else {
+        m->eight_bit = s->dec.eight_bit;
+        s->rej_data--; /* counted above; only refusals count */
+        s->out.act |= SMTPD_ACT_COMMIT;
+        smtpd__enter(s, SMTPD_ST_COMMIT);
+        return used;
+    }
+    smtpd__reset_tx(s);
+    smtpd__enter(s, SMTPD_ST_READY);
+    return used;
+}
+
+struct smtpd_msg *smtpd_take_message(struct smtpd *s)
+{
+    struct smtpd_msg *m = s->msg;
+    if (m)
+        m->mem = s->msg_cap; /* still counted: the taker subtracts it when buf is freed */
+    s->msg = NULL;
+    s->msg_cap = 0;
+    return m;
+}
+
+void smtpd_committed(struct smtpd *s, int status, const char *queue_id)
+{
+    if (s->st != SMTPD_ST_COMMIT)
+        return;
+    if (status == 0)
+        smtpd__reply(s, 250, "2.0.0", "Ok: queued as %s", queue_id);
+    else if (status == -ENOSPC)
+        smtpd__reply(s, 452, "4.3.1", "Insufficient system storage, try again later");
+    else
+        smtpd__reply(s, 451, "4.3.0", "Local error in processing, try again later");
+    smtpd__reset_tx(s);
+    smtpd__enter(s, SMTPD_ST_READY);
+}
