@@ -311,6 +311,8 @@ int main(int argc, char **argv)
         log_info("queue opened dir=%s messages=%llu rcpts=%llu bytes=%llu", cfg.queue_dir,
                  (unsigned long long)tot.messages, (unsigned long long)tot.rcpts,
                  (unsigned long long)tot.bytes);
+    /* The due index orders recipients by their next retry, warning or expiry. */
+    queue_set_due_fn(rd->q, expire_due, rd);
     rc = queue_wr_new(rd->loop, rd->q, &rd->wr);
     if (rc < 0) {
         log_err("cannot start queue writer err=%s", hf_errname(rc));

@@ -330,18 +330,124 @@ static long expire_commit_all(struct expire *ex, struct expire_collect *ec, cons
     return submitted > 0 || last == 0 ? submitted : last;
 }
 
+int64_t expire_due(const struct queue_rcpt *r, int64_t arrival, void *arg)
+{
+    const struct relayd *rd = arg;
+    if (r->state == QUEUE_RS_FAILED)
+        return 0; /* its bounce is owed now */
+    struct retry_policy p = expire_policy(rd->cfg, r->domain);
+    int64_t due = retry_next_event(arrival, r->warned, &p);
+    const struct cfg_domain *cd = cfg_find_domain(rd->cfg, r->domain);
+    if (rd->cfg->retry_interval > 0 && !(cd && cd->hold) && r->next_attempt < due)
+        due = r->next_attempt;
+    return due;
+}
+
+/* One tick's reading of the due index. */
+struct expire_scan {
+    struct expire_collect ec; /* lifecycle candidates */
+    char (*retry)[256];       /* domains with a retry due */
+    size_t nretry;
+    struct queue_update *resched; /* entries due with nothing to do */
+    size_t nresched;
+    size_t seen;
+};
+
+static void expire_scan_retry(struct expire_scan *sc, const char *domain)
+{
+    for (size_t i = 0; i < sc->nretry; i++)
+        if (strcmp(sc->retry[i], domain) == 0)
+            return;
+    char(*v)[256] = realloc(sc->retry, (sc->nretry + 1) * sizeof(*v));
+    if (!v)
+        return; /* it stays due: the next tick tries again */
+    sc->retry = v;
+    snprintf(v[sc->nretry++], 256, "%s", domain);
+}
+
+static void expire_scan_resched(struct expire_scan *sc, int64_t due, uint64_t id, uint32_t idx)
+{
+    struct queue_update *v = realloc(sc->resched, (sc->nresched + 1) * sizeof(*v));
+    if (!v)
+        return;
+    sc->resched = v;
+    memset(&v[sc->nresched], 0, sizeof(*v));
+    v[sc->nresched].op = QUEUE_OP_RESCHEDULE;
+    v[sc->nresched].id = id;
+    v[sc->nresched].idx = idx;
+    v[sc->nresched].when = due;
+    sc->nresched++;
+}
+
+static int expire_scan_due(int64_t due, uint64_t id, uint32_t idx, const struct queue_rcpt *r,
+                           void *arg)
+{
+    struct expire_scan *sc = arg;
+    struct expire_collect *ec = &sc->ec;
+    struct relayd *rd = ec->ex->rd;
+    sc->seen++;
+    if (!r) {
+        expire_scan_resched(sc, due, id, idx); /* a stale entry */
+        return 0;
+    }
+    size_t before = ec->n;
+    int rc = expire_collect_rcpt(r, ec);
+    if (rc || ec->n > before || ec->run_busy || expire_is_busy(rd, id))
+        return rc; /* decided now, or after the run that holds it */
+    if (ec->env_rc < 0) {
+        expire_scan_resched(sc, due, id, idx);
+        return 0;
+    }
+    if (ec->env.flags & QUEUE_F_HELD)
+        return 0; /* the operator holds it: looked at again next tick */
+    const struct cfg_domain *cd = cfg_find_domain(rd->cfg, r->domain);
+    if (rd->cfg->retry_interval > 0 && !(cd && cd->hold) && r->next_attempt <= ec->now)
+        expire_scan_retry(sc, r->domain);
+    else
+        expire_scan_resched(sc, due, id, idx); /* nothing due after all: moved on */
+    return 0;
+}
+
+static void expire_resched_done(int status, uint64_t token, struct queue_update *ups, size_t n,
+                                void *arg)
+{
+    (void)token;
+    (void)ups;
+    (void)arg;
+    if (status < 0)
+        log_warn("due index: rescheduling %zu entries failed err=%s", n, hf_errname(status));
+}
+
 void expire_tick(struct relayd *rd)
 {
     struct expire *ex = expire_of(rd);
     if (!ex || rd->stopping)
         return;
-    struct expire_collect ec = {.ex = ex, .now = clock_now(), .sweep = true};
-    queue_scan_rcpts(rd->q, NULL, false, expire_collect_rcpt, &ec);
-    if (ec.err < 0)
-        log_warn("expiry sweep err=%s: the rest waits for the next tick", hf_errname(ec.err));
-    if (ec.n)
-        expire_commit_all(ex, &ec, NULL, NULL);
-    free(ec.v);
+    struct expire_scan sc = {.ec = {.ex = ex, .now = clock_now(), .sweep = true}};
+    int rc = queue_scan_due(rd->q, sc.ec.now, EXPIRE_BATCH_MAX, expire_scan_due, &sc);
+    if (rc < 0 || sc.ec.err < 0)
+        log_warn("due index scan err=%s: the rest waits for the next tick",
+                 hf_errname(rc < 0 ? rc : sc.ec.err));
+    if (sc.ec.n)
+        expire_commit_all(ex, &sc.ec, NULL, NULL);
+    for (size_t i = 0; i < sc.nretry; i++) {
+        int frc = flush_start_due(rd, sc.retry[i]);
+        if (frc < 0 && frc != -ENOENT && frc != -EBUSY && frc != -EPERM)
+            log_warn("flush domain=%s retry not started err=%s", sc.retry[i], hf_errname(frc));
+    }
+    if (sc.nresched) {
+        rc = queue_wr_update(rd->wr, sc.resched, sc.nresched, expire_resched_done, 0, NULL);
+        if (rc < 0)
+            log_warn("due index: cannot queue %zu reschedules err=%s", sc.nresched, hf_errname(rc));
+        sc.resched = NULL; /* taken, even on error */
+    }
+    if (sc.seen)
+        log_debug("due index tick now=%lld due=%zu lifecycle=%zu retry_domains=%zu "
+                  "rescheduled=%zu",
+                  (long long)sc.ec.now, sc.seen, sc.ec.n, sc.nretry, sc.nresched);
+    free(sc.resched);
+    free(sc.retry);
+    free(sc.ec.v);
 }
 
 static void expire_on_timer(uv_timer_t *t)

@@ -1,8 +1,10 @@
 /* Time-driven fates of queued recipients: expiry after max_queue_lifetime (a bounce), the
- * one delay warning after delay_warning_time (a delay DSN), and recipients an older
- * version left "failed" (bounced now). A timer (every retry_interval, or every minute when
- * that is 0) sweeps what is due and commits each message's changes with its DSNs through
- * bounce.h. Domains with a queue run in progress wait for the next tick, and a run does not
+ * one delay warning after delay_warning_time (a delay DSN), recipients an older version
+ * left "failed" (bounced now), and the retry timer's queue runs. A timer (every
+ * retry_interval, or every minute when that is 0) reads the queue's due index up to now
+ * only (O(due), not O(queue)), commits each message's changes with its DSNs through
+ * bounce.h and starts a retry run for each domain with a recipient whose next attempt has
+ * come. Domains with a queue run in progress wait for the next tick, and a run does not
  * load a message whose lifecycle change is being committed (expire_is_busy), so a recipient
  * is never both delivered and bounced. Also relayctl bounce (expire_bounce). */
 #ifndef HF_EXPIRE_H
@@ -13,6 +15,14 @@
 #include <stdint.h>
 
 struct relayd;
+
+/* The queue's due function (queue_set_due_fn; arg: the struct relayd): when a recipient is
+ * next to be looked at: now for a recipient left failed, else its delay warning or expiry,
+ * or its next attempt when the retry timer delivers its domain (retry_interval > 0, not
+ * hold = yes), whichever comes first. Pure in the configuration; runs on the writer
+ * thread. */
+struct queue_rcpt;
+int64_t expire_due(const struct queue_rcpt *r, int64_t arrival, void *arg);
 
 /* Starts the timer. Returns 0 or -ENOMEM. */
 int expire_init(struct relayd *rd);

@@ -1,5 +1,6 @@
 /* Queue runs (see flush.h): which recipients a run takes, where they go (DNS MX and the
- * self-MX rule, a static next hop, TLSA for DANE), recording outcomes, the retry timer.
+ * self-MX rule, a static next hop, TLSA for DANE), recording outcomes; the retry timer's
+ * runs (expire.c reads the due index and starts them here).
  * flush_conn.c carries out each connection of a run; this file owns the run's state and
  * lends it to the connections through flush_run_conn_owner (flush_conn.h).
  *
@@ -648,57 +649,15 @@ static int flush_start_run(struct relayd *rd, const char *domain, const char *re
     return 0;
 }
 
-/* ---- the retry timer -------------------------------------------------------------------- */
+/* ---- the retry timer's entry ------------------------------------------------------------ */
 
-struct flush_due {
-    struct flush *fl;
-    int64_t now;
-    uint64_t last_id;
-    bool due;
-};
-
-static int flush_due_cb(const struct queue_rcpt *r, void *arg)
+int flush_start_due(struct relayd *rd, const char *domain)
 {
-    struct flush_due *d = arg;
-    if (r->state == QUEUE_RS_FAILED || r->next_attempt > d->now)
-        return 0;
-    if (r->id != d->last_id) { /* a held message does not count */
-        d->last_id = r->id;
-        struct queue_env env;
-        if (queue_get_env(d->fl->rd->q, r->id, &env) == 0 && !(env.flags & QUEUE_F_HELD)) {
-            d->due = true;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static int flush_retry_domain(const struct queue_domain_stats *st, void *arg)
-{
-    struct flush *fl = arg;
-    struct relayd *rd = fl->rd;
-    if (st->held || st->rcpts == 0 || flush_find_active(fl, st->domain))
-        return 0;
     /* hold = yes: this domain's mail waits for ETRN, ATRN or relayctl, never the timer. */
-    const struct cfg_domain *cd = cfg_find_domain(rd->cfg, st->domain);
+    const struct cfg_domain *cd = cfg_find_domain(rd->cfg, domain);
     if (cd && cd->hold)
-        return 0;
-    struct flush_due d = {fl, flush_now(), 0, false};
-    queue_scan_rcpts(rd->q, st->domain, false, flush_due_cb, &d);
-    if (d.due) {
-        int rc = flush_start_run(rd, st->domain, "retry", NULL, true);
-        if (rc < 0 && rc != -ENOENT && rc != -EBUSY && rc != -EPERM)
-            log_warn("flush domain=%s retry not started err=%s", st->domain, hf_errname(rc));
-    }
-    return 0;
-}
-
-static void flush_on_retry_timer(uv_timer_t *t)
-{
-    struct flush *fl = t->data;
-    if (fl->stopping)
-        return;
-    queue_scan_domains(fl->rd->q, flush_retry_domain, fl);
+        return -EPERM;
+    return flush_start_run(rd, domain, "retry", NULL, true);
 }
 
 /* ---- setup ------------------------------------------------------------------------------ */
@@ -766,13 +725,6 @@ int flush_init(struct relayd *rd)
         goto fail;
     }
     rd->flush = fl;
-    if (rd->cfg->retry_interval > 0) {
-        uv_timer_init(rd->loop, &fl->retry);
-        fl->retry.data = fl;
-        fl->retry_armed = true;
-        uint64_t ms = rd->cfg->retry_interval * 1000;
-        uv_timer_start(&fl->retry, flush_on_retry_timer, ms, ms);
-    }
     return 0;
 fail:
     flush_free(fl);
@@ -795,11 +747,6 @@ void flush_shutdown(struct relayd *rd)
     }
     dns_free(fl->dns);
     fl->dns = NULL;
-    if (fl->retry_armed) {
-        uv_timer_stop(&fl->retry);
-        uv_close((uv_handle_t *)&fl->retry, NULL);
-        fl->retry_armed = false;
-    }
 }
 
 /* Frees the module once nothing is running; called by main after the loop ends. */

@@ -51,6 +51,10 @@ void flush_free_all(struct relayd *rd);
 int flush_start(struct relayd *rd, const char *domain, const char *reason,
                 const struct flush_watch *watch);
 
+/* Starts the retry timer's run for domain: only recipients whose next attempt has come.
+ * Returns as flush_start, and -EPERM for a hold = yes domain (never retried by the timer). */
+int flush_start_due(struct relayd *rd, const char *domain);
+
 /* The resolver runs use (for ETRN's check of the client against the domain's MX hosts), or
  * NULL while shutting down. Borrowed. */
 struct dns *flush_dns(struct relayd *rd);

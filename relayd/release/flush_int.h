@@ -114,8 +114,6 @@ struct flush {
     struct sockaddr_storage *self_addrs;
     size_t nself_addrs;
     bool stopping;
-    uv_timer_t retry;
-    bool retry_armed;
 };
 
 #endif

@@ -48,6 +48,12 @@ enum retry_verdict retry_decide(int64_t arrival, bool warned, const struct retry
     return RETRY_KEEP;
 }
 
+int64_t retry_next_event(int64_t arrival, bool warned, const struct retry_policy *p)
+{
+    bool warn_on = p->warn_after > 0 && p->warn_after < p->lifetime && !warned;
+    return arrival + (warn_on ? p->warn_after : p->lifetime);
+}
+
 bool retry_dsn_wanted(unsigned notify, bool sender_null, enum retry_dsn kind)
 {
     if (sender_null || (notify & SMTP_NOTIFY_NEVER))

@@ -48,6 +48,11 @@ enum retry_verdict {
 enum retry_verdict retry_decide(int64_t arrival, bool warned, const struct retry_policy *p,
                                 int64_t now, int64_t *next_event);
 
+/* When the next lifecycle decision about a recipient falls (for the due index): its delay
+ * warning while that is owed (warn_after set, below the lifetime, not yet warned), else its
+ * expiry. */
+int64_t retry_next_event(int64_t arrival, bool warned, const struct retry_policy *p);
+
 /* Kinds of reports (RFC 3464 2.3.3 actions). */
 enum retry_dsn {
     RETRY_DSN_FAILURE = 0, /* failed: a 5xx, a null MX, expiry, relayctl bounce */

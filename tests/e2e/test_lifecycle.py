@@ -34,6 +34,7 @@ ZONE = {
     "bounce.test": [mx("mx.bounce.test", 10)],
     "mx.bounce.test": [a(MXB)],
     "hold.test": [mx("mx.bounce.test", 10)],
+    "retry.test": [mx("mx.bounce.test", 10)],
     "sender.test": [mx("mx.sender.test", 10)],
     "mx.sender.test": [a(MXS)],
     "nullmx.test": [mx(".", 0)],
@@ -49,7 +50,7 @@ class LifecycleCase(etrnlib.ETRNTestCase):
     def setUp(self):
         super().setUp()
         self.sinks[MXB].rcpt_replies = {"perm1@bounce.test": PERM, "perm2@bounce.test": PERM,
-                                        "temp@bounce.test": TEMP}
+                                        "temp@bounce.test": TEMP, "temp@retry.test": TEMP}
 
     # -- helpers --
     def send(self, sender, rcpts, body=None, mail_options=(), rcpt_options=None):
@@ -122,6 +123,7 @@ class Lifecycle(LifecycleCase):
         "nullmx.test": {"hold": "yes"},
         # A hold domain keeps its mail longer, as hosted backup-MX services offer.
         "hold.test": {"hold": "yes", "max_queue_lifetime": "28d", "delay_warning_time": "0"},
+        "retry.test": {},  # retried by the timer
     }
 
     def test_5xx_bounces_at_once_one_dsn(self):
@@ -239,6 +241,35 @@ class Lifecycle(LifecycleCase):
         self.assertRegex(per_rcpt[0]["Diagnostic-Code"], r"delivery time expired.*450 4\.2\.1")
         self.relayd.wait_log(r"%s to=<temp@bounce\.test> .*status=expired" % qid)
         self.assertQueueEmpty()
+
+    def test_restart_keeps_the_schedule(self):
+        # The timer delivers retry.test: the first attempt gets 450, the next one is due
+        # 5 minutes (+-10 % jitter) later, and a restart does not move it to "now".
+        r = self.relayd
+        sink = self.sinks[MXB]
+        mark = r.mark()
+        self.send(SENDER, ["temp@retry.test"])
+        r.wait_log(r"to=<temp@retry\.test> .*status=deferred", after=mark)
+        r.wait_flush("retry.test", after=mark)
+        rec = r.rcpts()["temp@retry.test"]
+        self.assertEqual(rec["attempts"], 1, rec)
+        delay = rec["next_attempt"] - rec["last_attempt"]
+        self.assertTrue(270 <= delay <= 330, rec)
+        r.stop()
+        r.start()
+        # The clock restarts at the real time: move it to just before the next attempt.
+        # test-clock-advance decides what came due before it answers, so the absence of a
+        # retry run is known when it returns.
+        mark = r.mark()
+        self.advance(delay - 20)
+        self.assertEqual(r.log_lines(r"flush domain=retry\.test reason=retry", after=mark), [])
+        self.assertEqual(r.rcpts()["temp@retry.test"]["attempts"], 1)
+        self.advance(30)
+        r.wait_log(r"flush domain=retry\.test reason=retry messages=1 started", after=mark)
+        s = r.wait_flush("retry.test", after=mark)
+        self.assertEqual(s["deferred"], 1, s["line"])
+        self.assertEqual(r.rcpts()["temp@retry.test"]["attempts"], 2)
+        self.assertEqual(sink.rcpt_log.count("temp@retry.test"), 2)
 
     def test_hold_domain_keeps_28_days(self):
         qid = self.send(SENDER, ["x@hold.test"])

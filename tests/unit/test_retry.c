@@ -96,6 +96,11 @@ static void test_decide(void **state)
             fail_msg("case %zu: verdict %d next %lld, want %d %lld", i, (int)v,
                      (long long)(next - A), (int)cases[i].want, (long long)cases[i].next);
         assert_int_equal(retry_decide(A, cases[i].warned, &p, A + cases[i].age, NULL), v);
+        /* The due index's time: the warning while it is owed, else the expiry. */
+        int64_t ev = retry_next_event(A, cases[i].warned, &p);
+        bool warn_owed = !cases[i].warned && cases[i].warn_after > 0 &&
+                         cases[i].warn_after < cases[i].lifetime;
+        assert_int_equal(ev - A, warn_owed ? cases[i].warn_after : cases[i].lifetime);
     }
 }
 
