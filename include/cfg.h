@@ -33,6 +33,8 @@ struct cfg_domain {
     char *tls;                   /* outbound TLS policy */
     uint64_t max_queue_lifetime; /* seconds, or CFG_INHERIT */
     uint64_t delay_warning_time; /* seconds (0: off), or CFG_INHERIT */
+    uint64_t expiry_warning_time; /* seconds (0: off), or CFG_INHERIT */
+    char *expiry_warning_to;      /* address, or NULL: postmaster@name */
 };
 
 struct cfg_group {
@@ -100,10 +102,11 @@ struct cfg {
     char *submission_users;
     bool received_auth_user;
     uint64_t auth_fail_limit;
-    uint64_t max_queue_lifetime; /* seconds */
-    uint64_t delay_warning_time; /* seconds; 0: no delay DSNs */
-    uint64_t bounce_size_limit;  /* octets returned whole in a DSN */
-    char *double_bounce_to;      /* "" or NULL: double bounces are dropped and logged */
+    uint64_t max_queue_lifetime;  /* seconds */
+    uint64_t delay_warning_time;  /* seconds; 0: no delay DSNs */
+    uint64_t bounce_size_limit;   /* octets returned whole in a DSN */
+    uint64_t expiry_warning_time; /* seconds before expiry the postmaster hears; 0: never */
+    char *double_bounce_to;       /* "" or NULL: double bounces are dropped and logged */
 
     /* fetchd */
     char *pid_file;

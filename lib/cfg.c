@@ -115,6 +115,10 @@ const struct cfg_key cfg_keys[] = {
      "5d", "how long mail is kept undelivered before it bounces (per domain too)"},
     {CFG_SEC_GLOBAL, "delay_warning_time", CFG_T_SECONDS, G(delay_warning_time), 0, 31536000, NULL,
      "4h", "send the sender one delay DSN after this long undelivered (0: never; per domain too)"},
+    {CFG_SEC_GLOBAL, "expiry_warning_time", CFG_T_SECONDS, G(expiry_warning_time), 0, 31536000,
+     NULL, "1d",
+     "warn a domain's postmaster this long before its held mail expires, at most once per "
+     "this period (0: never; per domain too)"},
     {CFG_SEC_GLOBAL, "bounce_size_limit", CFG_T_SIZE, G(bounce_size_limit), 1 * KIB, 100 * MIB,
      NULL, "100K", "largest message returned whole in a DSN; bigger ones: headers only"},
     {CFG_SEC_GLOBAL, "double_bounce_to", CFG_T_STR, G(double_bounce_to), 0, 0, NULL, "",
@@ -151,6 +155,10 @@ const struct cfg_key cfg_keys[] = {
      "outbound TLS policy for this domain"},
     {CFG_SEC_DOMAIN, "max_queue_lifetime", CFG_T_SECONDS, D(max_queue_lifetime), 60, 31536000, NULL,
      NULL, "this domain's queue lifetime (default: the global one; e.g. 28d for hold)"},
+    {CFG_SEC_DOMAIN, "expiry_warning_time", CFG_T_SECONDS, D(expiry_warning_time), 0, 31536000,
+     NULL, NULL, "this domain's expiry warning time (default: the global one; 0: never)"},
+    {CFG_SEC_DOMAIN, "expiry_warning_to", CFG_T_STR, D(expiry_warning_to), 0, 0, NULL, NULL,
+     "who gets the expiry warning (default: postmaster@DOMAIN)"},
     {CFG_SEC_DOMAIN, "delay_warning_time", CFG_T_SECONDS, D(delay_warning_time), 0, 31536000, NULL,
      NULL, "this domain's delay warning time (default: the global one; 0: never)"},
     /* [group NAME] */
@@ -430,6 +438,7 @@ static void *cfg_open_section(struct cfg *c, enum cfg_section sec, char *name, i
         /* Lifetimes not given in the section come from the global keys. */
         v[c->ndomains].max_queue_lifetime = CFG_INHERIT;
         v[c->ndomains].delay_warning_time = CFG_INHERIT;
+        v[c->ndomains].expiry_warning_time = CFG_INHERIT;
         if (!v[c->ndomains].name)
             goto nomem;
         c->ndomains++;

@@ -87,9 +87,10 @@ struct queue_domain_stats {
     char domain[256];
     uint64_t messages; /* messages with at least one recipient in this domain */
     uint64_t rcpts;
-    uint64_t bytes; /* sum of sizes of those messages */
-    int64_t oldest; /* arrival of the oldest such message; 0 when none */
-    bool held;      /* relayctl hold DOMAIN */
+    uint64_t bytes;    /* sum of sizes of those messages */
+    int64_t oldest;    /* arrival of the oldest such message; 0 when none */
+    bool held;         /* relayctl hold DOMAIN */
+    int64_t warned_at; /* when its postmaster was last warned of expiring mail; 0: never */
 };
 
 struct queue;
@@ -161,12 +162,13 @@ enum queue_op {
     QUEUE_OP_RELEASE_MSG,   /* clear QUEUE_F_HELD */
     QUEUE_OP_HOLD_DOMAIN,   /* set the domain's hold flag (domain field) */
     QUEUE_OP_RELEASE_DOMAIN,
-    QUEUE_OP_REQUEUE_MSG, /* next_attempt = 0 for all its recipients */
-    QUEUE_OP_BOUNCED,     /* remove recipient (id, idx) as DELIVERED does: its DSN (if one is
-                             owed) is stored in the same transaction (queue_commit) */
-    QUEUE_OP_WARNED,      /* mark recipient (id, idx): its delay DSN was sent */
-    QUEUE_OP_RESCHEDULE,  /* recompute the due time of (id, idx); drops the index entry at
-                             `when` too, should it be stale (its recipient gone or moved) */
+    QUEUE_OP_REQUEUE_MSG,   /* next_attempt = 0 for all its recipients */
+    QUEUE_OP_BOUNCED,       /* remove recipient (id, idx) as DELIVERED does: its DSN (if one is
+                               owed) is stored in the same transaction (queue_commit) */
+    QUEUE_OP_WARNED,        /* mark recipient (id, idx): its delay DSN was sent */
+    QUEUE_OP_DOMAIN_WARNED, /* the domain's warned_at = when (domain field) */
+    QUEUE_OP_RESCHEDULE,    /* recompute the due time of (id, idx); drops the index entry at
+                               `when` too, should it be stale (its recipient gone or moved) */
 };
 
 struct queue_update {

@@ -467,7 +467,7 @@ static int queue_apply_domain(struct queue *q, MDB_txn *txn, struct queue_update
     }
     struct queue_domain_stats d;
     int rc = queue__dom_get(q, txn, key, (size_t)n, &d);
-    if (rc == -ENOENT && u->op == QUEUE_OP_RELEASE_DOMAIN) {
+    if (rc == -ENOENT && (u->op == QUEUE_OP_RELEASE_DOMAIN || u->op == QUEUE_OP_DOMAIN_WARNED)) {
         u->result = -ENOENT;
         return 0;
     }
@@ -477,7 +477,10 @@ static int queue_apply_domain(struct queue *q, MDB_txn *txn, struct queue_update
     }
     if (rc)
         return rc;
-    d.held = u->op == QUEUE_OP_HOLD_DOMAIN;
+    if (u->op == QUEUE_OP_DOMAIN_WARNED)
+        d.warned_at = u->when;
+    else
+        d.held = u->op == QUEUE_OP_HOLD_DOMAIN;
     return queue_dom_put(q, txn, key, (size_t)n, &d);
 }
 
@@ -486,7 +489,8 @@ static int queue_apply_domain(struct queue *q, MDB_txn *txn, struct queue_update
 static int queue_apply_one(struct queue *q, MDB_txn *txn, struct queue_update *u)
 {
     u->result = 0;
-    if (u->op == QUEUE_OP_HOLD_DOMAIN || u->op == QUEUE_OP_RELEASE_DOMAIN)
+    if (u->op == QUEUE_OP_HOLD_DOMAIN || u->op == QUEUE_OP_RELEASE_DOMAIN ||
+        u->op == QUEUE_OP_DOMAIN_WARNED)
         return queue_apply_domain(q, txn, u);
     struct queue_rec_msg rec;
     int rc = queue__get_rec(q, txn, u->id, &rec);

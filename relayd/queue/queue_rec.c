@@ -376,6 +376,9 @@ int queue_rec_dom_encode(const struct queue_domain_stats *d, struct queue_rec_bu
     queue_rec_buf_u64(b, d->bytes);
     queue_rec_buf_u64(b, (uint64_t)d->oldest);
     queue_rec_buf_u8(b, d->held ? QUEUE_REC_DOM_HELD : 0);
+    /* Optional trailing field: when the domain's postmaster was last warned. */
+    if (d->warned_at > 0)
+        queue_rec_buf_u64(b, (uint64_t)d->warned_at);
     return b->err;
 }
 
@@ -391,7 +394,10 @@ int queue_rec_dom_decode(const void *val, size_t len, struct queue_domain_stats 
     out->bytes = queue_rec_rd_u64(&r);
     out->oldest = (int64_t)queue_rec_rd_u64(&r);
     unsigned fl = queue_rec_rd_u8(&r);
-    if (r.bad || r.left != 0 || (fl & ~QUEUE_REC_DOM_HELD) || out->messages > out->rcpts)
+    if (!r.bad && r.left == 8)
+        out->warned_at = (int64_t)queue_rec_rd_u64(&r);
+    if (r.bad || r.left != 0 || out->warned_at < 0 || (fl & ~QUEUE_REC_DOM_HELD) ||
+        out->messages > out->rcpts)
         return HF_ECORRUPT;
     out->held = fl & QUEUE_REC_DOM_HELD;
     return 0;

@@ -23,7 +23,7 @@
  *          (the index of what comes due when: retries, warnings, expiry; see queue.h)
  *   domain key: domain key
  *          value: ver, domain, messages, rcpts, bytes (u64 each), oldest (i64),
- *                 flags (u8, bit 0: held)
+ *                 flags (u8, bit 0: held), [warned_at (i64), only when above 0]
  * A domain key is addr_domain_key()'s reversed form ("test.branch."). */
 #ifndef HF_QUEUE_REC_H
 #define HF_QUEUE_REC_H

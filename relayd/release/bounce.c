@@ -331,7 +331,8 @@ static void bounce_committed(int status, uint64_t token, struct queue_update *up
                      queue_id_str(s->dsn_id[kind], dsnid));
             char dom[256];
             if (bounce_target_ok(s->to, dom, sizeof(dom)) && s->rd->flush) {
-                int rc = flush_start(s->rd, dom, "dsn", NULL);
+                /* The timer's kind of run: a hold = yes domain keeps it for ETRN. */
+                int rc = flush_start_due(s->rd, dom);
                 if (rc < 0 && rc != -EBUSY && rc != -ENOENT && rc != -EPERM && rc != -ESHUTDOWN)
                     log_warn("%s notification %s: queue run for %s not started err=%s", qid, dsnid,
                              dom, hf_errname(rc));

@@ -16,6 +16,7 @@
 #include "flush.h"
 #include "hf_err.h"
 #include "log.h"
+#include "pmwarn.h"
 #include "relayd.h"
 #include "retry.h"
 
@@ -441,6 +442,7 @@ void expire_tick(struct relayd *rd)
             log_warn("due index: cannot queue %zu reschedules err=%s", sc.nresched, hf_errname(rc));
         sc.resched = NULL; /* taken, even on error */
     }
+    pmwarn_tick(rd);
     if (sc.seen)
         log_debug("due index tick now=%lld due=%zu lifecycle=%zu retry_domains=%zu "
                   "rescheduled=%zu",

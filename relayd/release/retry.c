@@ -54,6 +54,17 @@ int64_t retry_next_event(int64_t arrival, bool warned, const struct retry_policy
     return arrival + (warn_on ? p->warn_after : p->lifetime);
 }
 
+bool retry_expiry_warning_due(int64_t oldest, const struct retry_policy *p, int64_t period,
+                              int64_t warned_at, int64_t now)
+{
+    if (period <= 0 || oldest <= 0)
+        return false;
+    int64_t left = oldest + p->lifetime - now;
+    if (left > period || left <= 0)
+        return false; /* not yet; or expired, and being returned to the senders */
+    return warned_at <= 0 || warned_at > now || now - warned_at >= period;
+}
+
 bool retry_dsn_wanted(unsigned notify, bool sender_null, enum retry_dsn kind)
 {
     if (sender_null || (notify & SMTP_NOTIFY_NEVER))

@@ -45,7 +45,8 @@ class LifecycleCase(etrnlib.ETRNTestCase):
     """The servers above, and helpers to send, release, read DSNs and move the clock."""
     ZONE = ZONE
     UP = (MXB, MXS)
-    CONF = {"retry_interval": "1"}
+    # The postmaster's expiry warning has its own test class below.
+    CONF = {"retry_interval": "1", "expiry_warning_time": "0"}
 
     def setUp(self):
         super().setUp()
@@ -307,6 +308,50 @@ class Lifecycle(LifecycleCase):
         self.assertIn(b"nothing queued", r.stderr)
         r = self.relayd.relayctl("-s", sock, "bounce", q3, "--domain", "bounce.test")
         self.assertEqual(r.returncode, 2)
+
+
+class PostmasterWarning(LifecycleCase):
+    """Two days before held mail of hold.test expires (after 28 days), one summary to its
+    contact; once per period, across a restart; then the mail expires and bounces."""
+    DOMAINS = {"hold.test": {"hold": "yes", "max_queue_lifetime": "28d",
+                             "delay_warning_time": "0", "expiry_warning_time": "2d",
+                             "expiry_warning_to": "pm@sender.test"}}
+    CONF = {"retry_interval": "1"}
+
+    def test_warned_once_per_period(self):
+        r = self.relayd
+        self.send(SENDER, ["x@hold.test", "y@hold.test"])
+        self.send(SENDER, ["z@hold.test"])
+        self.advance(26 * DAY - 60)
+        self.assertEqual(r.log_lines(r"domain=hold\.test expiry warning"), [])
+        self.advance(120)
+        sink = self.sinks[MXS]
+        sink.wait_for(lambda k: k.messages, 30, "the expiry warning")
+        (got,) = sink.snapshot()
+        self.assertEqual(got.rcpts, ["pm@sender.test"])
+        self.assertEqual(got.mail_from, "<>")
+        msg = email.message_from_bytes(got.data, policy=email.policy.default)
+        self.assertRegex(msg["Subject"], r"^Mail for hold\.test held at \S+ expires soon$")
+        self.assertEqual(msg["Auto-Submitted"], "auto-generated")
+        text = msg.get_content()
+        self.assertRegex(text, r"messages: +2 \(3 recipients, \d+ octets\)")
+        self.assertIn("ETRN hold.test", text)
+        self.assertIn("relayctl flush hold.test", text)
+        self.assertRegex(text, r"oldest: +arrived ")
+        self.assertRegex(text, r"expires: +\w{3}, ")
+        # Once per period, also across a restart.
+        self.advance(HOUR)
+        r.stop()
+        mark = len(r.lines)
+        r.start()
+        self.advance(27 * DAY + 2 * HOUR)  # the restarted clock starts at the real time
+        self.assertEqual(len(r.log_lines(r"domain=hold\.test expiry warning")), 1)
+        self.assertEqual(len(sink.snapshot()), 1)
+        # Expiry: the senders get their bounces; no second warning about mail now gone.
+        self.advance(DAY)
+        sink.wait_for(lambda k: len(k.messages) >= 3, 30, "two bounces")
+        self.assertEqual(len(r.log_lines(r"domain=hold\.test expiry warning", after=mark)), 0)
+        self.assertQueueEmpty()
 
 
 class DoubleBounce(LifecycleCase):

@@ -98,9 +98,41 @@ static void test_decide(void **state)
         assert_int_equal(retry_decide(A, cases[i].warned, &p, A + cases[i].age, NULL), v);
         /* The due index's time: the warning while it is owed, else the expiry. */
         int64_t ev = retry_next_event(A, cases[i].warned, &p);
-        bool warn_owed = !cases[i].warned && cases[i].warn_after > 0 &&
-                         cases[i].warn_after < cases[i].lifetime;
+        bool warn_owed =
+            !cases[i].warned && cases[i].warn_after > 0 && cases[i].warn_after < cases[i].lifetime;
         assert_int_equal(ev - A, warn_owed ? cases[i].warn_after : cases[i].lifetime);
+    }
+}
+
+/* The postmaster's expiry warning: within the period before the oldest expires, once per
+ * period. */
+static void test_expiry_warning_due(void **state)
+{
+    (void)state;
+    const int64_t O = 1796608382;              /* the oldest arrival */
+    const struct retry_policy p = {432000, 0}; /* 5 days */
+    static const struct {
+        int64_t oldest_rel, period, warned_rel, now_rel; /* relative to O; warned 0: never */
+        bool want;
+    } cases[] = {
+        {0, 86400, 0, 345599, false},      /* 1 s before the window */
+        {0, 86400, 0, 345600, true},       /* the window opens: 4 days in */
+        {0, 86400, 0, 431999, true},       /* 1 s before expiry, not yet warned */
+        {0, 86400, 0, 432000, false},      /* expired: being bounced, no warning */
+        {0, 86400, 345600, 345600, false}, /* just warned */
+        {0, 86400, 345600, 431999, false}, /* within the period */
+        {0, 172800, 259199, 431999, true}, /* 2-day period, a period later */
+        {0, 86400, 999999, 400000, true},  /* warned "in the future": clock stepped back */
+        {0, 0, 0, 431999, false},          /* period 0: never */
+        {-O, 86400, 0, 345600, false},     /* nothing held (oldest 0) */
+        {100000, 86400, 0, 345600, false}, /* a younger oldest: not yet */
+    };
+    for (size_t i = 0; i < N(cases); i++) {
+        int64_t warned = cases[i].warned_rel ? O + cases[i].warned_rel : 0;
+        bool got = retry_expiry_warning_due(O + cases[i].oldest_rel, &p, cases[i].period, warned,
+                                            O + cases[i].now_rel);
+        if (got != cases[i].want)
+            fail_msg("case %zu: %d", i, got);
     }
 }
 
@@ -135,9 +167,8 @@ static void test_dsn_wanted(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_schedule),
-        cmocka_unit_test(test_jitter),
-        cmocka_unit_test(test_decide),
+        cmocka_unit_test(test_schedule),   cmocka_unit_test(test_jitter),
+        cmocka_unit_test(test_decide),     cmocka_unit_test(test_expiry_warning_due),
         cmocka_unit_test(test_dsn_wanted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
