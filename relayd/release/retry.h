@@ -55,8 +55,9 @@ int64_t retry_next_event(int64_t arrival, bool warned, const struct retry_policy
 
 /* Whether a domain's postmaster is owed the expiry warning now: its oldest held message
  * (arrival oldest; 0: nothing held) expires (oldest + p->lifetime) within period seconds
- * but has not expired yet (then it is being returned to its senders), and the last warning (warned_at; 0: never) is at least period old. period 0: never. A
- * warned_at in the future (the clock stepped back) counts as long ago. */
+ * but has not expired yet (then it is being returned to its senders), and the last
+ * warning (warned_at; 0: never) is at least period old. period 0: never. A warned_at in
+ * the future (the clock stepped back) counts as long ago. */
 bool retry_expiry_warning_due(int64_t oldest, const struct retry_policy *p, int64_t period,
                               int64_t warned_at, int64_t now);
 
