@@ -33,8 +33,9 @@ struct cfg_domain {
     char *tls;                   /* outbound TLS policy */
     uint64_t max_queue_lifetime; /* seconds, or CFG_INHERIT */
     uint64_t delay_warning_time; /* seconds (0: off), or CFG_INHERIT */
-    uint64_t expiry_warning_time; /* seconds (0: off), or CFG_INHERIT */
-    char *expiry_warning_to;      /* address, or NULL: postmaster@name */
+    uint64_t expiry_warning_time;     /* seconds (0: off), or CFG_INHERIT */
+    char *expiry_warning_to;          /* address, or NULL: postmaster@name */
+    bool accept_only_if_primary_down; /* RCPT 451 while a more-preferred MX answers */
 };
 
 struct cfg_group {
@@ -106,6 +107,8 @@ struct cfg {
     uint64_t delay_warning_time;  /* seconds; 0: no delay DSNs */
     uint64_t bounce_size_limit;   /* octets returned whole in a DSN */
     uint64_t expiry_warning_time; /* seconds before expiry the postmaster hears; 0: never */
+    uint64_t probe_interval;      /* seconds between primary-MX probes */
+    uint64_t probe_timeout;       /* seconds per probe step */
     char *double_bounce_to;       /* "" or NULL: double bounces are dropped and logged */
 
     /* fetchd */

@@ -38,5 +38,9 @@ void ctl_reply_wait(struct relayd *rd, uint64_t client, int delta);
 /* ctl_life.c: handles verb (with its arguments rest) when it is one of its requests and
  * returns true; false leaves it to ctl.c. */
 bool ctl_life_request(struct relayd *rd, uint64_t client, const char *verb, char *rest);
+/* ctl_life.c: RUNNING's "probe DOMAIN up|down|unknown SINCE" lines, and the metrics of the
+ * lifecycle (returns owned text, free(); NULL when there is none). */
+void ctl_life_running(struct relayd *rd, uint64_t client);
+char *ctl_life_metrics(struct relayd *rd);
 
 #endif

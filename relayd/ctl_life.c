@@ -13,6 +13,7 @@
 #include "expire.h"
 #include "hf_err.h"
 #include "log.h"
+#include "probe.h"
 
 #define CTL_LIFE_IDS_MAX 256
 
@@ -89,6 +90,39 @@ static void ctl_life_bounce(struct relayd *rd, uint64_t client, bool by_domain, 
     }
     log_info("relayctl bounce %s%s%s%s", domain ? "domain=" : "", domain ? domain : "",
              reason ? " reason=" : "", reason ? reason : "");
+}
+
+void ctl_life_running(struct relayd *rd, uint64_t client)
+{
+    const char *d;
+    enum probe_state st;
+    int64_t since;
+    for (size_t i = 0; probe_get(rd, i, &d, &st, &since); i++)
+        ctl_reply(rd, client, "probe %s %s %lld\n", d, probe_state_name(st), (long long)since);
+}
+
+char *ctl_life_metrics(struct relayd *rd)
+{
+    size_t n = probe_count(rd);
+    if (n == 0)
+        return NULL;
+    size_t cap = 256 + n * 320, len = 0;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    len += (size_t)snprintf(out, cap,
+                            "# HELP holdfast_primary_up 1 while a more-preferred MX answers "
+                            "probes (RCPT gets 451), 0 when none does, -1 before an answer\n"
+                            "# TYPE holdfast_primary_up gauge\n");
+    const char *d;
+    enum probe_state st;
+    int64_t since;
+    for (size_t i = 0; probe_get(rd, i, &d, &st, &since) && len < cap; i++)
+        len += (size_t)snprintf(out + len, cap - len, "holdfast_primary_up{domain=\"%s\"} %d\n", d,
+                                st == PROBE_UP     ? 1
+                                : st == PROBE_DOWN ? 0
+                                                   : -1);
+    return out;
 }
 
 bool ctl_life_request(struct relayd *rd, uint64_t client, const char *verb, char *rest)

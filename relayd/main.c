@@ -25,6 +25,7 @@
 #include "hf_err.h"
 #include "log.h"
 #include "policy.h"
+#include "probe.h"
 #include "queue.h"
 #include "queue_wr.h"
 #include "relayd.h"
@@ -89,6 +90,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     etrn_io_shutdown(&m->rd);
     flush_shutdown(&m->rd);
     expire_shutdown(&m->rd);
+    probe_shutdown(&m->rd);
     ctl_shutdown(&m->rd);
     uv_signal_stop(&m->sighup);
     m->drain_started = uv_now(h->loop);
@@ -282,6 +284,8 @@ int main(int argc, char **argv)
     rd->prm.submission_users = cfg.submission_users;
     rd->prm.mem_used = &rd->data_mem;
     rd->prm.mem_limit = (size_t)cfg.max_data_memory;
+    rd->prm.primary_up = probe_primary_up;
+    rd->prm.primary_arg = rd;
     if (rd->auth_loaded && !rd->tls_server)
         log_warn("auth_file is set but TLS is not: AUTH is offered only over TLS, so never");
     if (rate_init(&rd->auth_fail, 4096) < 0) {
@@ -322,6 +326,8 @@ int main(int argc, char **argv)
     if (rc == 0)
         rc = expire_init(rd);
     if (rc == 0)
+        rc = probe_init(rd);
+    if (rc == 0)
         rc = etrn_io_init(rd);
     if (rc < 0)
         goto out_listen;
@@ -356,6 +362,7 @@ out_listen:
     etrn_io_shutdown(rd);
     flush_shutdown(rd);
     expire_shutdown(rd);
+    probe_shutdown(rd);
     ctl_shutdown(rd);
     queue_wr_stop(rd->wr);
     rd->wr = NULL;
@@ -363,6 +370,7 @@ out_listen:
 out:
     flush_free_all(rd);
     expire_free(rd);
+    probe_free(rd);
     etrn_io_free(rd);
     ctl_free(rd);
     uv_loop_close(rd->loop);

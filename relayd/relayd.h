@@ -62,6 +62,7 @@ struct relayd {
     void *etrn_state; /* etrn_io's state */
     void *ctl;        /* the control module's state */
     void *expire;     /* expire.c's state (expiry, delay warnings, relayctl bounce) */
+    void *probe;      /* probe.c's state (accept only while the primary is down) */
 };
 
 /* Opens every listener of cfg->listen on rd->loop. Returns 0 or a negative code (logged). */

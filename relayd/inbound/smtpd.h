@@ -34,14 +34,18 @@ struct smtpd_params {
     unsigned max_bad;
     bool bare_normalise;
     bool etrn;
-    bool tls_available;  /* STARTTLS can be offered (a certificate is loaded) */
-    bool auth_available; /* AUTH can be offered over TLS (a credentials file is loaded) */
-    bool submission;     /* authenticated clients may relay anywhere */
+    bool tls_available;           /* STARTTLS can be offered (a certificate is loaded) */
+    bool auth_available;          /* AUTH can be offered over TLS (a credentials file is loaded) */
+    bool submission;              /* authenticated clients may relay anywhere */
     const char *submission_users; /* space-separated users who may; NULL or "": all */
     /* Memory for messages being received, shared by every session: a session adds what it
      * allocates to *mem_used and refuses (452 4.3.1) to go past mem_limit. NULL: no limit. */
     size_t *mem_used;
     size_t mem_limit;
+    /* Accept only while the primary is down: true when a more-preferred MX of the
+     * recipient's domain answers, so RCPT gets 451 4.7.1. NULL: never. */
+    bool (*primary_up)(void *arg, const char *domain);
+    void *primary_arg;
 };
 
 struct smtpd_rcpt {
@@ -116,7 +120,7 @@ struct smtpd {
     char *auth_login;  /* LOGIN: the user name received, malloc'd */
     struct smtp_data dec;
     bool too_big;
-    bool no_mem;          /* the shared memory budget ran out: 452 4.3.1 at the end */
+    bool no_mem; /* the shared memory budget ran out: 452 4.3.1 at the end */
     struct smtpd_out out;
 };
 

@@ -56,6 +56,8 @@ struct relayctl_act_out {
     size_t nstat;
     size_t nrun;
     char running[64][256]; /* RUNNING answers */
+    size_t nprobe;
+    char probe[64][320]; /* RUNNING's "probe DOMAIN STATE SINCE" answers, after "probe " */
 };
 
 /* ---- output (relayctl_out.c) ---- */

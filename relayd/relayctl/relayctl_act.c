@@ -40,6 +40,9 @@ void relayctl_act_line(const char *line, void *arg)
             printf("%-24.*s %s\n", (int)(sp - name), name, sp + 1);
         }
         o->nstat++;
+    } else if (strncmp(line, "probe ", 6) == 0) {
+        if (o->nprobe < 64)
+            snprintf(o->probe[o->nprobe++], sizeof(o->probe[0]), "%s", line + 6);
     } else if (strncmp(line, "running ", 8) == 0) {
         if (o->nrun < 64)
             snprintf(o->running[o->nrun++], 256, "%s", line + 8);

@@ -649,6 +649,26 @@ static int flush_start_run(struct relayd *rd, const char *domain, const char *re
     return 0;
 }
 
+int flush_primaries(struct relayd *rd, const char *domain, const struct dns_mx_result *res,
+                    struct mx_attempt *out, size_t cap, size_t *n)
+{
+    struct flush *fl = rd->flush;
+    *n = 0;
+    if (!fl || res->status < 0)
+        return res->status < 0 ? res->status : -ESHUTDOWN;
+    struct mx_self self = {fl->self_names, fl->nself_names, fl->self_addrs, fl->nself_addrs};
+    struct mx_host *plan = calloc(res->nhosts + 1, sizeof(*plan));
+    size_t nplan = 0;
+    int rc = plan ? mx_plan(domain, res->hosts, res->nhosts, &self, flush_rand, NULL, plan, &nplan)
+                  : -ENOMEM;
+    if (rc == 0)
+        rc = mx_attempts(plan, nplan, &self, out, cap, n);
+    free(plan);
+    for (size_t i = 0; rc == 0 && i < *n; i++)
+        flush_set_port(&out[i].addr, (int)rd->cfg->smtp_port);
+    return rc;
+}
+
 /* ---- the retry timer's entry ------------------------------------------------------------ */
 
 int flush_start_due(struct relayd *rd, const char *domain)

@@ -8,6 +8,7 @@ test-clock-advance): hours and days pass without sleeping.
 """
 
 import email
+import json
 import email.policy
 import os
 import re
@@ -352,6 +353,53 @@ class PostmasterWarning(LifecycleCase):
         sink.wait_for(lambda k: len(k.messages) >= 3, 30, "two bounces")
         self.assertEqual(len(r.log_lines(r"domain=hold\.test expiry warning", after=mark)), 0)
         self.assertQueueEmpty()
+
+
+PRIMARY = "127.0.0.4"
+
+
+class PrimaryDownOnly(etrnlib.ETRNTestCase):
+    """accept_only_if_primary_down: probe.test's primary MX (preference 10) is an aiosmtpd
+    server; this relay is its MX 20. While the primary answers the probe, RCPT gets 451
+    4.7.1; when it stops, mail is accepted again. Other domains are not affected."""
+    ZONE = {
+        "probe.test": [mx("mx1.probe.test", 10), mx(etrnlib.HOSTNAME, 20)],
+        "mx1.probe.test": [a(PRIMARY)],
+        "other.test": [mx("mx1.probe.test", 10)],
+    }
+    UP = (PRIMARY,)
+    DOMAINS = {"probe.test": {"accept_only_if_primary_down": "yes", "hold": "yes"},
+               "other.test": {"hold": "yes"}}
+    CONF = {"probe_interval": "1", "probe_timeout": "3", "retry_interval": "1"}
+
+    def rcpt(self, addr):
+        s = self.relayd.smtp()
+        try:
+            s.ehlo(etrnlib.CLIENT_NAME)
+            s.mail(SENDER)
+            return s.rcpt(addr)
+        finally:
+            s.quit()
+
+    def test_probe_turns_rcpt_to_451_and_back(self):
+        r = self.relayd
+        r.wait_log(r"probe domain=probe\.test primary=up host=mx1\.probe\.test\[127\.0\.0\.4\]")
+        code, text = self.rcpt("u@probe.test")
+        self.assertEqual((code, text.decode()), (451, "4.7.1 primary MX is up, deliver there"))
+        r.wait_log(r"reject RCPT to=<u@probe\.test> reason=primary_up")
+        self.assertEqual(self.rcpt("u@other.test")[0], 250)
+        # relayctl queue and the metrics show the state.
+        q = r.relayctl("-s", r.conf["control_socket"], "queue", "--json")
+        self.assertEqual(q.returncode, 0, q.stderr)
+        probes = json.loads(q.stdout)["probes"]
+        self.assertEqual([(p["domain"], p["primary"]) for p in probes], [("probe.test", "up")])
+        # The primary goes down: the next probe finds nobody, and mail is accepted.
+        mark = r.mark()
+        self.sinks[PRIMARY].stop()
+        r.wait_log(r"probe domain=probe\.test primary=down .*was=up", after=mark)
+        self.assertEqual(self.rcpt("u@probe.test")[0], 250)
+        q = r.relayctl("-s", r.conf["control_socket"], "queue")
+        self.assertIn(b"primary MX of probe.test: down", q.stdout)
 
 
 class DoubleBounce(LifecycleCase):
