@@ -2,7 +2,7 @@
  * A and AAAA addresses (for relayd's flush), the addresses of one host name (for fetchd),
  * and the TLSA records of one SMTP server (DANE, RFC 7672). Only DNS is asked: /etc/hosts
  * is not read, except that IP literals and "localhost" are answered without a query. c-ares
- * status codes never leave dns.c.
+ * status codes never leave lib/dns*.c.
  *
  * Ordering, the null MX and the self-MX rule are mx.h's business: the results here are
  * the records as published, which the caller passes to mx_plan() and mx_attempts().

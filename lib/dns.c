@@ -510,7 +510,7 @@ static bool dns_answer_locally(struct dns_req *r)
     return false;
 }
 
-int dns__req_new(struct dns *d, const char *name, struct dns_req **out)
+static int dns_req_new(struct dns *d, const char *name, struct dns_req **out)
 {
     size_t len = strlen(name);
     *out = NULL;
@@ -527,18 +527,27 @@ int dns__req_new(struct dns *d, const char *name, struct dns_req **out)
     return 0;
 }
 
+int dns__req_start(struct dns *d, const char *name, enum dns_kind kind, void *arg,
+                   struct dns_req **out)
+{
+    int rc = dns_req_new(d, name, out);
+    if (rc < 0)
+        return rc;
+    (*out)->kind = kind;
+    (*out)->arg = arg;
+    (*out)->submitting = true;
+    (*out)->pending = 1;
+    dns__enter(d);
+    return 0;
+}
+
 int dns_mx_resolve(struct dns *d, const char *domain, dns_mx_cb cb, void *arg)
 {
     struct dns_req *r;
-    int rc = dns__req_new(d, domain, &r);
+    int rc = dns__req_start(d, domain, DNS_KIND_MX, arg, &r);
     if (rc < 0)
         return rc;
-    r->kind = DNS_KIND_MX;
     r->mx_cb = cb;
-    r->arg = arg;
-    r->submitting = true;
-    r->pending = 1;
-    dns__enter(d);
     if (domain[0] == '[') {
         /* An address literal is its own exchanger (RFC 5321 5.1). */
         r->implicit = true;
@@ -564,7 +573,7 @@ int dns_mx_resolve(struct dns *d, const char *domain, dns_mx_cb cb, void *arg)
 int dns_addr_resolve(struct dns *d, const char *host, dns_addr_cb cb, void *arg)
 {
     struct dns_req *r;
-    int rc = dns__req_new(d, host, &r);
+    int rc = dns_req_new(d, host, &r);
     if (rc < 0)
         return rc;
     rc = dns_req_hosts(r, 1);

@@ -92,9 +92,12 @@ int dns__status(int st);
  * outermost leave). */
 void dns__enter(struct dns *d);
 void dns__leave(struct dns *d);
-/* A request for name (copied): 0 and *out, HF_EADDR for an empty or over-long name,
- * -ECANCELED after dns_free, -ENOMEM. */
-int dns__req_new(struct dns *d, const char *name, struct dns_req **out);
+/* Starts submitting a request of kind for name (copied): 0 and *out, which holds the
+ * starting reference (dns__req_unref it) inside dns__enter (dns__leave after); the caller
+ * sets the callback. HF_EADDR for an empty or over-long name, -ECANCELED after dns_free,
+ * -ENOMEM; then nothing was entered. */
+int dns__req_start(struct dns *d, const char *name, enum dns_kind kind, void *arg,
+                   struct dns_req **out);
 void dns__req_free(struct dns_req *r);
 /* Drops one pending reference; the last delivers the request (from the loop when it is
  * still being submitted). */

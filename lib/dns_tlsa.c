@@ -131,16 +131,11 @@ int dns_tlsa_resolve(struct dns *d, const char *host, unsigned port, dns_tlsa_cb
     int n = snprintf(name, sizeof(name), "_%u._tcp.%s", port, host);
     if (n < 0 || (size_t)n >= sizeof(name))
         return HF_EADDR;
-    int rc = dns__req_new(d, name, &r);
+    int rc = dns__req_start(d, name, DNS_KIND_TLSA, arg, &r);
     if (rc < 0)
         return rc;
-    r->kind = DNS_KIND_TLSA;
     r->tlsa_cb = cb;
-    r->arg = arg;
     r->edns = true;
-    r->submitting = true;
-    r->pending = 1;
-    dns__enter(d);
     rc = dns_tlsa_send(r);
     if (rc < 0) {
         dns__req_free(r);

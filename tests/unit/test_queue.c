@@ -1,4 +1,4 @@
-/* Unit tests of the LMDB queue (relayd/queue_lmdb.c) on a real environment in a mkdtemp()
+/* Unit tests of the LMDB queue (relayd/queue/queue_lmdb*.c) on a real environment in a mkdtemp()
  * directory: round trips, ids, domain scans on label boundaries, counters, updates,
  * reopening, damaged and foreign files, read-only opens, a full map and map growth.
  * Hand-made foreign environments are written with mdb_load (lmdb-utils); those cases are

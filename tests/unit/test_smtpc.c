@@ -1,5 +1,5 @@
-/* Unit tests for smtpc.c: scripted server replies against the client machine, checking
- * the exact bytes it writes, the actions it raises and the per-recipient results.
+/* Unit tests for the smtpc module (lib/smtpc*.c): scripted server replies against the client
+ * machine, checking the exact bytes it writes, the actions it raises and the per-recipient results.
  * Delivery with and without PIPELINING, HELO fallback, refusals at every step, lost
  * connections, STARTTLS, AUTH PLAIN (only under TLS, only when offered after it), dot-stuffing
  * across every chunk split, and ETRN mode. */

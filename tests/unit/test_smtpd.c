@@ -1,4 +1,4 @@
-/* Unit tests for smtpd.c, the inbound SMTP state machine.
+/* Unit tests for the smtpd module (relayd/inbound/smtpd*.c), the inbound SMTP state machine.
  *
  * Most of the file is one table of dialogues. A case is a list of steps; a step is what the
  * client sends before it waits (several pipelined commands, or message text) and the exact
@@ -560,7 +560,7 @@ static const struct dcase cases[] = {
                     R_DATA R_QUEUED,
                 "READY"}},
      .msgs = {{"a@example.org", "x@elsewhere.test,y@sub.elsewhere.test", "x\r\n"}}},
-    /* smtpd.c: "never through %-hacks or bang paths, which stay refused" (README: 550 5.7.1,
+    /* smtpd_verbs.c: "never through %-hacks or bang paths, which stay refused" (README: 550 5.7.1,
      * a downstream MTA might route them elsewhere) -- also for other domains. */
     {.name = "submission: %-hack and bang path to another domain stay refused",
      .prm = &P_TLS,
@@ -574,7 +574,7 @@ static const struct dcase cases[] = {
                {MAIL_A "RCPT TO:<x@elsewhere.test>\r\n" RCPT_ALICE,
                 R_MAIL R_RELAY("x@elsewhere.test") R_RCPT, "RCPT"}}},
     /* RFC 4954 4 and 8: continue-req = "334" SP [base64] CRLF; the space is required even
-     * when the challenge is empty (smtpd.c's comment at the 334 says so too). */
+     * when the challenge is empty (smtpd_auth.c's comment at the 334 says so too). */
     {.name = "AUTH PLAIN with 334 continuation: success, cancel, bad base64, bare LF",
      .prm = &P_TLS,
      .steps = {S_EHLO_TLS,
