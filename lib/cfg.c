@@ -796,29 +796,3 @@ const struct cfg_domain *cfg_find_domain(const struct cfg *c, const char *domain
     }
     return best;
 }
-
-int cfg_reference_md(char *buf, size_t sz)
-{
-    size_t o = 0;
-    int n = snprintf(buf, sz, "| section | key | default | meaning |\n|---|---|---|---|\n");
-    if (n < 0 || (size_t)n >= sz)
-        return -ENOSPC;
-    o = (size_t)n;
-    for (size_t i = 0; i < cfg_nkeys; i++) {
-        const struct cfg_key *k = &cfg_keys[i];
-        char def[96];
-        if (k->choices)
-            snprintf(def, sizeof(def), "`%s` (%s)", k->def ? k->def : "", k->choices);
-        else if (k->def && *k->def)
-            snprintf(def, sizeof(def), "`%s`", k->def);
-        else
-            snprintf(def, sizeof(def), "(none)");
-        n = snprintf(buf + o, sz - o, "| %s | `%s` | %s | %s |\n",
-                     k->section == CFG_SEC_GLOBAL ? "top" : cfg_section_names[k->section], k->name,
-                     def, k->help);
-        if (n < 0 || (size_t)n >= sz - o)
-            return -ENOSPC;
-        o += (size_t)n;
-    }
-    return (int)o;
-}

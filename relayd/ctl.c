@@ -82,21 +82,15 @@ static void ctl_maybe_end(struct ctl_client *c)
 
 /* ---- for request handlers in other files (ctl_life.c) ----------------------------------- */
 
-void ctl_reply(struct relayd *rd, uint64_t client, const char *fmt, ...)
+static void ctl_reply_line(struct relayd *rd, uint64_t client, const char *text)
 {
     struct ctl *ctl = rd->ctl;
     struct ctl_client *c = ctl ? idmap_get(&ctl->clients, client) : NULL;
-    if (!c)
-        return;
-    char buf[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    ctl_send(c, "%s", buf);
+    if (c)
+        ctl_send(c, "%s", text);
 }
 
-void ctl_reply_wait(struct relayd *rd, uint64_t client, int delta)
+static void ctl_reply_wait(struct relayd *rd, uint64_t client, int delta)
 {
     struct ctl *ctl = rd->ctl;
     struct ctl_client *c = ctl ? idmap_get(&ctl->clients, client) : NULL;
@@ -108,6 +102,8 @@ void ctl_reply_wait(struct relayd *rd, uint64_t client, int delta)
         ctl_maybe_end(c);
     }
 }
+
+static const struct ctl_reply ctl_replies = {ctl_reply_line, ctl_reply_wait};
 
 /* ---- FLUSH ------------------------------------------------------------------------------ */
 
@@ -576,7 +572,7 @@ static void ctl_request(struct ctl_client *c, char *line)
                strcmp(verb, "DELETE") == 0 || strcmp(verb, "REQUEUE") == 0 ||
                strcmp(verb, "DELETE-DOMAIN") == 0) {
         ctl_change(c, verb, rest);
-    } else if (ctl_life_request(c->ctl->rd, c->id, verb, rest)) {
+    } else if (ctl_life_request(c->ctl->rd, &ctl_replies, c->id, verb, rest)) {
         /* BOUNCE, BOUNCE-DOMAIN, TEST-CLOCK-ADVANCE: answered by ctl_life.c */
     } else if (strcmp(verb, "STATS") == 0) {
         ctl_stats_send(c);
@@ -588,7 +584,7 @@ static void ctl_request(struct ctl_client *c, char *line)
             if (flush_running(c->ctl->rd, ds.v[i]))
                 ctl_send(c, "running %s\n", ds.v[i]);
         free(ds.v);
-        ctl_life_running(c->ctl->rd, c->id);
+        ctl_life_running(c->ctl->rd, &ctl_replies, c->id);
         ctl_maybe_end(c);
     } else {
         ctl_send(c, "err unknown request '%.100s'\n", verb);

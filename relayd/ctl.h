@@ -27,20 +27,22 @@ int ctl_init(struct relayd *rd);
 void ctl_shutdown(struct relayd *rd);
 void ctl_free(struct relayd *rd);
 
-/* For request handlers outside ctl.c. ctl_reply sends one answer line (fmt ends in "\n")
- * to control client client, if it is still connected. ctl_reply_wait(+1) keeps the answer
- * open for a result that comes later; ctl_reply_wait(-1) says it came; both -1 and 0 then
- * end the answer when nothing else is awaited. */
-void ctl_reply(struct relayd *rd, uint64_t client, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-void ctl_reply_wait(struct relayd *rd, uint64_t client, int delta);
+/* How request handlers outside ctl.c (ctl_life.c) answer; ctl.c passes its own. line sends
+ * one answer line (text ends in "\n") to control client client, if it is still connected.
+ * wait(+1) keeps the answer open for a result that comes later; wait(-1) says it came; both
+ * -1 and 0 then end the answer when nothing else is awaited. */
+struct ctl_reply {
+    void (*line)(struct relayd *rd, uint64_t client, const char *text);
+    void (*wait)(struct relayd *rd, uint64_t client, int delta);
+};
 
 /* ctl_life.c: handles verb (with its arguments rest) when it is one of its requests and
  * returns true; false leaves it to ctl.c. */
-bool ctl_life_request(struct relayd *rd, uint64_t client, const char *verb, char *rest);
+bool ctl_life_request(struct relayd *rd, const struct ctl_reply *rp, uint64_t client,
+                      const char *verb, char *rest);
 /* ctl_life.c: RUNNING's "probe DOMAIN up|down|unknown SINCE" lines, and the metrics of the
  * lifecycle (returns owned text, free(); NULL when there is none). */
-void ctl_life_running(struct relayd *rd, uint64_t client);
+void ctl_life_running(struct relayd *rd, const struct ctl_reply *rp, uint64_t client);
 char *ctl_life_metrics(struct relayd *rd);
 
 #endif

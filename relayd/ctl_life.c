@@ -4,6 +4,7 @@
 #include "ctl.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,29 @@
 #include "probe.h"
 
 #define CTL_LIFE_IDS_MAX 256
+
+/* The way back to ctl.c, for the answers that come after the request (ctl.c's is static
+ * and lives as long as the daemon). */
+static const struct ctl_reply *ctl_life_rp;
+
+static void ctl_reply(struct relayd *rd, uint64_t client, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void ctl_reply(struct relayd *rd, uint64_t client, const char *fmt, ...)
+{
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (ctl_life_rp)
+        ctl_life_rp->line(rd, client, buf);
+}
+
+static void ctl_reply_wait(struct relayd *rd, uint64_t client, int delta)
+{
+    if (ctl_life_rp)
+        ctl_life_rp->wait(rd, client, delta);
+}
 
 static void ctl_life_bounced(void *arg, uint64_t token, int status, size_t count)
 {
@@ -92,8 +116,9 @@ static void ctl_life_bounce(struct relayd *rd, uint64_t client, bool by_domain, 
              reason ? " reason=" : "", reason ? reason : "");
 }
 
-void ctl_life_running(struct relayd *rd, uint64_t client)
+void ctl_life_running(struct relayd *rd, const struct ctl_reply *rp, uint64_t client)
 {
+    ctl_life_rp = rp;
     const char *d;
     enum probe_state st;
     int64_t since;
@@ -125,8 +150,10 @@ char *ctl_life_metrics(struct relayd *rd)
     return out;
 }
 
-bool ctl_life_request(struct relayd *rd, uint64_t client, const char *verb, char *rest)
+bool ctl_life_request(struct relayd *rd, const struct ctl_reply *rp, uint64_t client,
+                      const char *verb, char *rest)
 {
+    ctl_life_rp = rp;
     if (strcmp(verb, "BOUNCE") == 0 || strcmp(verb, "BOUNCE-DOMAIN") == 0) {
         ctl_life_bounce(rd, client, verb[6] == '-', rest);
     } else if (strcmp(verb, "TEST-CLOCK-ADVANCE") == 0) {

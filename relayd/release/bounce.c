@@ -12,7 +12,6 @@
 #include "addr.h"
 #include "clock.h"
 #include "dsn.h"
-#include "flush.h"
 #include "hf_err.h"
 #include "log.h"
 #include "relayd.h"
@@ -330,9 +329,9 @@ static void bounce_committed(int status, uint64_t token, struct queue_update *up
             log_info("%s: sender %s notification: %s", qid, what[kind],
                      queue_id_str(s->dsn_id[kind], dsnid));
             char dom[256];
-            if (bounce_target_ok(s->to, dom, sizeof(dom)) && s->rd->flush) {
+            if (bounce_target_ok(s->to, dom, sizeof(dom)) && s->rd->flush_due) {
                 /* The timer's kind of run: a hold = yes domain keeps it for ETRN. */
-                int rc = flush_start_due(s->rd, dom);
+                int rc = s->rd->flush_due(s->rd, dom);
                 if (rc < 0 && rc != -EBUSY && rc != -ENOENT && rc != -EPERM && rc != -ESHUTDOWN)
                     log_warn("%s notification %s: queue run for %s not started err=%s", qid, dsnid,
                              dom, hf_errname(rc));

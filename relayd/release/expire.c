@@ -13,7 +13,6 @@
 #include "bounce.h"
 #include "clock.h"
 #include "dsn.h"
-#include "flush.h"
 #include "hf_err.h"
 #include "log.h"
 #include "pmwarn.h"
@@ -117,7 +116,7 @@ static int expire_collect_rcpt(const struct queue_rcpt *r, void *arg)
         return 1;
     if (strcmp(ec->run_dom, r->domain) != 0) {
         snprintf(ec->run_dom, sizeof(ec->run_dom), "%s", r->domain);
-        ec->run_busy = flush_running(rd, r->domain);
+        ec->run_busy = rd->flush_busy && rd->flush_busy(rd, r->domain);
     }
     if (ec->run_busy || expire_is_busy(rd, r->id))
         return 0; /* decided after the run, or already being committed */
@@ -432,7 +431,7 @@ void expire_tick(struct relayd *rd)
     if (sc.ec.n)
         expire_commit_all(ex, &sc.ec, NULL, NULL);
     for (size_t i = 0; i < sc.nretry; i++) {
-        int frc = flush_start_due(rd, sc.retry[i]);
+        int frc = rd->flush_due ? rd->flush_due(rd, sc.retry[i]) : -ESHUTDOWN;
         if (frc < 0 && frc != -ENOENT && frc != -EBUSY && frc != -EPERM)
             log_warn("flush domain=%s retry not started err=%s", sc.retry[i], hf_errname(frc));
     }
@@ -463,7 +462,7 @@ int expire_bounce(struct relayd *rd, const uint64_t *ids, size_t n, const char *
     struct expire *ex = expire_of(rd);
     if (!ex || rd->stopping)
         return -ESHUTDOWN;
-    if (domain && flush_running(rd, domain))
+    if (domain && rd->flush_busy && rd->flush_busy(rd, domain))
         return -EBUSY;
     struct expire_collect ec = {.ex = ex, .now = clock_now(), .sweep = false};
     if (domain) {

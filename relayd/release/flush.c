@@ -745,6 +745,8 @@ int flush_init(struct relayd *rd)
         goto fail;
     }
     rd->flush = fl;
+    rd->flush_due = flush_start_due;
+    rd->flush_busy = flush_running;
     return 0;
 fail:
     flush_free(fl);

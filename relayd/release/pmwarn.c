@@ -12,7 +12,6 @@
 #include "addr.h"
 #include "clock.h"
 #include "dsn.h"
-#include "flush.h"
 #include "hf_err.h"
 #include "log.h"
 #include "relayd.h"
@@ -139,8 +138,8 @@ static void pmwarn_committed(int status, uint64_t token, struct queue_update *up
     if (status < 0) {
         log_err("domain=%s expiry warning not queued err=%s; tried again next tick", job->domain,
                 hf_errname(status));
-    } else if (job->rd->flush) {
-        int rc = flush_start_due(job->rd, job->to_domain);
+    } else if (job->rd->flush_due) {
+        int rc = job->rd->flush_due(job->rd, job->to_domain);
         if (rc < 0 && rc != -EBUSY && rc != -ENOENT && rc != -EPERM && rc != -ESHUTDOWN)
             log_warn("domain=%s expiry warning: queue run for %s not started err=%s", job->domain,
                      job->to_domain, hf_errname(rc));
