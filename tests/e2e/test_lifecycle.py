@@ -372,6 +372,20 @@ class PrimaryDownOnly(etrnlib.ETRNTestCase):
                "other.test": {"hold": "yes"}}
     CONF = {"probe_interval": "1", "probe_timeout": "3", "retry_interval": "1"}
 
+    def start_relayd(self, conf=None, domains=None, groups=None):
+        self.metrics_port = etrnlib.free_port()
+        c = {"metrics_listen": "127.0.0.1:%d" % self.metrics_port}
+        c.update(conf or {})
+        return super().start_relayd(c, domains, groups)
+
+    def metric(self, name):
+        import urllib.request
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port,
+                                    timeout=etrnlib.bound(10)) as resp:
+            text = resp.read().decode()
+        m = re.search(r"^%s (-?\d+)$" % re.escape(name), text, re.M)
+        return int(m.group(1)) if m else None
+
     def rcpt(self, addr):
         s = self.relayd.smtp()
         try:
@@ -393,6 +407,7 @@ class PrimaryDownOnly(etrnlib.ETRNTestCase):
         self.assertEqual(q.returncode, 0, q.stderr)
         probes = json.loads(q.stdout)["probes"]
         self.assertEqual([(p["domain"], p["primary"]) for p in probes], [("probe.test", "up")])
+        self.assertEqual(self.metric('holdfast_primary_up{domain="probe.test"}'), 1)
         # The primary goes down: the next probe finds nobody, and mail is accepted.
         mark = r.mark()
         self.sinks[PRIMARY].stop()
@@ -400,6 +415,7 @@ class PrimaryDownOnly(etrnlib.ETRNTestCase):
         self.assertEqual(self.rcpt("u@probe.test")[0], 250)
         q = r.relayctl("-s", r.conf["control_socket"], "queue")
         self.assertIn(b"primary MX of probe.test: down", q.stdout)
+        self.assertEqual(self.metric('holdfast_primary_up{domain="probe.test"}'), 0)
 
 
 class DoubleBounce(LifecycleCase):

@@ -321,6 +321,20 @@ static void test_record_due(void **state)
         assert_int_equal(idx, 3);
         assert_int_equal(queue_rec_due_key_parse(dk, sizeof(dk) - 1, &d, &id, &idx), HF_ECORRUPT);
     }
+    /* The domain record's optional warned_at (the postmaster's expiry warning). */
+    static const int64_t warned[] = {0, 1, T0};
+    for (size_t i = 0; i < sizeof(warned) / sizeof(warned[0]); i++) {
+        struct queue_domain_stats d = {.messages = 1, .rcpts = 2, .oldest = T0};
+        snprintf(d.domain, sizeof(d.domain), "b.test");
+        d.warned_at = warned[i];
+        struct queue_rec_buf b = {0};
+        assert_int_equal(queue_rec_dom_encode(&d, &b), 0);
+        struct queue_domain_stats out;
+        assert_int_equal(queue_rec_dom_decode(b.p, b.len, &out), 0);
+        assert_int_equal(out.warned_at, warned[i]);
+        assert_int_equal(queue_rec_dom_decode(b.p, b.len - 1, &out), HF_ECORRUPT);
+        queue_rec_buf_free(&b);
+    }
     unsigned char dk[QUEUE_REC_DUEKEY_LEN];
     memset(dk, 0xff, sizeof(dk));
     int64_t d;
