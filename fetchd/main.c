@@ -27,7 +27,9 @@
 #include "hf_err.h"
 #include "link.h"
 #include "log.h"
+#include "privdrop.h"
 #include "runner.h"
+#include "sdnotify.h"
 
 #ifndef HF_VERSION
 #define HF_VERSION "0"
@@ -75,7 +77,6 @@ static void usage(FILE *f)
                "Signals: SIGUSR1 releases now; SIGTERM and SIGINT stop.\n");
 }
 
-
 /* ---- shutdown ---------------------------------------------------------------------------- */
 
 static void fetchd_stop(struct fetchd *f, int code)
@@ -84,6 +85,7 @@ static void fetchd_stop(struct fetchd *f, int code)
         return;
     f->stopping = true;
     f->exit_code = code;
+    sdnotify_stopping();
     uv_close((uv_handle_t *)&f->sigusr1, NULL);
     uv_close((uv_handle_t *)&f->sigterm, NULL);
     uv_close((uv_handle_t *)&f->sigint, NULL);
@@ -212,6 +214,48 @@ static void fetchd_pidfile_remove(const char *path)
         unlink(path);
 }
 
+/* ---- privileges -------------------------------------------------------------------------- */
+
+/* fetchd needs no privilege of its own (netlink link events are open to every user), so its
+ * unit runs it as holdfast from the start; started as root with `user` set, it switches once
+ * the netlink socket and the pid file are open. Same policy as relayd's: root without `user`
+ * is a warning (unless allow_root = yes), `user` naming root needs allow_root = yes. */
+static int fetchd_drop_privileges(const struct cfg *c)
+{
+    char why[512];
+    struct privdrop p;
+    if (!c->user || !c->user[0]) {
+        if (geteuid() == 0 && !c->allow_root)
+            log_warn("running as root: set user = holdfast (or allow_root = yes to say root is "
+                     "meant)");
+        return 0;
+    }
+    if (privdrop_resolve(c->user, c->group, &p, why, sizeof(why)) < 0) {
+        log_err("user = %s: %s", c->user, why);
+        return HF_ECONFIG;
+    }
+    if (p.uid == 0 && !c->allow_root) {
+        log_err("user = %s is root: fetchd refuses to keep running as root; name an "
+                "unprivileged user, or set allow_root = yes",
+                c->user);
+        return -EPERM;
+    }
+    if (p.uid == geteuid())
+        return 0;
+    if (geteuid() != 0) {
+        log_err("user = %s: fetchd runs as uid %u, not root, so it cannot become uid %u", c->user,
+                (unsigned)geteuid(), (unsigned)p.uid);
+        return -EPERM;
+    }
+    if (privdrop_apply(&p, why, sizeof(why)) < 0) {
+        log_err("cannot become user=%s: %s", p.user, why);
+        return -EPERM;
+    }
+    log_info("running as user=%s uid=%u group=%s gid=%u", p.user, (unsigned)p.uid, p.group,
+             (unsigned)p.gid);
+    return 0;
+}
+
 /* ---- main -------------------------------------------------------------------------------- */
 
 static int fetchd_run(struct fetchd *f, bool foreground)
@@ -276,11 +320,18 @@ static int fetchd_run(struct fetchd *f, bool foreground)
             log_warn("link detection off: netlink socket refused err=%s (%s); interval and "
                      "SIGUSR1 still release",
                      hf_errname(rc), hf_strerror(rc));
+        if (fetchd_drop_privileges(c) < 0) {
+            f->exit_code = FETCHD_EXIT_CONFIG;
+            fetchd_stop(f, FETCHD_EXIT_CONFIG);
+            uv_run(&f->loop, UV_RUN_DEFAULT);
+            goto out;
+        }
         if (c->interval)
             uv_timer_start(&f->interval, on_interval, c->interval * 1000, c->interval * 1000);
         log_info("fetchd %s started relays=%zu link=%s debounce=%llus interval=%llus pid=%ld",
                  HF_VERSION, c->nrelays, f->link ? "netlink" : "off",
                  (unsigned long long)c->debounce, (unsigned long long)c->interval, (long)getpid());
+        sdnotify_ready("watching links");
         runner_trigger(f->runner, "startup");
     }
     uv_run(&f->loop, UV_RUN_DEFAULT);

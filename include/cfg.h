@@ -110,6 +110,9 @@ struct cfg {
     uint64_t probe_interval;      /* seconds between primary-MX probes */
     uint64_t probe_timeout;       /* seconds per probe step */
     char *double_bounce_to;       /* "" or NULL: double bounces are dropped and logged */
+    char *user;      /* run as this user after start-up (relayd and fetchd); "" = stay */
+    char *group;     /* its group ("" = the user's primary group) */
+    bool allow_root; /* accept running as root after start-up */
 
     /* fetchd */
     char *pid_file;
@@ -162,6 +165,10 @@ struct cfg_key {
     const char *help;
 };
 
+/* True for a key read once at start (listen, queue_dir, user, ...): a SIGHUP reload keeps
+ * its running value and says so. */
+bool cfg_key_is_restart(const struct cfg_key *k); /* lib/cfg_ref.c */
+
 extern const struct cfg_key cfg_keys[];
 extern const size_t cfg_nkeys;
 
@@ -196,7 +203,13 @@ void cfg_errors_free(struct cfg_errors *e);
  * the longest match wins). Returns NULL when none. */
 const struct cfg_domain *cfg_find_domain(const struct cfg *c, const char *domain);
 
-/* Writes README's reference table (markdown) for all keys to buf; returns length or -ENOSPC. */
+/* Writes README's reference table (markdown) for all keys to buf; returns length or -ENOSPC.
+ * (lib/cfg_ref.c) */
 int cfg_reference_md(char *buf, size_t sz);
+
+/* Writes the same reference as roff (man(7)) for holdfast.conf(5): one .TP entry per key of
+ * the given section (keys of other sections are skipped), for the man page generator.
+ * Returns length or -ENOSPC. (lib/cfg_ref.c) */
+int cfg_reference_man(enum cfg_section sec, char *buf, size_t sz);
 
 #endif

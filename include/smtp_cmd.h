@@ -12,10 +12,18 @@
 
 #include "addr.h"
 
-#define SMTP_CMD_LINE_MAX  512  /* octets including CRLF, RFC 5321 4.5.3.1.4 */
-#define SMTP_TEXT_LINE_MAX 1000 /* octets including CRLF, RFC 5321 4.5.3.1.6 */
-#define SMTP_PATH_MAX      256  /* octets, RFC 5321 4.5.3.1.3 */
-#define SMTP_XTEXT_MAX     500  /* ENVID is at most 100 decoded; ORCPT 500 encoded */
+#define SMTP_CMD_LINE_MAX 512 /* octets including CRLF, RFC 5321 4.5.3.1.4 */
+/* RFC 5321 4.5.3.1.4: "SMTP extensions may be used to increase this limit", and the ones we
+ * offer do so for the lines that carry their parameters. MAIL: SIZE 26 octets (RFC 1870 3),
+ * BODY 16 (RFC 6152 2), SMTPUTF8 10 (RFC 6531 3.1), AUTH= 500 (RFC 4954 5), and RET and ENVID
+ * (RFC 3461 4.3, 4.4: " RET=HDRS" 9, " ENVID=" 7 + an ENVID of 100 characters, 300 as
+ * xtext). RCPT: NOTIFY and ORCPT 500 (RFC 3461 4). Every other line keeps 512. */
+#define SMTP_MAIL_LINE_MAX    (SMTP_CMD_LINE_MAX + 26 + 16 + 10 + 500 + 9 + 7 + 300)
+#define SMTP_RCPT_LINE_MAX    (SMTP_CMD_LINE_MAX + 500)
+#define SMTP_CMD_LINE_LONGEST SMTP_MAIL_LINE_MAX /* the longest of the above */
+#define SMTP_TEXT_LINE_MAX    1000               /* octets including CRLF, RFC 5321 4.5.3.1.6 */
+#define SMTP_PATH_MAX         256                /* octets, RFC 5321 4.5.3.1.3 */
+#define SMTP_XTEXT_MAX        500 /* ENVID is at most 100 decoded; ORCPT 500 encoded */
 
 enum smtp_verb {
     SMTP_V_UNKNOWN = 0,
@@ -36,6 +44,10 @@ enum smtp_verb {
     SMTP_V_TURN,
     SMTP_V_STARTTLS,
     SMTP_V_AUTH,
+    /* RFC 821 3.5 (dropped by RFC 2821): known, never implemented, answered 502. */
+    SMTP_V_SEND,
+    SMTP_V_SOML,
+    SMTP_V_SAML,
     SMTP_V_COUNT
 };
 
@@ -52,7 +64,7 @@ struct smtp_cmd {
     enum smtp_verb verb;
     /* Argument text after the verb and its single space, leading/trailing blanks removed,
      * NUL-terminated copy ("" when none). HELO/EHLO domain, VRFY/HELP/ETRN/ATRN/AUTH args. */
-    char arg[SMTP_CMD_LINE_MAX + 1];
+    char arg[SMTP_CMD_LINE_LONGEST + 1];
     /* MAIL/RCPT: the mailbox without angle brackets and without any source route
      * ("@a,@b:" prefix, RFC 5321 4.1.2 / C: accepted and ignored). Quoted local parts are
      * kept quoted, as received. "" for the null reverse-path <>. */
@@ -82,12 +94,11 @@ struct smtp_cmd {
  * Arguments checked here: HELO/EHLO one domain (underscores tolerated) or address literal;
  * ETRN [@|#]domain or #queue; ATRN an optional comma list of domains; BDAT size [LAST];
  * AUTH mechanism [base64 or "="]; VRFY/EXPN something; DATA/RSET/QUIT/STARTTLS/TURN
- * nothing. A path over SMTP_PATH_MAX octets (brackets included) is HF_EADDR. MAIL allows
- * UTF-8 in the path only with SMTPUTF8; RCPT allows well-formed UTF-8 (the session knows
- * whether MAIL had SMTPUTF8). ORCPT with addr-type utf-8 may hold raw UTF-8 (RFC 6533).
- * Returns:
- *   0             success; *out filled (all strings are NUL-terminated copies)
- *   HF_ELONGLINE  len + 2 > SMTP_CMD_LINE_MAX (checked first)
+ * nothing; SEND/SOML/SAML anything (they are known only to be refused with 502). A path over
+ * SMTP_PATH_MAX octets (brackets included) is HF_EADDR. MAIL allows UTF-8 in the path only with
+ * SMTPUTF8; RCPT allows well-formed UTF-8 (the session knows whether MAIL had SMTPUTF8). ORCPT with
+ * addr-type utf-8 may hold raw UTF-8 (RFC 6533). Returns: 0             success; *out filled (all
+ * strings are NUL-terminated copies) HF_ELONGLINE  len + 2 > SMTP_CMD_LINE_MAX (checked first)
  *   HF_EBARELF    a CR or LF octet inside the line
  *   HF_EUNKNOWN   unknown verb (out->verb = SMTP_V_UNKNOWN)
  *   HF_ESYNTAX    bad syntax: missing/extra argument, bad path, bad parameter value,

@@ -104,6 +104,7 @@ enum smtpc_ext {
     SMTPC_EXT_ENHANCED = 1u << 8,    /* ENHANCEDSTATUSCODES */
     SMTPC_EXT_AUTH = 1u << 9,        /* AUTH with any mechanism */
     SMTPC_EXT_AUTH_PLAIN = 1u << 10, /* AUTH listing PLAIN */
+    SMTPC_EXT_CHUNKING = 1u << 11,   /* BDAT (RFC 3030) */
 };
 
 enum smtpc_outcome {
@@ -198,7 +199,9 @@ struct smtpc {
     bool *rcpt_ok; /* RCPT got 2xx: the final reply decides */
     size_t naccepted;
     bool mail_failed;
-    bool need_rset; /* MAIL accepted and the transaction not ended by the final reply */
+    bool need_rset;   /* MAIL accepted and the transaction not ended by the final reply */
+    bool bdat;        /* the current message goes by BDAT (CHUNKING with PIPELINING) */
+    bool bdat_failed; /* a BDAT chunk of the current message was refused */
     bool quit_queued;
     size_t next_etrn;
     struct smtpc_stuff stuff;
@@ -249,7 +252,10 @@ void smtpc_on_closed(struct smtpc *c, int err);
 int smtpc_msg_begin(struct smtpc *c, const struct smtpc_msg *m);
 
 /* Appends body octets in SMTPC_ST_BODY, dot-stuffed; last=true ends the data (".CRLF")
- * and waits for the final reply. Returns 0, -EBUSY (not in BODY), -ENOMEM. */
+ * and waits for the final reply. When the server offers CHUNKING and PIPELINING the message
+ * goes by BDAT instead (RFC 3030): SMTPC_ACT_BODY comes right after smtpc_msg_begin(), before
+ * the replies to MAIL and RCPT, each piece goes out as it is as "BDAT n" and last=true sends
+ * "BDAT 0 LAST". Returns 0, -EBUSY (not in BODY), -ENOMEM. */
 int smtpc_body(struct smtpc *c, const char *data, size_t len, bool last);
 
 /* Ends the session politely in SMTPC_ST_IDLE: QUIT, then CLOSE on its reply. In another

@@ -111,14 +111,18 @@ const struct cfg_key cfg_keys[] = {
      "name the authenticated user in the Received: header (privacy: off by default)"},
     {CFG_SEC_GLOBAL, "auth_fail_limit", CFG_T_U64, G(auth_fail_limit), 1, 1000, NULL, "5",
      "failed AUTH attempts per client address per minute before 454 4.7.0"},
+    {CFG_SEC_GLOBAL, "user", CFG_T_STR, G(user), 0, 0, NULL, "",
+     "started as root: run as this user once ports, queue and keys are open"},
+    {CFG_SEC_GLOBAL, "group", CFG_T_STR, G(group), 0, 0, NULL, "",
+     "group for user (default: the user's primary group)"},
+    {CFG_SEC_GLOBAL, "allow_root", CFG_T_BOOL, G(allow_root), 0, 0, NULL, "no",
+     "accept running as root after start-up (no: a warning, or an error with user = root)"},
     {CFG_SEC_GLOBAL, "max_queue_lifetime", CFG_T_SECONDS, G(max_queue_lifetime), 60, 31536000, NULL,
      "5d", "how long mail is kept undelivered before it bounces (per domain too)"},
     {CFG_SEC_GLOBAL, "delay_warning_time", CFG_T_SECONDS, G(delay_warning_time), 0, 31536000, NULL,
      "4h", "send the sender one delay DSN after this long undelivered (0: never; per domain too)"},
     {CFG_SEC_GLOBAL, "expiry_warning_time", CFG_T_SECONDS, G(expiry_warning_time), 0, 31536000,
-     NULL, "1d",
-     "warn a domain's postmaster this long before its held mail expires, at most once per "
-     "this period (0: never; per domain too)"},
+     NULL, "1d", "warn a domain's postmaster this long before its mail expires, once a period"},
     {CFG_SEC_GLOBAL, "probe_interval", CFG_T_SECONDS, G(probe_interval), 1, 86400, NULL, "60",
      "how often the primary MX of accept_only_if_primary_down domains is probed"},
     {CFG_SEC_GLOBAL, "probe_timeout", CFG_T_SECONDS, G(probe_timeout), 1, 300, NULL, "10",
@@ -160,8 +164,7 @@ const struct cfg_key cfg_keys[] = {
     {CFG_SEC_DOMAIN, "max_queue_lifetime", CFG_T_SECONDS, D(max_queue_lifetime), 60, 31536000, NULL,
      NULL, "this domain's queue lifetime (default: the global one; e.g. 28d for hold)"},
     {CFG_SEC_DOMAIN, "accept_only_if_primary_down", CFG_T_BOOL, D(accept_only_if_primary_down), 0,
-     0, NULL, "no",
-     "while a more-preferred MX answers probes, RCPT gets 451 4.7.1 (deliver there)"},
+     0, NULL, "no", "RCPT gets 451 4.7.1 while a more-preferred MX answers probes"},
     {CFG_SEC_DOMAIN, "expiry_warning_time", CFG_T_SECONDS, D(expiry_warning_time), 0, 31536000,
      NULL, NULL, "this domain's expiry warning time (default: the global one; 0: never)"},
     {CFG_SEC_DOMAIN, "expiry_warning_to", CFG_T_STR, D(expiry_warning_to), 0, 0, NULL, NULL,
@@ -443,8 +446,7 @@ static void *cfg_open_section(struct cfg *c, enum cfg_section sec, char *name, i
         v[c->ndomains].name = strdup(name);
         v[c->ndomains].line = line;
         /* Lifetimes not given in the section come from the global keys. */
-        v[c->ndomains].max_queue_lifetime = CFG_INHERIT;
-        v[c->ndomains].delay_warning_time = CFG_INHERIT;
+        v[c->ndomains].max_queue_lifetime = v[c->ndomains].delay_warning_time = CFG_INHERIT;
         v[c->ndomains].expiry_warning_time = CFG_INHERIT;
         if (!v[c->ndomains].name)
             goto nomem;

@@ -658,18 +658,44 @@ static int cmd__arg_auth(const char *a, size_t alen, struct smtp_cmd *out)
 }
 
 static const struct cmd__verb cmd__verbs[] = {
-    {"HELO", SMTP_V_HELO, cmd__arg_helo}, {"EHLO", SMTP_V_EHLO, cmd__arg_helo},
-    {"MAIL", SMTP_V_MAIL, cmd__arg_mail}, {"RCPT", SMTP_V_RCPT, cmd__arg_rcpt},
-    {"DATA", SMTP_V_DATA, cmd__arg_none}, {"BDAT", SMTP_V_BDAT, cmd__arg_bdat},
-    {"RSET", SMTP_V_RSET, cmd__arg_none}, {"NOOP", SMTP_V_NOOP, cmd__arg_opt},
-    {"QUIT", SMTP_V_QUIT, cmd__arg_none}, {"VRFY", SMTP_V_VRFY, cmd__arg_req},
-    {"EXPN", SMTP_V_EXPN, cmd__arg_req},  {"HELP", SMTP_V_HELP, cmd__arg_opt},
-    {"ETRN", SMTP_V_ETRN, cmd__arg_etrn}, {"ATRN", SMTP_V_ATRN, cmd__arg_atrn},
-    {"TURN", SMTP_V_TURN, cmd__arg_none}, {"STARTTLS", SMTP_V_STARTTLS, cmd__arg_none},
+    {"HELO", SMTP_V_HELO, cmd__arg_helo},
+    {"EHLO", SMTP_V_EHLO, cmd__arg_helo},
+    {"MAIL", SMTP_V_MAIL, cmd__arg_mail},
+    {"RCPT", SMTP_V_RCPT, cmd__arg_rcpt},
+    {"DATA", SMTP_V_DATA, cmd__arg_none},
+    {"BDAT", SMTP_V_BDAT, cmd__arg_bdat},
+    {"RSET", SMTP_V_RSET, cmd__arg_none},
+    {"NOOP", SMTP_V_NOOP, cmd__arg_opt},
+    {"QUIT", SMTP_V_QUIT, cmd__arg_none},
+    {"VRFY", SMTP_V_VRFY, cmd__arg_req},
+    {"EXPN", SMTP_V_EXPN, cmd__arg_req},
+    {"HELP", SMTP_V_HELP, cmd__arg_opt},
+    {"ETRN", SMTP_V_ETRN, cmd__arg_etrn},
+    {"ATRN", SMTP_V_ATRN, cmd__arg_atrn},
+    {"TURN", SMTP_V_TURN, cmd__arg_none},
+    {"STARTTLS", SMTP_V_STARTTLS, cmd__arg_none},
     {"AUTH", SMTP_V_AUTH, cmd__arg_auth},
+    /* RFC 821 3.5: SEND, SOML and SAML FROM:<path>. Recognised so that the session answers
+     * "502 not implemented" instead of "500 unrecognized"; their argument is not judged. */
+    {"SEND", SMTP_V_SEND, cmd__arg_opt},
+    {"SOML", SMTP_V_SOML, cmd__arg_opt},
+    {"SAML", SMTP_V_SAML, cmd__arg_opt},
 };
 
 #define CMD_NVERBS (sizeof(cmd__verbs) / sizeof(cmd__verbs[0]))
+
+/* The longest line, CRLF included, a verb may come in (smtp_cmd.h). */
+static size_t cmd__line_max(enum smtp_verb v)
+{
+    switch (v) {
+    case SMTP_V_MAIL:
+        return SMTP_MAIL_LINE_MAX;
+    case SMTP_V_RCPT:
+        return SMTP_RCPT_LINE_MAX;
+    default:
+        return SMTP_CMD_LINE_MAX;
+    }
+}
 
 const char *smtp_cmd_verb_name(enum smtp_verb v)
 {
@@ -687,13 +713,9 @@ int smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *out)
     size_t vlen, astart, aend;
 
     memset(out, 0, sizeof(*out));
-    /* RFC 5321 4.5.3.1.4: 512 octets with the CRLF. */
-    if (len + 2 > SMTP_CMD_LINE_MAX) {
+    /* RFC 5321 4.5.3.1.4: 512 octets with the CRLF, more for MAIL and RCPT (smtp_cmd.h). */
+    if (len + 2 > SMTP_CMD_LINE_LONGEST) {
         return HF_ELONGLINE;
-    }
-    /* A CR or LF here means the peer ended a line some other way than CRLF. */
-    if (memchr(line, '\r', len) != NULL || memchr(line, '\n', len) != NULL) {
-        return HF_EBARELF;
     }
     for (vlen = 0; vlen < len && line[vlen] != ' '; vlen++) {
     }
@@ -702,6 +724,13 @@ int smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *out)
             vt = &cmd__verbs[i];
             break;
         }
+    }
+    if (len + 2 > cmd__line_max(vt != NULL ? vt->verb : SMTP_V_UNKNOWN)) {
+        return HF_ELONGLINE;
+    }
+    /* A CR or LF here means the peer ended a line some other way than CRLF. */
+    if (memchr(line, '\r', len) != NULL || memchr(line, '\n', len) != NULL) {
+        return HF_EBARELF;
     }
     if (vt == NULL) {
         return HF_EUNKNOWN;

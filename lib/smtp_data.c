@@ -2,7 +2,9 @@
  * only, RFC 5321 4.1.1.4), removes dot-stuffing (RFC 5321 4.5.2), and refuses or normalises
  * bare CR and bare LF, so that no other line ending can end the data (SMTP smuggling).
  * Everything it knows between buffers is in struct smtp_data, so any split of the input
- * gives the same output.
+ * gives the same output. In raw mode (BDAT chunks, RFC 3030) the same machine judges bare CR
+ * / LF and line length but never sees a leading dot or an end of data: the chunk's octet
+ * count, kept by the session, frames the content.
  *
  * Pure. Size limits on the whole message, the Received: header and storage are the
  * session's and the queue's. */
@@ -27,6 +29,12 @@ void smtp_data_init(struct smtp_data *d, size_t max_line, enum smtp_data_bare ba
     d->st = DATA_ST_BOL;
     d->max_line = max_line;
     d->bare = bare;
+}
+
+void smtp_data_init_raw(struct smtp_data *d, size_t max_line, enum smtp_data_bare bare)
+{
+    smtp_data_init(d, max_line, bare);
+    d->raw = true;
 }
 
 static void data__fail(struct smtp_data *d, int err)
@@ -92,13 +100,16 @@ size_t smtp_data_feed(struct smtp_data *d, const char *in, size_t len, char *out
             data__bare(d, d->st == DATA_ST_CR, out, &o);
             d->st = DATA_ST_TEXT;
         }
-        d->line_len++;
+        /* RFC 5321 4.5.3.1.6: the leading dot duplicated for transparency is not counted. */
+        if (d->st != DATA_ST_BOL || c != '.' || d->raw) {
+            d->line_len++;
+        }
         if (d->max_line != 0 && d->line_len > d->max_line) {
             data__fail(d, HF_ELONGLINE);
         }
         switch (d->st) {
         case DATA_ST_BOL:
-            if (c == '.') {
+            if (c == '.' && !d->raw) {
                 d->st = DATA_ST_DOT;
             } else {
                 data__text(d, c, out, &o);
@@ -131,4 +142,18 @@ size_t smtp_data_feed(struct smtp_data *d, const char *in, size_t len, char *out
     d->bytes_out += o;
     *out_len = o;
     return i;
+}
+
+size_t smtp_data_end(struct smtp_data *d, char *out)
+{
+    size_t o = 0;
+
+    if (d->st == DATA_ST_CR) {
+        /* The content ended on a CR that no LF followed: a bare CR. */
+        data__bare(d, true, out, &o);
+    }
+    d->st = DATA_ST_DONE;
+    d->done = true;
+    d->bytes_out += o;
+    return o;
 }

@@ -180,6 +180,7 @@ static void smtpc_parse_ext(struct smtpc *c, const struct smtp_reply *r)
         {"ETRN", SMTPC_EXT_ETRN},
         {"ATRN", SMTPC_EXT_ATRN},
         {"ENHANCEDSTATUSCODES", SMTPC_EXT_ENHANCED},
+        {"CHUNKING", SMTPC_EXT_CHUNKING},
     };
     const char *param;
     c->ext = 0;
@@ -297,6 +298,7 @@ static const struct {
     [SMTPC_K_RCPT] = {"RCPT", smtpc__on_rcpt},
     [SMTPC_K_DATA] = {"DATA", smtpc__on_data},
     [SMTPC_K_DOT] = {"end of data", smtpc__on_dot},
+    [SMTPC_K_BDAT] = {"BDAT", smtpc__on_bdat},
     [SMTPC_K_ETRN] = {"ETRN", smtpc__on_etrn},
     [SMTPC_K_QUIT] = {"QUIT", smtpc_on_quit},
 };

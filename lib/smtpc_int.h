@@ -25,6 +25,7 @@ enum smtpc_kind {
     SMTPC_K_RCPT,
     SMTPC_K_DATA,
     SMTPC_K_DOT,
+    SMTPC_K_BDAT, /* idx 0: a chunk, 1: the LAST one */
     SMTPC_K_ETRN,
     SMTPC_K_QUIT,
     SMTPC_K_COUNT,
@@ -68,6 +69,7 @@ int smtpc__on_mail(struct smtpc *c, const struct smtp_reply *r, uint32_t idx);
 int smtpc__on_rcpt(struct smtpc *c, const struct smtp_reply *r, uint32_t idx);
 int smtpc__on_data(struct smtpc *c, const struct smtp_reply *r, uint32_t idx);
 int smtpc__on_dot(struct smtpc *c, const struct smtp_reply *r, uint32_t idx);
+int smtpc__on_bdat(struct smtpc *c, const struct smtp_reply *r, uint32_t idx);
 
 /* ---- smtpc_etrn.c ---- */
 

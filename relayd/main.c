@@ -27,8 +27,12 @@
 #include "policy.h"
 #include "probe.h"
 #include "queue.h"
+#include "privs.h"
 #include "queue_wr.h"
 #include "relayd.h"
+#include "reload.h"
+#include "sdnotify.h"
+#include "snap.h"
 #include "tls.h"
 
 #ifndef HF_VERSION
@@ -37,6 +41,7 @@
 
 struct relayd_main {
     struct relayd rd;
+    const char *path; /* the configuration file, read again on SIGHUP */
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t housekeeping;
     uv_timer_t drain;
@@ -86,6 +91,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     if (m->rd.stopping)
         return;
     log_info("signal %s received, shutting down", signum == SIGTERM ? "TERM" : "INT");
+    sdnotify_stopping();
     smtpd_io_shutdown(&m->rd);
     etrn_io_shutdown(&m->rd);
     flush_shutdown(&m->rd);
@@ -97,23 +103,50 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     uv_timer_start(&m->drain, on_drain, 0, 50);
 }
 
+/* SIGHUP: the whole configuration is read again (reload.c); systemd hears RELOADING=1
+ * before and READY=1 after, whether the new configuration was taken or refused. */
 static void on_hup(uv_signal_t *h, int signum)
 {
     struct relayd_main *m = h->data;
     (void)signum;
-    const struct cfg *c = m->rd.cfg;
-    if (!m->rd.tls_server) {
-        log_info("signal HUP received: no TLS certificate configured, nothing to reload");
-        return;
+    sdnotify_reloading();
+    log_info("signal HUP received: reloading %s", m->path);
+    int rc = relayd_reload(&m->rd, m->path);
+    sdnotify_ready(rc == 0 ? "running; configuration reloaded"
+                           : "running; the last reload was refused (see the log)");
+}
+
+/* Loads the configuration the way -t checks it: the snapshot (config, policy, credentials,
+ * certificate) and the outbound TLS context. Prints every problem to stderr. Returns 0 with
+ * *snap (owned) and m->rd.tls_server / tls_client set, or 1 (the exit status). */
+static int relayd_load(struct relayd_main *m, struct relayd_snap **snap)
+{
+    struct cfg_errors errs = {0};
+    int tls_rc;
+    int rc = relayd_snap_load(m->path, &errs, &tls_rc, snap);
+    if (rc == 0) {
+        m->rd.tls_server = (*snap)->tls_server;
+        (*snap)->tls_server = NULL;
+        const struct cfg *c = &(*snap)->cfg;
+        const char *ca = c->tls_ca_file && c->tls_ca_file[0] ? c->tls_ca_file : NULL;
+        rc = tls_ctx_client_new(ca, &m->rd.tls_client);
+        if (rc < 0)
+            cfg_errors_add(&errs, m->path, 0, "cannot load tls_ca_file=%s", ca ? ca : "(system)");
     }
-    /* Sessions already in TLS keep their context; new handshakes use the new pair. */
-    int rc = tls_ctx_reload(m->rd.tls_server, c->tls_cert, c->tls_key);
-    if (rc == 0)
-        log_info("signal HUP received: reloaded tls_cert=%s tls_key=%s", c->tls_cert, c->tls_key);
-    else
-        log_err("signal HUP received: reload of tls_cert=%s failed err=%s; the old certificate "
-                "stays in use",
-                c->tls_cert, hf_errname(rc));
+    if (rc < 0 || errs.n) {
+        cfg_errors_print(&errs, stderr, "");
+        fprintf(stderr, "relayd: %s: configuration has %zu error%s\n", m->path, errs.n,
+                errs.n == 1 ? "" : "s");
+        cfg_errors_free(&errs);
+        relayd_snap_unref(*snap);
+        *snap = NULL;
+        tls_ctx_free(m->rd.tls_server);
+        tls_ctx_free(m->rd.tls_client);
+        m->rd.tls_server = m->rd.tls_client = NULL;
+        return 1;
+    }
+    cfg_errors_free(&errs);
+    return 0;
 }
 
 /* Creates the parents of path (like mkdir -p, mode 0755) so a fresh checkout's ./var works;
@@ -196,96 +229,47 @@ int main(int argc, char **argv)
 
     static struct relayd_main m;
     struct relayd *rd = &m.rd;
-    static struct cfg cfg;
-    struct cfg_errors errs = {0};
-    int rc = cfg_load(path, &cfg, &errs);
-    struct policy *policy = NULL;
-    if (rc == 0)
-        rc = policy_new(&cfg, &errs, &policy);
-    if (rc == 0 && cfg.auth_file && cfg.auth_file[0]) {
-        rc = auth_store_load(cfg.auth_file, &m.rd.auth, &errs);
-        m.rd.auth_loaded = rc == 0;
-    }
-    if (rc == 0 && ((cfg.tls_cert && cfg.tls_cert[0]) != (cfg.tls_key && cfg.tls_key[0]))) {
-        fprintf(stderr, "relayd: %s: tls_cert and tls_key go together\n", path);
-        rc = HF_ECONFIG;
-    }
-    if (rc == 0 && cfg.tls_cert && cfg.tls_cert[0]) {
-        rc = tls_ctx_server_new(cfg.tls_cert, cfg.tls_key, &m.rd.tls_server);
-        if (rc < 0)
-            fprintf(stderr, "relayd: cannot load tls_cert=%s tls_key=%s\n", cfg.tls_cert,
-                    cfg.tls_key);
-    }
-    if (rc == 0) {
-        const char *ca = cfg.tls_ca_file && cfg.tls_ca_file[0] ? cfg.tls_ca_file : NULL;
-        rc = tls_ctx_client_new(ca, &m.rd.tls_client);
-        if (rc < 0)
-            fprintf(stderr, "relayd: cannot load tls_ca_file=%s\n", ca ? ca : "(system)");
-    }
-    if (rc < 0 || errs.n) {
-        cfg_errors_print(&errs, stderr, "");
-        tls_ctx_free(m.rd.tls_server);
-        tls_ctx_free(m.rd.tls_client);
-        auth_store_free(&m.rd.auth);
-        fprintf(stderr, "relayd: %s: configuration has %zu error%s\n", path, errs.n,
-                errs.n == 1 ? "" : "s");
-        cfg_errors_free(&errs);
-        cfg_free(&cfg);
+    m.path = path;
+    struct relayd_snap *snap = NULL;
+    if (relayd_load(&m, &snap) != 0)
         return 1;
-    }
+    const struct cfg *cfgp = &snap->cfg;
     if (test_only) {
-        printf("relayd: %s: configuration ok (%zu domain%s%s%s)\n", path, cfg.ndomains,
-               cfg.ndomains == 1 ? "" : "s", m.rd.tls_server ? ", TLS" : "",
-               m.rd.auth_loaded ? ", AUTH" : "");
+        printf("relayd: %s: configuration ok (%zu domain%s%s%s)\n", path, cfgp->ndomains,
+               cfgp->ndomains == 1 ? "" : "s", m.rd.tls_server ? ", TLS" : "",
+               snap->auth_loaded ? ", AUTH" : "");
         tls_ctx_free(m.rd.tls_server);
         tls_ctx_free(m.rd.tls_client);
-        auth_store_free(&m.rd.auth);
-        policy_free(policy);
-        cfg_free(&cfg);
+        relayd_snap_unref(snap);
         return 0;
     }
 
     enum log_level lvl = LOG_LVL_INFO;
-    log_level_parse(cfg.log_level, &lvl);
+    log_level_parse(cfgp->log_level, &lvl);
     if (debug)
         lvl = LOG_LVL_DEBUG;
-    log_init("relayd", strcmp(cfg.log, "syslog") == 0, lvl);
+    log_init("relayd", strcmp(cfgp->log, "syslog") == 0, lvl);
     signal(SIGPIPE, SIG_IGN);
     if (clock_init_from_env() < 0) {
         log_err("HF_TEST_TIME_OFFSET is not a number of seconds");
         tls_ctx_free(m.rd.tls_server);
         tls_ctx_free(m.rd.tls_client);
-        auth_store_free(&m.rd.auth);
-        policy_free(policy);
-        cfg_free(&cfg);
+        relayd_snap_unref(snap);
         return 1;
     }
     if (clock_is_test())
         log_warn("test clock on (HF_TEST_TIME_OFFSET): lifecycle times are shifted; never in "
                  "production");
 
-    if (cfg.hostname && cfg.hostname[0])
-        snprintf(m.hostname, sizeof(m.hostname), "%s", cfg.hostname);
+    if (cfgp->hostname && cfgp->hostname[0])
+        snprintf(m.hostname, sizeof(m.hostname), "%s", cfgp->hostname);
     else if (gethostname(m.hostname, sizeof(m.hostname) - 1) < 0)
         snprintf(m.hostname, sizeof(m.hostname), "localhost");
 
     rd->loop = uv_default_loop();
-    rd->cfg = &cfg;
-    rd->policy = policy;
     rd->prm.hostname = m.hostname;
-    rd->prm.max_size = cfg.max_message_size;
-    rd->prm.max_rcpts = (unsigned)cfg.max_recipients;
-    rd->prm.max_bad = (unsigned)cfg.max_bad_commands;
-    rd->prm.bare_normalise = strcmp(cfg.bare_lf, "normalise") == 0;
-    rd->prm.etrn = cfg.etrn_enable;
-    rd->prm.tls_available = rd->tls_server != NULL;
-    rd->prm.auth_available = rd->auth_loaded && rd->tls_server != NULL;
-    rd->prm.submission = cfg.submission;
-    rd->prm.submission_users = cfg.submission_users;
-    rd->prm.mem_used = &rd->data_mem;
-    rd->prm.mem_limit = (size_t)cfg.max_data_memory;
-    rd->prm.primary_up = probe_primary_up;
-    rd->prm.primary_arg = rd;
+    relayd_snap_install(rd, snap); /* rd->cfg, policy, auth and prm point into it from here */
+    const struct cfg *cfg = rd->cfg;
     if (rd->auth_loaded && !rd->tls_server)
         log_warn("auth_file is set but TLS is not: AUTH is offered only over TLS, so never");
     if (rate_init(&rd->auth_fail, 4096) < 0) {
@@ -295,36 +279,39 @@ int main(int argc, char **argv)
     idmap_init(&rd->sessions);
     idmap_init(&rd->per_ip);
 
-    rc = make_parents(cfg.queue_dir);
+    int rc = make_parents(cfg->queue_dir);
     if (rc < 0)
-        log_warn("cannot create the parents of queue_dir=%s err=%s", cfg.queue_dir, hf_errname(rc));
-    rc = queue_open(cfg.queue_dir, 0, cfg.map_size, cfg.max_map_size, &rd->q);
+        log_warn("cannot create the parents of queue_dir=%s err=%s", cfg->queue_dir,
+                 hf_errname(rc));
+    rc = queue_open(cfg->queue_dir, 0, cfg->map_size, cfg->max_map_size, &rd->q);
     if (rc < 0) {
-        log_err("cannot open queue dir=%s err=%s (%s)%s", cfg.queue_dir, hf_errname(rc),
+        log_err("cannot open queue dir=%s err=%s (%s)%s", cfg->queue_dir, hf_errname(rc),
                 hf_strerror(rc),
                 rc == HF_ECORRUPT   ? ": the directory holds a file that is not a holdfast "
                                       "queue; move it away or point queue_dir elsewhere"
                 : rc == HF_EVERSION ? ": the queue was written by another holdfast version"
+                : rc == -EACCES     ? ": the directory or its files belong to another user; "
+                                      "start relayd as root with user = its owner, or chown it"
                                     : "");
-        policy_free(policy);
-        cfg_free(&cfg);
-        return 1;
+        goto out_noqueue;
     }
     struct queue_totals tot;
     if (queue_totals(rd->q, &tot) == 0)
-        log_info("queue opened dir=%s messages=%llu rcpts=%llu bytes=%llu", cfg.queue_dir,
+        log_info("queue opened dir=%s messages=%llu rcpts=%llu bytes=%llu", cfg->queue_dir,
                  (unsigned long long)tot.messages, (unsigned long long)tot.rcpts,
                  (unsigned long long)tot.bytes);
-    /* The due index orders recipients by their next retry, warning or expiry. */
-    queue_set_due_fn(rd->q, expire_due, rd);
+    /* Expiry, warnings and the due index's order: set up before the writer thread runs. */
+    rc = expire_init(rd);
+    if (rc < 0) {
+        log_err("out of memory");
+        goto out;
+    }
     rc = queue_wr_new(rd->loop, rd->q, &rd->wr);
     if (rc < 0) {
         log_err("cannot start queue writer err=%s", hf_errname(rc));
         goto out;
     }
     rc = flush_init(rd);
-    if (rc == 0)
-        rc = expire_init(rd);
     if (rc == 0)
         rc = probe_init(rd);
     if (rc == 0)
@@ -335,6 +322,10 @@ int main(int argc, char **argv)
     if (rc < 0)
         goto out_listen;
     rc = smtpd_io_listen(rd);
+    if (rc < 0)
+        goto out_listen;
+    /* Everything that needs root is open: become the configured user (privs.c). */
+    rc = relayd_privs_drop(rd);
     if (rc < 0)
         goto out_listen;
 
@@ -351,7 +342,9 @@ int main(int argc, char **argv)
     uv_timer_start(&m.housekeeping, on_housekeeping, 60000, 60000);
 
     log_info("relayd %s started hostname=%s domains=%zu queue=%s", HF_VERSION, m.hostname,
-             cfg.ndomains, cfg.queue_dir);
+             cfg->ndomains, cfg->queue_dir);
+    /* Listeners, queue and control socket are up: systemd may start what needs us. */
+    sdnotify_ready("accepting mail");
     uv_run(rd->loop, UV_RUN_DEFAULT);
     log_info("relayd stopped");
     rc = 0;
@@ -375,14 +368,13 @@ out:
     ctl_free(rd);
     uv_loop_close(rd->loop);
     queue_close(rd->q);
+out_noqueue:
     free(rd->listeners);
     idmap_close(&rd->sessions);
     idmap_close(&rd->per_ip);
-    policy_free(policy);
+    relayd_snap_unref(rd->snap);
     tls_ctx_free(rd->tls_server);
     tls_ctx_free(rd->tls_client);
-    auth_store_free(&rd->auth);
     rate_close(&rd->auth_fail);
-    cfg_free(&cfg);
     return rc < 0 ? 1 : 0;
 }

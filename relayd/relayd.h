@@ -33,8 +33,13 @@ struct relayd_stats {
     uint64_t etrn[6]; /* replies 250, 251, 252, 253, 458, 459 */
 };
 
+struct relayd_snap;
+
 struct relayd {
     uv_loop_t *loop;
+    /* The running configuration snapshot (snap.h) and pointers into it; a SIGHUP reload
+     * replaces all of them at once. Sessions and queue runs hold their own reference. */
+    struct relayd_snap *snap;
     struct cfg *cfg;
     struct policy *policy;
     struct queue *q;
@@ -42,10 +47,10 @@ struct relayd {
     struct smtpd_params prm;
     uv_tcp_t *listeners;
     size_t nlisteners;
-    size_t nplain_listeners;    /* listeners[0..nplain) plain SMTP, the rest implicit TLS */
-    struct tls_ctx *tls_server; /* NULL: no STARTTLS, no implicit TLS */
-    struct tls_ctx *tls_client; /* outbound STARTTLS */
-    struct auth_store auth;     /* credentials; empty: no AUTH */
+    size_t nplain_listeners;       /* listeners[0..nplain) plain SMTP, the rest implicit TLS */
+    struct tls_ctx *tls_server;    /* NULL: no STARTTLS, no implicit TLS */
+    struct tls_ctx *tls_client;    /* outbound STARTTLS */
+    const struct auth_store *auth; /* credentials (in snap); empty: no AUTH */
     bool auth_loaded;
     struct rate auth_fail; /* failed AUTH per client address per minute */
     struct idmap sessions; /* connection id -> struct session */

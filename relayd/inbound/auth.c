@@ -369,7 +369,6 @@ int auth_verify(const struct auth_store *s, const char *user, const char *passwo
 
 /* ---- the credentials file ---- */
 
-
 /* Checks a user name: 1-255 octets, no ':', space or control character, valid UTF-8.
  * Returns NULL or what is wrong. */
 static const char *auth_name_problem(const char *s, size_t len)
@@ -546,7 +545,7 @@ int auth_store_parse(const char *text, size_t len, const char *file, struct auth
         const struct auth_user *dup = auth_user_find(out, u.name);
         if (dup) {
             rc = cfg_errors_add(errs, file, line, "duplicate user '%s' (first on line %d)", u.name,
-                          dup->line);
+                                dup->line);
             auth_user_free(&u);
             if (rc < 0)
                 return rc;

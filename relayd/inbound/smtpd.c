@@ -1,6 +1,7 @@
 /* Inbound SMTP dialogue: the session's life (init, close) and command-line framing; the
  * entry point smtpd_input() hands lines to the verb table (smtpd_verbs.c), SASL lines to
- * smtpd_auth.c and message bytes to the DATA phase (smtpd_data.c). Replies and state
+ * smtpd_auth.c, message bytes to the DATA phase (smtpd_data.c) and BDAT chunks, counted, to
+ * smtpd_bdat.c. Replies and state
  * changes go through smtpd_out.c. */
 #include "smtpd.h"
 
@@ -73,6 +74,10 @@ size_t smtpd_input(struct smtpd *s, const char *data, size_t len)
             used += smtpd__data_input(s, data + used, len - used);
             continue;
         }
+        if (s->st == SMTPD_ST_CHUNK) {
+            used += smtpd__chunk_input(s, data + used, len - used);
+            continue;
+        }
         /* Command mode: only CR LF ends a line (RFC 5321 2.3.8). A bare LF or bare CR is
          * part of the line, which is then answered 500 5.5.2 as a whole and not executed:
          * "MAIL FROM:<a>\nRCPT TO:<b>\r\n" is one bad line, never two commands. */
@@ -104,8 +109,10 @@ size_t smtpd_input(struct smtpd *s, const char *data, size_t len)
             }
             continue;
         }
-        if (s->line_len + chunk > SMTP_CMD_LINE_MAX) {
-            /* Over 512 octets with CRLF: drop the line, answer once its end arrives. */
+        if (s->line_len + chunk > SMTP_CMD_LINE_LONGEST) {
+            /* Longer than any command may be (512 octets with CRLF, more for MAIL and RCPT:
+             * smtp_cmd.h): drop the line, answer once its end arrives. The parser applies
+             * the verb's own limit to what is kept. */
             free(s->line);
             s->line = NULL;
             s->line_len = 0;
@@ -117,7 +124,7 @@ size_t smtpd_input(struct smtpd *s, const char *data, size_t len)
             continue;
         }
         if (!nl) {
-            if (!s->line && !(s->line = malloc(SMTP_CMD_LINE_MAX + 1)))
+            if (!s->line && !(s->line = malloc(SMTP_CMD_LINE_LONGEST + 1)))
                 return used; /* try again later */
             memcpy(s->line + s->line_len, p, chunk);
             s->line_len += chunk;
@@ -135,7 +142,9 @@ size_t smtpd_input(struct smtpd *s, const char *data, size_t len)
         used += chunk;
         int err = 0;
         if (memchr(line, '\r', llen - 2) || memchr(line, '\n', llen - 2))
-            err = HF_EBARELF;
+            err = llen > SMTP_CMD_LINE_MAX ? HF_ELONGLINE : HF_EBARELF; /* length first */
+        else if (s->st == SMTPD_ST_AUTH && llen > SMTP_CMD_LINE_MAX)
+            err = HF_ELONGLINE; /* a SASL response is an ordinary line (RFC 4954 4) */
         smtpd_line(s, line, err ? 0 : llen - 2, err);
         free(s->line);
         s->line = NULL;

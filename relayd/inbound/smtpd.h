@@ -1,4 +1,4 @@
-/* The inbound SMTP dialogue (RFC 5321, 1870, 2920, 3461, 3463, 6152, 6531, 1985) as a state
+/* The inbound SMTP dialogue (RFC 5321, 1870, 2920, 3030, 3461, 3463, 6152, 6531, 1985) as a state
  * machine. Pure: it consumes bytes and events and emits reply text and actions into
  * struct smtpd_out; the glue (smtpd_io.c) moves bytes, stores messages and runs flushes.
  * It never knows whether the bytes came over TLS. */
@@ -24,6 +24,8 @@ enum smtpd_state {
     SMTPD_ST_CLOSED,    /* QUIT or fatal error; no more input is read */
     SMTPD_ST_TLS,       /* 220 to STARTTLS sent; waiting for the handshake */
     SMTPD_ST_AUTH,      /* 334 sent; the next line is a SASL response */
+    SMTPD_ST_CHUNK,     /* receiving the octets of a BDAT chunk (RFC 3030) */
+    SMTPD_ST_BDAT,      /* between the chunks of a BDAT transaction: BDAT, RSET, ... */
 };
 
 /* Limits and switches the session needs; borrowed from the daemon's configuration. */
@@ -121,6 +123,18 @@ struct smtpd {
     struct smtp_data dec;
     bool too_big;
     bool no_mem; /* the shared memory budget ran out: 452 4.3.1 at the end */
+    /* BDAT (RFC 3030 2). The transaction's content comes in chunks framed by their octet
+     * count; refusals are answered once the chunk's octets are consumed. */
+    bool bdat;                  /* the transaction has had a BDAT: no DATA in it now */
+    bool bdat_failed;           /* a chunk was refused: later chunks get chunk_reply again */
+    uint64_t bdat_in;           /* octets received in the transaction's chunks */
+    uint64_t chunk_left;        /* SMTPD_ST_CHUNK: octets of the chunk still to come */
+    uint64_t chunk_size;        /* the current chunk's declared size */
+    bool chunk_last;            /* the current chunk is BDAT ... LAST */
+    bool chunk_skip;            /* discard the chunk, then send chunk_reply */
+    bool chunk_bad;             /* chunk_reply answers a protocol error (counts in max_bad) */
+    enum smtpd_state chunk_ret; /* state after a skipped chunk that fails no transaction */
+    char *chunk_reply;          /* malloc'd reply line(s) with CRLF for a refused chunk */
     struct smtpd_out out;
 };
 

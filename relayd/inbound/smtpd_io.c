@@ -12,10 +12,12 @@
 #include "conn.h"
 #include "hf_err.h"
 #include "log.h"
+#include "snap.h"
 #include "tls.h"
 
 struct session {
     struct relayd *rd;
+    struct relayd_snap *snap; /* the configuration the session started with (a reference) */
     struct conn *conn;
     uint64_t id;
     uint64_t ip_key;
@@ -51,8 +53,9 @@ static void smtpd_io_flush_out(struct session *se)
 
 static void smtpd_io_arm_timer(struct session *se)
 {
-    const struct cfg *c = se->rd->cfg;
-    uint64_t secs = se->sm.st == SMTPD_ST_DATA ? c->timeout_data : c->timeout_command;
+    const struct cfg *c = &se->snap->cfg;
+    bool data = se->sm.st == SMTPD_ST_DATA || se->sm.st == SMTPD_ST_CHUNK;
+    uint64_t secs = data ? c->timeout_data : c->timeout_command;
     if (se->sm.st == SMTPD_ST_COMMIT || se->sm.st == SMTPD_ST_WAIT)
         secs = 0; /* waiting on us, not on the client */
     conn_set_timeout(se->conn, secs * 1000);
@@ -78,7 +81,7 @@ static int smtpd_io_received(const struct session *se, const struct smtpd_msg *m
     size_t tl = 0;
     if (se->sm.tls && se->sm.tls_info[0])
         tl = (size_t)snprintf(tlsc, sizeof(tlsc), "\r\n\t(using %s)", se->sm.tls_info);
-    if (se->sm.user && se->rd->cfg->received_auth_user && tl < sizeof(tlsc)) {
+    if (se->sm.user && se->snap->cfg.received_auth_user && tl < sizeof(tlsc)) {
         char user[260];
         snprintf(user, sizeof(user), "%s", se->sm.user);
         for (char *p = user; *p; p++) /* client-chosen text: keep the header one header */
@@ -296,12 +299,13 @@ static void smtpd_io_starttls(struct session *se)
     }
     /* Keep reading: the handshake's records arrive through the same stream. */
     conn_read_start(se->conn);
-    conn_set_timeout(se->conn, se->rd->cfg->timeout_command * 1000);
+    conn_set_timeout(se->conn, se->snap->cfg.timeout_command * 1000);
 }
 
 struct auth_job {
     uv_work_t req;
     struct relayd *rd;
+    struct relayd_snap *snap; /* the credentials checked against (a reference) */
     uint64_t session_id;
     char client[64];
     char *user;
@@ -313,7 +317,7 @@ static void smtpd_io_auth_work(uv_work_t *req)
 {
     struct auth_job *j = req->data;
     /* scrypt takes ~0.1 s and 32 MiB: off the loop, in libuv's thread pool. */
-    j->rc = auth_verify(&j->rd->auth, j->user, j->pass, NULL);
+    j->rc = auth_verify(&j->snap->auth, j->user, j->pass, NULL);
     auth_wipe(j->pass, strlen(j->pass));
 }
 
@@ -339,6 +343,7 @@ static void smtpd_io_auth_done(uv_work_t *req, int status)
         smtpd_io_flush_out(se);
         smtpd_io_resume(se);
     }
+    relayd_snap_unref(j->snap);
     free(j->user);
     free(j->pass);
     free(j);
@@ -373,6 +378,7 @@ static void smtpd_io_auth(struct session *se)
     }
     j->req.data = j;
     j->rd = rd;
+    j->snap = relayd_snap_ref(se->snap);
     j->session_id = se->id;
     snprintf(j->client, sizeof(j->client), "%s", se->sm.client_addr);
     j->user = user;
@@ -380,6 +386,7 @@ static void smtpd_io_auth(struct session *se)
     int rc = uv_queue_work(rd->loop, &j->req, smtpd_io_auth_work, smtpd_io_auth_done);
     if (rc < 0) {
         auth_wipe(pass, strlen(pass));
+        relayd_snap_unref(j->snap);
         free(user);
         free(pass);
         free(j);
@@ -470,7 +477,8 @@ static void smtpd_io_on_read(struct conn *c, const char *data, size_t len)
 static void smtpd_io_on_eof(struct conn *c, int status)
 {
     struct session *se = conn_data(c);
-    if (se->sm.st == SMTPD_ST_DATA || se->sm.st == SMTPD_ST_MAIL || se->sm.st == SMTPD_ST_RCPT)
+    if (se->sm.st == SMTPD_ST_DATA || se->sm.st == SMTPD_ST_MAIL || se->sm.st == SMTPD_ST_RCPT ||
+        se->sm.st == SMTPD_ST_CHUNK || se->sm.st == SMTPD_ST_BDAT)
         log_info("c=%llu lost connection in state %s client=[%s] err=%s",
                  (unsigned long long)se->id, smtpd_state_name(se->sm.st), se->sm.client_addr,
                  hf_errname(status == UV_EOF ? 0 : status));
@@ -503,6 +511,7 @@ static void smtpd_io_on_close(struct conn *c)
     rd->nsessions--;
     log_debug("c=%llu disconnect client=[%s]", (unsigned long long)se->id, se->sm.client_addr);
     smtpd_close(&se->sm);
+    relayd_snap_unref(se->snap);
     free(se->pending);
     free(se);
 }
@@ -552,7 +561,8 @@ static void smtpd_io_accept(uv_stream_t *server, int status, bool implicit_tls)
     rd->stats.connections++;
     rd->nsessions++;
     idmap_put(&rd->sessions, se->id, se);
-    smtpd_init(&se->sm, &rd->prm, rd->policy, se->id, conn_peer_addr(c));
+    se->snap = relayd_snap_ref(rd->snap);
+    smtpd_init(&se->sm, &se->snap->prm, se->snap->policy, se->id, conn_peer_addr(c));
     se->sm.tls = implicit_tls; /* RFC 8314: TLS from the first octet */
     log_debug("c=%llu connect client=[%s]:%d", (unsigned long long)se->id, conn_peer_addr(c),
               conn_peer_port(c));

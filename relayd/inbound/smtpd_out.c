@@ -13,8 +13,9 @@
 #include "smtp_reply.h"
 #include "smtpd_int.h"
 
-static const char *const smtpd_state_names[] = {"GREET",  "READY", "MAIL",   "RCPT", "DATA",
-                                                "COMMIT", "WAIT",  "CLOSED", "TLS",  "AUTH"};
+static const char *const smtpd_state_names[] = {"GREET", "READY",  "MAIL",  "RCPT",
+                                                "DATA",  "COMMIT", "WAIT",  "CLOSED",
+                                                "TLS",   "AUTH",   "CHUNK", "BDAT"};
 
 const char *smtpd_state_name(enum smtpd_state st)
 {

@@ -21,6 +21,10 @@
 
 #define ST(x)      (1u << SMTPD_ST_##x)
 #define ST_SESSION (ST(GREET) | ST(READY) | ST(MAIL) | ST(RCPT))
+/* Between BDAT chunks (RFC 3030 2) the transaction's content has begun: the envelope is
+ * fixed (no MAIL, RCPT), nothing that needs a transaction-free session (ETRN, STARTTLS,
+ * AUTH); RSET and EHLO end it, BDAT goes on, DATA is answered 503 by its check. */
+#define ST_ANY (ST_SESSION | ST(BDAT))
 
 struct smtpd_verb {
     enum smtp_verb verb;
@@ -59,6 +63,8 @@ static void smtpd_apply_helo(struct smtpd *s, const struct smtp_cmd *c)
         ext[n++] = "PIPELINING";
         ext[n++] = size;
         ext[n++] = "8BITMIME";
+        /* RFC 3030: BDAT for 7BIT and 8BITMIME bodies; BINARYMIME is not offered. */
+        ext[n++] = "CHUNKING";
         ext[n++] = "ENHANCEDSTATUSCODES";
         ext[n++] = "SMTPUTF8";
         ext[n++] = "DSN";
@@ -100,7 +106,9 @@ static int smtpd_check_mail(struct smtpd *s, const struct smtp_cmd *c)
         return -EINVAL;
     }
     if (c->body == SMTP_BODY_BINARYMIME) {
-        smtpd__reply(s, 555, "5.5.4", "BODY=BINARYMIME needs CHUNKING, which is not offered");
+        /* RFC 3030 3: only when BINARYMIME is offered. It is not: a binary body could not be
+         * handed on to a next hop that takes DATA only. */
+        smtpd__reply(s, 555, "5.5.4", "BODY=BINARYMIME not supported (7BIT and 8BITMIME are)");
         return -EINVAL;
     }
     if (c->has_size && c->size > s->prm->max_size) {
@@ -292,12 +300,66 @@ static void smtpd_apply_vrfy(struct smtpd *s, const struct smtp_cmd *c)
     smtpd__reply(s, 252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery");
 }
 
+/* HELP topics: the commands this session implements, with their syntax (RFC 5321 4.1.1.8). */
+static const struct {
+    enum smtp_verb verb;
+    const char *syntax;
+} smtpd_help_topics[] = {
+    {SMTP_V_HELO, "HELO hostname"},
+    {SMTP_V_EHLO, "EHLO hostname"},
+    {SMTP_V_MAIL, "MAIL FROM:<sender> [SIZE=n] [BODY=7BIT|8BITMIME] [SMTPUTF8] [RET=FULL|HDRS] "
+                  "[ENVID=xtext]"},
+    {SMTP_V_RCPT, "RCPT TO:<recipient> [NOTIFY=...] [ORCPT=type;xtext]"},
+    {SMTP_V_DATA, "DATA, then the message, ended by <CRLF>.<CRLF>"},
+    {SMTP_V_BDAT, "BDAT size [LAST], then exactly size octets of the message (RFC 3030)"},
+    {SMTP_V_RSET, "RSET"},
+    {SMTP_V_NOOP, "NOOP"},
+    {SMTP_V_QUIT, "QUIT"},
+    {SMTP_V_VRFY, "VRFY address (answered 252: no user list)"},
+    {SMTP_V_HELP, "HELP [command]"},
+    {SMTP_V_ETRN, "ETRN domain | @domain | #queue (RFC 1985)"},
+    {SMTP_V_STARTTLS, "STARTTLS (RFC 3207)"},
+    {SMTP_V_AUTH, "AUTH PLAIN|LOGIN [initial-response], over TLS (RFC 4954)"},
+};
+
+/* Is the verb implemented in this session (ETRN, STARTTLS and AUTH as configured)? */
+static bool smtpd_help_offered(const struct smtpd *s, enum smtp_verb v)
+{
+    switch (v) {
+    case SMTP_V_ETRN:
+        return s->prm->etrn;
+    case SMTP_V_STARTTLS:
+        return s->prm->tls_available && !s->tls;
+    case SMTP_V_AUTH:
+        return s->prm->auth_available && s->tls;
+    default:
+        return true;
+    }
+}
+
 static void smtpd_apply_help(struct smtpd *s, const struct smtp_cmd *c)
 {
-    (void)c;
-    smtpd__reply(s, 214, "2.0.0",
-                 "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP%s; see RFC 5321",
-                 s->prm->etrn ? " ETRN" : "");
+    size_t n = sizeof(smtpd_help_topics) / sizeof(smtpd_help_topics[0]);
+    if (c->arg[0]) {
+        struct smtp_cmd topic;
+        (void)smtp_cmd_parse(c->arg, strcspn(c->arg, " "), &topic);
+        for (size_t i = 0; i < n; i++) {
+            if (smtpd_help_topics[i].verb == topic.verb && smtpd_help_offered(s, topic.verb)) {
+                smtpd__reply(s, 214, "2.0.0", "%s", smtpd_help_topics[i].syntax);
+                return;
+            }
+        }
+        /* RFC 5321 4.3.2: HELP may be answered 504 (parameter not implemented). */
+        smtpd__reply(s, 504, "5.5.4", "No help for that; HELP alone lists the commands");
+        return;
+    }
+    char list[200] = "";
+    size_t l = 0;
+    for (size_t i = 0; i < n; i++)
+        if (smtpd_help_offered(s, smtpd_help_topics[i].verb) && l < sizeof(list))
+            l += (size_t)snprintf(list + l, sizeof(list) - l, " %s",
+                                  smtp_cmd_verb_name(smtpd_help_topics[i].verb));
+    smtpd__reply(s, 214, "2.0.0", "Commands:%s; HELP command for its syntax", list);
 }
 
 static void smtpd_apply_refused(struct smtpd *s, const struct smtp_cmd *c)
@@ -313,8 +375,13 @@ static void smtpd_apply_refused(struct smtpd *s, const struct smtp_cmd *c)
     case SMTP_V_EXPN:
         smtpd__reply(s, 502, "5.5.1", "EXPN not available");
         break;
-    case SMTP_V_BDAT:
-        smtpd__reply(s, 502, "5.5.1", "CHUNKING not offered; use DATA");
+    case SMTP_V_SEND:
+    case SMTP_V_SOML:
+    case SMTP_V_SAML:
+        /* RFC 821 3.5 commands (delivery to a terminal), dropped by RFC 2821: known, so
+         * 502 "not implemented" (RFC 5321 4.2.4), not 500 "unrecognized". */
+        smtpd__reply(s, 502, "5.5.1", "%s not implemented (RFC 821 terminal delivery)",
+                     smtp_cmd_verb_name(c->verb));
         break;
     default:
         smtpd__reply(s, 502, "5.5.1", "%s not available", smtp_cmd_verb_name(c->verb));
@@ -401,21 +468,24 @@ static void smtpd_apply_etrn(struct smtpd *s, const struct smtp_cmd *c)
 }
 
 static const struct smtpd_verb smtpd_verbs[] = {
-    {SMTP_V_HELO, ST_SESSION, smtpd_check_helo, smtpd_apply_helo},
-    {SMTP_V_EHLO, ST_SESSION, smtpd_check_helo, smtpd_apply_helo},
+    {SMTP_V_HELO, ST_ANY, smtpd_check_helo, smtpd_apply_helo},
+    {SMTP_V_EHLO, ST_ANY, smtpd_check_helo, smtpd_apply_helo},
     {SMTP_V_MAIL, ST_SESSION, smtpd_check_mail, smtpd_apply_mail},
     {SMTP_V_RCPT, ST_SESSION, smtpd_check_rcpt, smtpd_apply_rcpt},
-    {SMTP_V_DATA, ST_SESSION, smtpd__check_data, smtpd__apply_data},
-    {SMTP_V_RSET, ST_SESSION, smtpd_check_noarg, smtpd_apply_rset},
-    {SMTP_V_NOOP, ST_SESSION, NULL, smtpd_apply_noop},
-    {SMTP_V_QUIT, ST_SESSION, NULL, smtpd_apply_quit},
-    {SMTP_V_VRFY, ST_SESSION, smtpd_check_vrfy, smtpd_apply_vrfy},
-    {SMTP_V_HELP, ST_SESSION, NULL, smtpd_apply_help},
+    {SMTP_V_DATA, ST_ANY, smtpd__check_data, smtpd__apply_data},
+    {SMTP_V_BDAT, ST_ANY, NULL, smtpd__apply_bdat}, /* refusals wait for the chunk's end */
+    {SMTP_V_RSET, ST_ANY, smtpd_check_noarg, smtpd_apply_rset},
+    {SMTP_V_NOOP, ST_ANY, NULL, smtpd_apply_noop},
+    {SMTP_V_QUIT, ST_ANY, NULL, smtpd_apply_quit},
+    {SMTP_V_VRFY, ST_ANY, smtpd_check_vrfy, smtpd_apply_vrfy},
+    {SMTP_V_HELP, ST_ANY, NULL, smtpd_apply_help},
     {SMTP_V_ETRN, ST_SESSION, smtpd_check_etrn, smtpd_apply_etrn},
-    {SMTP_V_EXPN, ST_SESSION, NULL, smtpd_apply_refused},
-    {SMTP_V_TURN, ST_SESSION, NULL, smtpd_apply_refused},
-    {SMTP_V_ATRN, ST_SESSION, NULL, smtpd_apply_refused},
-    {SMTP_V_BDAT, ST_SESSION, NULL, smtpd_apply_refused},
+    {SMTP_V_EXPN, ST_ANY, NULL, smtpd_apply_refused},
+    {SMTP_V_TURN, ST_ANY, NULL, smtpd_apply_refused},
+    {SMTP_V_ATRN, ST_ANY, NULL, smtpd_apply_refused},
+    {SMTP_V_SEND, ST_ANY, NULL, smtpd_apply_refused},
+    {SMTP_V_SOML, ST_ANY, NULL, smtpd_apply_refused},
+    {SMTP_V_SAML, ST_ANY, NULL, smtpd_apply_refused},
     {SMTP_V_STARTTLS, ST_SESSION, smtpd_check_starttls, smtpd_apply_starttls},
     {SMTP_V_AUTH, ST_SESSION, smtpd__check_auth, smtpd__apply_auth},
 };
@@ -454,7 +524,10 @@ void smtpd__command(struct smtpd *s, const char *line, size_t len)
                 smtpd__reply(s, 501, "5.1.3", "Bad recipient address syntax");
             break;
         default:
-            smtpd__reply(s, 501, "5.5.4", "Syntax error in %s", smtp_cmd_verb_name(c.verb));
+            if (c.verb == SMTP_V_BDAT) /* no size known: nothing after the line is skipped */
+                smtpd__reply(s, 501, "5.5.4", "Syntax: BDAT chunk-size [LAST]");
+            else
+                smtpd__reply(s, 501, "5.5.4", "Syntax error in %s", smtp_cmd_verb_name(c.verb));
             break;
         }
         smtpd__bad(s);

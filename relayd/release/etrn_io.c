@@ -177,7 +177,7 @@ static void etrn_io_etrn(struct relayd *rd, uint64_t sid, const char *client_add
     ctx.trusted = have_client && etrn_nets_match(&fl->trusted, &client);
     /* An authenticated user allowed to release the named domain is trusted with counts. */
     if (!ctx.trusted && user && rd->auth_loaded && req.kind != ETRN_GROUP) {
-        const struct auth_user *u = auth_user_find(&rd->auth, user);
+        const struct auth_user *u = auth_user_find(rd->auth, user);
         ctx.trusted = u && auth_user_may_release(u, req.name);
     }
     if (!ctx.trusted && have_client && req.kind != ETRN_GROUP) {
@@ -311,6 +311,33 @@ int etrn_io_init(struct relayd *rd)
 fail:
     etrn_io_free_state(e);
     return rc == -EINVAL ? HF_ECONFIG : rc;
+}
+
+int etrn_io_reload(struct relayd *rd, const struct cfg *c)
+{
+    struct etrn_io *e = rd->etrn_state;
+    if (!e)
+        return 0;
+    struct etrn_nets allow = {0}, trusted = {0};
+    size_t bad = 0;
+    int rc = etrn_nets_parse(c->etrn_allow, &allow, &bad);
+    if (rc < 0) {
+        log_err("etrn_allow: entry %zu is not an address or network", bad + 1);
+    } else {
+        rc = etrn_nets_parse(c->etrn_trusted, &trusted, &bad);
+        if (rc < 0)
+            log_err("etrn_trusted: entry %zu is not an address or network", bad + 1);
+    }
+    if (rc < 0) {
+        etrn_nets_free(&allow);
+        etrn_nets_free(&trusted);
+        return rc == -EINVAL ? HF_ECONFIG : rc;
+    }
+    etrn_nets_free(&e->allow);
+    etrn_nets_free(&e->trusted);
+    e->allow = allow;
+    e->trusted = trusted;
+    return 0;
 }
 
 void etrn_io_shutdown(struct relayd *rd)

@@ -4,6 +4,7 @@
 #include "expire.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,11 +19,17 @@
 #include "pmwarn.h"
 #include "relayd.h"
 #include "retry.h"
+#include "snap.h"
 
 #define EXPIRE_BATCH_MAX 10000 /* recipients decided per sweep; the rest wait a tick */
 
 struct expire {
     struct relayd *rd;
+    /* The configuration the due function reads on the writer thread: a snapshot this
+     * module holds a reference to, swapped under lock when a reload installed another
+     * (snapshots never change; references are taken and dropped on the loop only). */
+    pthread_mutex_t due_lock;
+    struct relayd_snap *due_snap;
     uv_timer_t timer;
     bool armed;
     uint64_t *busy; /* messages with a lifecycle commit outstanding */
@@ -332,15 +339,32 @@ static long expire_commit_all(struct expire *ex, struct expire_collect *ec, cons
 
 int64_t expire_due(const struct queue_rcpt *r, int64_t arrival, void *arg)
 {
-    const struct relayd *rd = arg;
+    struct expire *ex = arg;
     if (r->state == QUEUE_RS_FAILED)
         return 0; /* its bounce is owed now */
-    struct retry_policy p = expire_policy(rd->cfg, r->domain);
+    pthread_mutex_lock(&ex->due_lock);
+    const struct cfg *c = &ex->due_snap->cfg;
+    struct retry_policy p = expire_policy(c, r->domain);
     int64_t due = retry_next_event(arrival, r->warned, &p);
-    const struct cfg_domain *cd = cfg_find_domain(rd->cfg, r->domain);
-    if (rd->cfg->retry_interval > 0 && !(cd && cd->hold) && r->next_attempt < due)
+    const struct cfg_domain *cd = cfg_find_domain(c, r->domain);
+    if (c->retry_interval > 0 && !(cd && cd->hold) && r->next_attempt < due)
         due = r->next_attempt;
+    pthread_mutex_unlock(&ex->due_lock);
     return due;
+}
+
+/* After a reload, the due function follows the new configuration. Loop thread. */
+static void expire_follow_snap(struct expire *ex)
+{
+    struct relayd_snap *cur = ex->rd->snap;
+    if (!cur || cur == ex->due_snap)
+        return;
+    relayd_snap_ref(cur);
+    pthread_mutex_lock(&ex->due_lock);
+    struct relayd_snap *old = ex->due_snap;
+    ex->due_snap = cur;
+    pthread_mutex_unlock(&ex->due_lock);
+    relayd_snap_unref(old);
 }
 
 /* One tick's reading of the due index. */
@@ -423,6 +447,7 @@ void expire_tick(struct relayd *rd)
     struct expire *ex = expire_of(rd);
     if (!ex || rd->stopping)
         return;
+    expire_follow_snap(ex);
     struct expire_scan sc = {.ec = {.ex = ex, .now = clock_now(), .sweep = true}};
     int rc = queue_scan_due(rd->q, sc.ec.now, EXPIRE_BATCH_MAX, expire_scan_due, &sc);
     if (rc < 0 || sc.ec.err < 0)
@@ -502,7 +527,15 @@ int expire_init(struct relayd *rd)
     struct expire *ex = calloc(1, sizeof(*ex));
     if (!ex)
         return -ENOMEM;
+    if (pthread_mutex_init(&ex->due_lock, NULL) != 0) {
+        free(ex);
+        return -ENOMEM;
+    }
     ex->rd = rd;
+    ex->due_snap = relayd_snap_ref(rd->snap);
+    /* Before the writer thread starts (main calls this first): the due index orders
+     * recipients by their next retry, warning or expiry. */
+    queue_set_due_fn(rd->q, expire_due, ex);
     uv_timer_init(rd->loop, &ex->timer);
     ex->timer.data = rd;
     ex->armed = true;
@@ -527,6 +560,9 @@ void expire_free(struct relayd *rd)
     struct expire *ex = expire_of(rd);
     if (!ex)
         return;
+    queue_set_due_fn(rd->q, NULL, NULL);
+    relayd_snap_unref(ex->due_snap);
+    pthread_mutex_destroy(&ex->due_lock);
     free(ex->busy);
     free(ex);
     rd->expire = NULL;

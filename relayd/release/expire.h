@@ -19,12 +19,14 @@ struct relayd;
 /* The queue's due function (queue_set_due_fn; arg: the struct relayd): when a recipient is
  * next to be looked at: now for a recipient left failed, else its delay warning or expiry,
  * or its next attempt when the retry timer delivers its domain (retry_interval > 0, not
- * hold = yes), whichever comes first. Pure in the configuration; runs on the writer
- * thread. */
+ * hold = yes), whichever comes first. Runs on the writer thread; arg is expire's state,
+ * which holds the configuration snapshot it reads (followed after a reload). */
 struct queue_rcpt;
 int64_t expire_due(const struct queue_rcpt *r, int64_t arrival, void *arg);
 
-/* Starts the timer. Returns 0 or -ENOMEM. */
+/* Sets the queue's due function and starts the timer: call it before the writer thread
+ * starts (queue_wr_new), so the function is in place before the first commit. Returns 0
+ * or -ENOMEM. */
 int expire_init(struct relayd *rd);
 /* Stops the timer (its handle is closed on the loop). */
 void expire_shutdown(struct relayd *rd);

@@ -30,6 +30,7 @@
 #include "mx.h"
 #include "retry.h"
 #include "smtpc.h"
+#include "snap.h"
 #include "tls.h"
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -72,7 +73,7 @@ bool flush_running(struct relayd *rd, const char *domain)
 /* The domain's outbound TLS policy: none, may (default), encrypt, verify, dane. */
 static const char *flush_tls_policy(const struct flush_run *run)
 {
-    const struct cfg_domain *cd = cfg_find_domain(run->fl->rd->cfg, run->domain);
+    const struct cfg_domain *cd = cfg_find_domain(&run->snap->cfg, run->domain);
     return cd && cd->tls ? cd->tls : "may";
 }
 
@@ -227,6 +228,7 @@ static void flush_run_free(struct flush_run *run)
     for (size_t i = 0; i < run->nitems; i++)
         free(run->items[i].rcpts);
     free(run->items);
+    relayd_snap_unref(run->snap);
     free(run);
 }
 
@@ -360,8 +362,7 @@ static const struct flush_conn_owner flush_run_conn_owner = {
 
 static void flush_run_deliver(struct flush_run *run)
 {
-    struct relayd *rd = run->fl->rd;
-    size_t n = rd->cfg->flush_connections;
+    size_t n = run->snap->cfg.flush_connections;
     if (n > FLUSH_WORKERS_MAX)
         n = FLUSH_WORKERS_MAX;
     if (n > run->nitems)
@@ -458,7 +459,7 @@ static void flush_run_tlsa(struct flush_run *run)
         ctx->run_id = run->id;
         snprintf(ctx->host, sizeof(ctx->host), "%s", run->attempts[i].host);
         run->tlsa_pending++;
-        int rc = dns_tlsa_resolve(fl->dns, ctx->host, (unsigned)fl->rd->cfg->smtp_port,
+        int rc = dns_tlsa_resolve(fl->dns, ctx->host, (unsigned)run->snap->cfg.smtp_port,
                                   flush_on_tlsa, ctx);
         if (rc < 0) {
             run->tlsa_pending--;
@@ -530,7 +531,7 @@ static void flush_on_mx_ctx(const struct dns_mx_result *res, void *arg)
         return;
     }
     for (size_t i = 0; i < run->nattempts; i++)
-        flush_set_port(&run->attempts[i].addr, (int)fl->rd->cfg->smtp_port);
+        flush_set_port(&run->attempts[i].addr, (int)run->snap->cfg.smtp_port);
     if (log_enabled(LOG_LVL_DEBUG)) {
         for (size_t i = 0; i < run->nattempts; i++) {
             char ip[INET6_ADDRSTRLEN];
@@ -569,6 +570,7 @@ static int flush_start_run(struct relayd *rd, const char *domain, const char *re
     if (!run)
         return -ENOMEM;
     run->fl = fl;
+    run->snap = relayd_snap_ref(rd->snap);
     run->id = ++fl->next_id;
     snprintf(run->domain, sizeof(run->domain), "%s", domain);
     snprintf(run->reason, sizeof(run->reason), "%s", reason);

@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "hf_err.h"
 #include "log.h"
+#include "snap.h"
 #include "tls.h"
 
 static void flush_worker_next(struct flush_worker *w);
@@ -543,7 +544,7 @@ void flush_conn_start(struct flush_worker *w)
         w->own->note(run, w->relay, NULL);
         struct conn *c;
         int rc = conn_connect(rd->loop, (const struct sockaddr *)&a->addr,
-                              rd->cfg->timeout_connect * 1000, &flush_conn_ops, w, &c);
+                              run->snap->cfg.timeout_connect * 1000, &flush_conn_ops, w, &c);
         if (rc == 0) {
             w->conn = c;
             return;

@@ -77,8 +77,11 @@ struct flush_tlsa {
     size_t n;
 };
 
+struct relayd_snap;
+
 struct flush_run {
     struct flush *fl;
+    struct relayd_snap *snap; /* the configuration the run started with (a reference) */
     uint64_t id;
     char domain[256];
     char reason[32];

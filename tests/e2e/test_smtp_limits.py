@@ -92,20 +92,45 @@ class SmtpLimits(hf.HFClassTestCase):
             self.assertReply(c.cmd(line), 250, "2.0.0")
             self.assertReply(c.cmd(line + b"a"), 500, "5.5.2")
             self.assertReply(c.cmd(b"NOOP " + b"b" * 3000), 500, "5.5.2")
-            # A MAIL line that is too long is not executed.
-            self.assertReply(c.cmd(b"MAIL FROM:<a@b.test> " + b" " * 600), 500, "5.5.2")
+            # A MAIL line that is too long even with its extensions' allowance is not
+            # executed.
+            self.assertReply(c.cmd(b"MAIL FROM:<a@b.test> " + b" " * 1400), 500, "5.5.2")
             self.assertReply(c.cmd("RCPT TO:<alice@branch.test>"), 503, "5.5.1")
             self.assertFalse(c.pending(), "unexpected extra reply: %r" % c.buf)
 
+    def test_extended_mail_rcpt_lines(self):
+        """RFC 5321 4.5.3.1.4 lets extensions raise the limit, and SIZE (RFC 1870 3), AUTH
+        (RFC 4954 5), DSN (RFC 3461) do for MAIL and RCPT: lines past 512 octets that carry
+        those parameters are accepted; past their own limit they are refused."""
+        local = "l" * 64
+        domain = ".".join(["d" * 60] * 2) + ".open.test"  # a 198-octet path
+        mail = ("MAIL FROM:<%s@%s> SIZE=100 BODY=8BITMIME RET=HDRS ENVID=%s AUTH=%s"
+                % (local, domain, "+2B" * 100, "u" * 200))
+        rcpt = ("RCPT TO:<r@open.test> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;%s@%s"
+                % (local, domain))
+        rcpt += " " * (1012 - 2 - len(rcpt))  # the RCPT limit exactly
+        self.assertGreater(len(mail) + 2, 512)
+        self.assertGreater(len(rcpt) + 2, 512)
+        with self.relayd.raw() as c:
+            c.ehlo()
+            self.assertReply(c.cmd(mail), 250, "2.1.0")
+            self.assertReply(c.cmd(rcpt), 250, "2.1.5")
+            self.assertReply(c.cmd(rcpt + " "), 500, "5.5.2")
+            self.assertReply(c.cmd("DATA"), 354)
+            qid = hf.queued_id(c.data_reply(b"Subject: long lines\r\n\r\nx\r\n"))
+        msg = self.relayd.relayctl_json("show", qid)
+        self.assertEqual(msg["sender"], "%s@%s" % (local, domain))
+
     def test_text_line_length(self):
         """RFC 5321 4.5.3.1.6: a text line of 1000 octets with CRLF is accepted; longer gets
-        500 5.5.2 after the final dot, nothing is queued, the session goes on."""
+        554 5.6.0 after the final dot (4.3.2: 500 is no reply to the end of data), nothing is
+        queued, the session goes on."""
         marker = b"X-Marker: long-text-line"
         ok = hf.make_body("998", b"") + b"o" * 998 + b"\r\n"
         bad = hf.make_body("999", b"", [marker]) + b"p" * 999 + b"\r\nafter\r\n"
         with self.relayd.raw() as c:
             c.ehlo()
-            for body, want in ((ok, 250), (bad, 500)):
+            for body, want in ((ok, 250), (bad, 554)):
                 self.assertReply(c.cmd("MAIL FROM:<a@b.test>"), 250)
                 self.assertReply(c.cmd("RCPT TO:<alice@branch.test>"), 250)
                 self.assertReply(c.cmd("DATA"), 354)
@@ -113,10 +138,38 @@ class SmtpLimits(hf.HFClassTestCase):
                 if want == 250:
                     qid = hf.queued_id(r)
                 else:
-                    self.assertReply(r, 500, "5.5.2")
+                    self.assertReply(r, 554, "5.6.0")
             self.assertReply(c.cmd("NOOP"), 250, "2.0.0")
         stored = self.relayd.relayctl("show", qid, "--body", check=True).stdout
         self.assertEqual(hf.split_received(stored)[1], ok)
+        self.assertQueueHasNo(marker)
+
+    def test_text_line_dot_boundary_smtplib(self):
+        """The leading dot duplicated for transparency is not counted (RFC 5321 4.5.3.1.6):
+        smtplib dot-stuffs a 998-octet line that starts with "." into 999 octets + CRLF, and
+        that line is accepted and stored unstuffed; a 999-octet line starting with "." is
+        refused, with or without the dot."""
+        marker = b"X-Marker: dot-boundary-over"
+        for lead in (b".", b"..", b"x"):
+            with self.subTest(lead=lead):
+                line = lead + b"d" * (998 - len(lead))
+                body = hf.make_body("dot 998", b"first\r\n") + line + b"\r\n" + line + b"\r\n"
+                qid = hf.send_smtplib(self.relayd, "a@b.test", ["alice@branch.test"], body)
+                stored = self.relayd.relayctl("show", qid, "--body", check=True).stdout
+                self.assertEqual(hf.split_received(stored)[1], body)
+        for lead in (b".", b"x"):
+            with self.subTest(over=lead):
+                body = hf.make_body("dot 999", b"", [marker]) + lead + b"e" * 998 + b"\r\n"
+                s = self.relayd.smtp()
+                try:
+                    s.ehlo(hf.CLIENT_NAME)
+                    self.assertEqual(s.mail("a@b.test")[0], 250)
+                    self.assertEqual(s.rcpt("alice@branch.test")[0], 250)
+                    code, msg = s.data(body)  # the reply after the data, not raised
+                    self.assertEqual(code, 554, msg)
+                    self.assertEqual(s.noop()[0], 250)
+                finally:
+                    s.quit()
         self.assertQueueHasNo(marker)
 
     def test_zz_daemon_survives(self):

@@ -2,6 +2,7 @@
  * hashes (RFC 7914's test vector, hash then verify, wrong password, unknown user), AUTH PLAIN
  * and LOGIN decoding with strict base64, and the --hash-password command. */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -344,7 +345,12 @@ static int run_passwd(char **argv, int argc, const char *input, char *out, size_
     }
     close(in[0]);
     close(res[1]);
-    assert_int_equal(write(in[1], input, strlen(input)), (ssize_t)strlen(input));
+    /* A usage error exits before reading stdin: the write may then find the pipe closed,
+     * which must be EPIPE here, not a SIGPIPE that kills the test (make and dpkg-buildpackage
+     * run it with SIGPIPE at its default). */
+    signal(SIGPIPE, SIG_IGN);
+    ssize_t w = write(in[1], input, strlen(input));
+    assert_true(w == (ssize_t)strlen(input) || (w < 0 && errno == EPIPE));
     close(in[1]);
     size_t n = 0;
     ssize_t r;

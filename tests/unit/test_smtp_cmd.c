@@ -107,6 +107,22 @@ static const struct verb_case verb_cases[] = {
     {"BDAT 10 LAST x", HF_ESYNTAX, SMTP_V_BDAT, NULL},
     {"BDAT 10  LAST", HF_ESYNTAX, SMTP_V_BDAT, NULL},
     {"BDAT 18446744073709551616", HF_ESYNTAX, SMTP_V_BDAT, NULL},
+    {"BDAT 007", 0, SMTP_V_BDAT, "007"},
+    {"bdat 5 LaSt", 0, SMTP_V_BDAT, "5 LaSt"},
+    {"BDAT 1 LAST ", 0, SMTP_V_BDAT, "1 LAST"},
+    {"BDAT +1", HF_ESYNTAX, SMTP_V_BDAT, NULL},
+    {"BDAT 0x10", HF_ESYNTAX, SMTP_V_BDAT, NULL},
+    {"BDAT 10LAST", HF_ESYNTAX, SMTP_V_BDAT, NULL},
+    {"BDAT LAST", HF_ESYNTAX, SMTP_V_BDAT, NULL},
+    {"BDAT 1 2", HF_ESYNTAX, SMTP_V_BDAT, NULL},
+    {"BDAT 1\tLAST", HF_ESYNTAX, SMTP_V_BDAT, NULL},
+    {"BDAT 123456789012345678901", HF_ESYNTAX, SMTP_V_BDAT, NULL}, /* 21 digits */
+    /* RFC 821 verbs we know and do not implement: any argument */
+    {"SEND FROM:<a@b.test>", 0, SMTP_V_SEND, "FROM:<a@b.test>"},
+    {"soml FROM:<a@b.test>", 0, SMTP_V_SOML, "FROM:<a@b.test>"},
+    {"SAML", 0, SMTP_V_SAML, ""},
+    {"SAML FROM:<bad", 0, SMTP_V_SAML, "FROM:<bad"},
+    {"SENDX FROM:<a@b.test>", HF_EUNKNOWN, SMTP_V_UNKNOWN, NULL},
     /* AUTH (RFC 4954) */
     {"AUTH PLAIN", 0, SMTP_V_AUTH, "PLAIN"},
     {"AUTH PLAIN AHVzZXIAcGFzcw==", 0, SMTP_V_AUTH, "PLAIN AHVzZXIAcGFzcw=="},
@@ -520,7 +536,7 @@ static void test_envid_limits(void **state)
 
 static void test_line_limits(void **state)
 {
-    char line[1200];
+    char line[2048];
     struct smtp_cmd cmd;
 
     (void)state;
@@ -540,19 +556,69 @@ static void test_line_limits(void **state)
     line[3] = '\n';
     assert_int_equal(smtp_cmd_parse(line, 600, &cmd), HF_ELONGLINE);
 
-    /* The same for MAIL, its parameters padded with spaces. */
-    for (size_t total = 509; total <= 512; total++) {
-        static const char head[] = "MAIL FROM:<a@client.test>";
-        size_t n = sizeof(head) - 1;
-        memcpy(line, head, n);
-        memset(line + n, ' ', total - n - 6);
-        memcpy(line + total - 6, "SIZE=1", 7);
-        assert_int_equal(strlen(line), total);
-        assert_int_equal(parse(line, &cmd), total <= 510 ? 0 : HF_ELONGLINE);
-        if (total <= 510) {
-            assert_true(cmd.has_size);
+    /* An unknown verb has the ordinary limit too. */
+    memset(line, 'x', 600);
+    memcpy(line, "XYZZY ", 6);
+    assert_int_equal(smtp_cmd_parse(line, 600, &cmd), HF_ELONGLINE);
+    assert_int_equal(smtp_cmd_parse(line, 510, &cmd), HF_EUNKNOWN);
+
+    /* MAIL and RCPT may be longer by what their extensions add (RFC 5321 4.5.3.1.4, RFC 1870
+     * 3 and the others in smtp_cmd.h): padded with spaces to the exact boundary. */
+    static const struct {
+        const char *head;
+        size_t max;
+    } longer[] = {
+        {"MAIL FROM:<a@client.test>", SMTP_MAIL_LINE_MAX},
+        {"RCPT TO:<a@client.test>", SMTP_RCPT_LINE_MAX},
+        {"VRFY a@client.test", SMTP_CMD_LINE_MAX},
+    };
+    for (size_t k = 0; k < sizeof(longer) / sizeof(longer[0]); k++) {
+        for (size_t total = longer[k].max - 5; total <= longer[k].max; total++) {
+            size_t n = strlen(longer[k].head);
+            memcpy(line, longer[k].head, n);
+            memset(line + n, ' ', total - n);
+            line[total] = '\0';
+            /* total octets + CRLF */
+            int want = total + 2 <= longer[k].max ? 0 : HF_ELONGLINE;
+            if (parse(line, &cmd) != want) {
+                print_error("%s padded to %zu: want %d\n", longer[k].head, total, want);
+                fail();
+            }
         }
     }
+    /* A MAIL line near its longest that is all real parameters. */
+    size_t n = (size_t)sprintf(line, "MAIL FROM:<");
+    memset(line + n, 'l', 64);
+    n += 64;
+    n += (size_t)sprintf(line + n, "@");
+    for (int i = 0; i < 3; i++) {
+        memset(line + n, 'd', 60);
+        n += 60;
+        line[n++] = '.';
+    }
+    n += (size_t)sprintf(line + n, "test> SIZE=18446744073709551615 BODY=8BITMIME SMTPUTF8 "
+                                   "RET=HDRS ENVID=");
+    for (int i = 0; i < 100; i++) {
+        memcpy(line + n + 3 * (size_t)i, "+2B", 3);
+    }
+    n += 300;
+    n += (size_t)sprintf(line + n, " AUTH=");
+    memset(line + n, 'u', 400);
+    n += 400;
+    line[n] = '\0';
+    assert_true(n + 2 > SMTP_CMD_LINE_MAX);
+    assert_true(n + 2 <= SMTP_MAIL_LINE_MAX);
+    assert_int_equal(parse(line, &cmd), 0);
+    assert_int_equal(cmd.verb, SMTP_V_MAIL);
+    assert_true(cmd.smtputf8);
+    /* A RCPT with a long ORCPT and every NOTIFY. */
+    n = (size_t)sprintf(line, "RCPT TO:<a@client.test> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;");
+    memset(line + n, 'o', 480);
+    n += 480;
+    line[n] = '\0';
+    assert_true(n + 2 > SMTP_CMD_LINE_MAX);
+    assert_int_equal(parse(line, &cmd), 0);
+    assert_int_equal(cmd.notify, SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY);
 }
 
 struct raw_case {

@@ -408,6 +408,159 @@ static void test_pipelined_no_rcpt_but_354(void **state)
     smtpc_close(&h.c);
 }
 
+/* ---- CHUNKING (RFC 3030): BDAT with PIPELINING ---- */
+
+#define EHLO_CHUNK                                                                                 \
+    "250-mx.test hello\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-CHUNKING\r\n250-SIZE 1000000\r\n"  \
+    "250 ENHANCEDSTATUSCODES"
+
+/* Replies to MAIL, the three RCPTs, the chunk and BDAT LAST, and what they must decide. */
+struct bdat_case {
+    const char *envelope_replies; /* MAIL and the RCPTs */
+    const char *chunk_replies;    /* the chunk and LAST */
+    enum smtpc_outcome o[3];
+    int code[3];
+    const char *text[3];
+    enum smtpc_outcome msg_o;
+    const char *msg_text;
+    bool rset_next; /* the next message starts with RSET */
+};
+
+static const struct bdat_case bdat_cases[] = {
+    {"250 ok\r\n250 ok\r\n550 5.1.1 no\r\n250 ok",
+     "250 2.0.0 19 octets received\r\n250 2.0.0 queued as X",
+     {SMTPC_OK, SMTPC_FAIL, SMTPC_OK},
+     {250, 550, 250},
+     {"queued", "no", "queued"},
+     SMTPC_OK,
+     "queued",
+     false},
+    /* a refused chunk decides for the accepted recipients; LAST then decides nothing */
+    {"250 ok\r\n250 a\r\n250 b\r\n250 c",
+     "552 5.3.4 too big\r\n552 5.3.4 too big",
+     {SMTPC_FAIL, SMTPC_FAIL, SMTPC_FAIL},
+     {552, 552, 552},
+     {"too big", "too big", "too big"},
+     SMTPC_FAIL,
+     "too big",
+     true},
+    {"250 ok\r\n250 a\r\n250 b\r\n250 c",
+     "451 4.3.1 full\r\n250 2.0.0 queued",
+     {SMTPC_DEFER, SMTPC_DEFER, SMTPC_DEFER},
+     {451, 451, 451},
+     {"full", "full", "full"},
+     SMTPC_DEFER,
+     "full",
+     true},
+    {"250 ok\r\n250 a\r\n250 b\r\n250 c",
+     "250 2.0.0 19 octets\r\n451 4.3.0 later",
+     {SMTPC_DEFER, SMTPC_DEFER, SMTPC_DEFER},
+     {451, 451, 451},
+     {"later", "later", "later"},
+     SMTPC_DEFER,
+     "later",
+     true},
+    /* no recipient: the refusals of the chunks say nothing about them */
+    {"250 ok\r\n550 5.1.1 a\r\n450 4.2.0 b\r\n550 5.1.1 c",
+     "503 5.5.1 need RCPT\r\n554 5.5.1 no valid recipients",
+     {SMTPC_FAIL, SMTPC_DEFER, SMTPC_FAIL},
+     {550, 450, 550},
+     {"a", "b", "c"},
+     SMTPC_DEFER,
+     "no recipient accepted",
+     true},
+    /* MAIL refused: every recipient shares its fate */
+    {"451 4.3.0 later\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL",
+     "503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL",
+     {SMTPC_DEFER, SMTPC_DEFER, SMTPC_DEFER},
+     {451, 451, 451},
+     {"later", "later", "later"},
+     SMTPC_DEFER,
+     "later",
+     true},
+};
+
+/* Every case twice: with the replies to MAIL and RCPT before the body is handed over, and
+ * with all replies after it. */
+static void test_bdat_cases(void **state)
+{
+    (void)state;
+    static const char body[] = "hi\r\n.\r\n..x\r\nno CRLF";
+    for (size_t i = 0; i < sizeof(bdat_cases) / sizeof(bdat_cases[0]); i++) {
+        for (int early = 0; early < 2; early++) {
+            const struct bdat_case *bc = &bdat_cases[i];
+            struct h h;
+            h_start(&h, &deliver_opts, EHLO_CHUNK);
+            assert_true(h.c.ext & SMTPC_EXT_CHUNKING);
+            struct smtpc_msg m = msg3();
+            assert_int_equal(smtpc_msg_begin(&h.c, &m), 0);
+            h_drain(&h);
+            /* The whole group at once, no DATA; the body is asked for right away. */
+            assert_string_equal(h.out, "MAIL FROM:<a@x.test> SIZE=100\r\nRCPT TO:<b@y.test>\r\n"
+                                       "RCPT TO:<c@y.test>\r\nRCPT TO:<d@y.test>\r\n");
+            assert_int_equal(h.act, SMTPC_ACT_WRITE | SMTPC_ACT_BODY);
+            assert_int_equal(h.c.state, SMTPC_ST_BODY);
+            if (early)
+                h_step(&h, bc->envelope_replies, "", 0);
+            assert_int_equal(smtpc_body(&h.c, body, strlen(body), false), 0);
+            assert_int_equal(smtpc_body(&h.c, NULL, 0, true), 0);
+            h_drain(&h);
+            /* As stored: no dot-stuffing, no CRLF added. */
+            assert_string_equal(h.out, "BDAT 19\r\nhi\r\n.\r\n..x\r\nno CRLFBDAT 0 LAST\r\n");
+            assert_int_equal(h.c.state, SMTPC_ST_DOT);
+            if (!early)
+                h_step(&h, bc->envelope_replies, "", 0);
+            h_step(&h, bc->chunk_replies, "", SMTPC_ACT_MSG_DONE | SMTPC_ACT_NEXT);
+            for (int k = 0; k < 3; k++)
+                assert_res(&h.c.rcpt_res[k], bc->o[k], bc->code[k], bc->text[k]);
+            assert_res(&h.c.msg_res, bc->msg_o, h.c.msg_res.code, bc->msg_text);
+            assert_int_equal(h.c.state, SMTPC_ST_IDLE);
+            assert_int_equal(smtpc_msg_begin(&h.c, &m), 0);
+            h_drain(&h);
+            assert_int_equal(strncmp(h.out, "RSET\r\n", 6) == 0, bc->rset_next);
+            smtpc_close(&h.c);
+        }
+    }
+}
+
+/* CHUNKING without PIPELINING: DATA (BDAT would gain nothing without pipelining). */
+static void test_chunking_without_pipelining(void **state)
+{
+    (void)state;
+    struct h h;
+    h_start(&h, &deliver_opts, "250-mx.test\r\n250-CHUNKING\r\n250 8BITMIME");
+    struct smtpc_msg m = msg3();
+    m.nrcpt = 1;
+    assert_int_equal(smtpc_msg_begin(&h.c, &m), 0);
+    h_drain(&h);
+    h_step(&h, "250 ok", "RCPT TO:<b@y.test>\r\n", SMTPC_ACT_WRITE);
+    h_step(&h, "250 ok", "DATA\r\n", SMTPC_ACT_WRITE);
+    h_step(&h, "354 go", "", SMTPC_ACT_BODY);
+    assert_int_equal(smtpc_body(&h.c, ".x\r\n", 4, true), 0);
+    h_drain(&h);
+    assert_string_equal(h.out, "..x\r\n.\r\n");
+    smtpc_close(&h.c);
+}
+
+/* A lost connection after BDAT LAST defers (maybe delivered: a duplicate, never a loss). */
+static void test_bdat_drop_waiting_final_reply(void **state)
+{
+    (void)state;
+    struct h h;
+    h_start(&h, &deliver_opts, EHLO_CHUNK);
+    struct smtpc_msg m = msg3();
+    m.nrcpt = 1;
+    assert_int_equal(smtpc_msg_begin(&h.c, &m), 0);
+    assert_int_equal(smtpc_body(&h.c, "x\r\n", 3, false), 0);
+    assert_int_equal(smtpc_body(&h.c, NULL, 0, true), 0);
+    h_drain(&h);
+    h_feed(&h, "250 ok\r\n250 ok\r\n250 3 octets");
+    smtpc_on_closed(&h.c, -ETIMEDOUT);
+    h_drain(&h);
+    assert_res(&h.c.rcpt_res[0], SMTPC_DEFER, 0, "connection lost in DOT");
+    smtpc_close(&h.c);
+}
+
 /* ---- broken dialogues ---- */
 
 static void test_drop_mid_data_defers_all(void **state)
@@ -958,6 +1111,9 @@ int main(void)
         cmocka_unit_test(test_pipelined_happy_path),
         cmocka_unit_test(test_pipelined_mail_refused_never_bounces_rcpts),
         cmocka_unit_test(test_pipelined_no_rcpt_but_354),
+        cmocka_unit_test(test_bdat_cases),
+        cmocka_unit_test(test_chunking_without_pipelining),
+        cmocka_unit_test(test_bdat_drop_waiting_final_reply),
         cmocka_unit_test(test_drop_mid_data_defers_all),
         cmocka_unit_test(test_drop_waiting_final_reply),
         cmocka_unit_test(test_malformed_reply_mid_transaction),

@@ -146,6 +146,7 @@ struct dcase {
     "250-PIPELINING\r\n"
 #define EHLO_MID                                                                                   \
     "250-8BITMIME\r\n"                                                                             \
+    "250-CHUNKING\r\n"                                                                             \
     "250-ENHANCEDSTATUSCODES\r\n"                                                                  \
     "250-SMTPUTF8\r\n"                                                                             \
     "250-DSN\r\n"
@@ -200,9 +201,15 @@ struct dcase {
 #define R_SIZE100  "552 5.3.4 Message size exceeds fixed limit of 100 octets\r\n"
 #define R_BARE_DATA                                                                                \
     "554 5.6.0 Message refused: bare LF or bare CR in message, only CRLF ends a line\r\n"
-#define R_AUTH_OK   "235 2.7.0 Authentication successful\r\n"
-#define R_AUTH_BAD  "535 5.7.8 Authentication credentials invalid\r\n"
-#define R_CLOSE_BAD "421 4.7.0 Too many errors, closing connection\r\n"
+#define R_LONG_DATA   "554 5.6.0 Message refused: a text line is over 1000 octets\r\n"
+#define R_NOHELP      "504 5.5.4 No help for that; HELP alone lists the commands\r\n"
+#define R_BDAT_NOMAIL "503 5.5.1 Need MAIL and RCPT before BDAT\r\n"
+#define R_BDAT_EHLO   "503 5.5.1 BDAT needs EHLO (CHUNKING)\r\n"
+#define R_NORCPT      "554 5.5.1 No valid recipients\r\n"
+#define R_OCTETS(n)   "250 2.0.0 " #n " octets received\r\n"
+#define R_AUTH_OK     "235 2.7.0 Authentication successful\r\n"
+#define R_AUTH_BAD    "535 5.7.8 Authentication credentials invalid\r\n"
+#define R_CLOSE_BAD   "421 4.7.0 Too many errors, closing connection\r\n"
 
 #define MAIL_A     "MAIL FROM:<a@example.org>\r\n"
 #define RCPT_ALICE "RCPT TO:<alice@branch.test>\r\n"
@@ -232,9 +239,10 @@ static const struct dcase cases[] = {
                 "READY"},
                {"ETRN branch.test\r\n", "502 5.5.1 ETRN not available\r\n", "READY"},
                {"HELP\r\n",
-                "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP; see RFC "
-                "5321\r\n",
-                "READY"}}},
+                "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP; HELP "
+                "command for its syntax\r\n",
+                "READY"},
+               {"HELP ETRN\r\n", R_NOHELP, "READY"}}},
     {.name = "ehlo SIZE value",
      .prm = &P_SMALL,
      .steps = {{"EHLO client.test\r\n",
@@ -387,6 +395,22 @@ static const struct dcase cases[] = {
                {"NOOP " X500 X100 "\nNOOP\r\nNOOP\r\n", R_LONG R_OK, "READY"},
                /* a long line whose CR is the last of 513 octets */
                {"NOOP " X500 "xxxxxx\r\r\n", R_LONG, "READY"}}},
+    {.name = "MAIL and RCPT lines may pass 512 octets by what their extensions add",
+     .steps = {S_EHLO,
+               /* 534 octets: AUTH= adds up to 500 (RFC 4954 5) */
+               {"MAIL FROM:<a@example.org> AUTH=" A500 "\r\n", R_MAIL, "MAIL"},
+               /* 562 octets: NOTIFY and ORCPT add up to 500 (RFC 3461) */
+               {"RCPT TO:<alice@branch.test> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;" A500
+                "\r\n",
+                "501 5.5.4 *\r\n", "MAIL"},
+               {"RCPT TO:<alice@branch.test> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;" A100 A100
+                    A100 A100 A90 "\r\n",
+                R_RCPT, "RCPT"},
+               /* past every limit: not executed */
+               {"RSET\r\nMAIL FROM:<a@example.org> " X500 X500 X500
+                "\r\nRCPT TO:<bob@branch.test> " X500 X500 "\r\n",
+                R_OK R_LONG R_LONG, "READY"},
+               {"VRFY " X500 "xxxxxx\r\n", R_LONG, "READY"}}},
     {.name = "bare LF and bare CR in command lines: one bad line, not executed",
      .steps = {S_HELO,
                {"MAIL FROM:<a@example.org>\nRCPT TO:<alice@branch.test>\r\n", R_BARE, "READY"},
@@ -416,8 +440,7 @@ static const struct dcase cases[] = {
                {MAIL_A RCPT_ALICE "DATA\r\n", R_MAIL R_RCPT R_DATA, "DATA"},
                {A500 A100 A100 A100 A100 A90 "aaaaaaaa\r\n.\r\n", R_QUEUED, "READY"},
                {MAIL_A RCPT_ALICE "DATA\r\n", R_MAIL R_RCPT R_DATA, "DATA"},
-               {"ok\r\n" A500 A500 "\r\nok\r\n.\r\n",
-                "500 5.5.2 Line too long (over 1000 octets); message refused\r\n", "READY"}},
+               {"ok\r\n" A500 A500 "\r\nok\r\n.\r\n", R_LONG_DATA, "READY"}},
      .msgs = {{"a@example.org", "alice@branch.test", A500 A100 A100 A100 A100 A90 "aaaaaaaa\r\n"}}},
     {.name = "sequence errors",
      .steps = {{MAIL_A, "503 5.5.1 Send HELO or EHLO first\r\n", "GREET"},
@@ -462,7 +485,7 @@ static const struct dcase cases[] = {
                 "READY"},
                {MAIL_A "RCPT TO:<alice@branch.test> NOTIFY=NEVER\r\n",
                 R_MAIL "555 5.5.4 RCPT parameters need EHLO\r\n", "MAIL"}}},
-    {.name = "VRFY, EXPN, TURN, ATRN, BDAT, HELP, NOOP",
+    {.name = "VRFY, EXPN, TURN, ATRN, SEND, SOML, SAML, HELP, NOOP",
      .steps = {S_HELO,
                {"VRFY alice\r\n",
                 "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery\r\n",
@@ -470,12 +493,160 @@ static const struct dcase cases[] = {
                {"EXPN staff\r\n", "502 5.5.1 EXPN not available\r\n", "READY"},
                {"TURN\r\n", "502 5.5.1 TURN refused: *\r\n", "READY"},
                {"ATRN branch.test\r\n", "502 5.5.1 *\r\n", "READY"},
-               {"BDAT 10 LAST\r\n", "502 5.5.1 *\r\n", "READY"},
-               {"HELP\r\n",
-                "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP ETRN; see "
-                "RFC 5321\r\n",
+               /* RFC 821 verbs: known and not implemented, 502 (not 500 unrecognized) */
+               {"SEND FROM:<a@example.org>\r\nsoml FROM:<a@example.org>\r\nSAML\r\n",
+                "502 5.5.1 SEND not implemented (RFC 821 terminal delivery)\r\n"
+                "502 5.5.1 SOML not implemented (RFC 821 terminal delivery)\r\n"
+                "502 5.5.1 SAML not implemented (RFC 821 terminal delivery)\r\n",
                 "READY"},
+               {MAIL_A "SEND FROM:<a@example.org>\r\n", R_MAIL "502 5.5.1 SEND *\r\n", "MAIL"},
+               {"RSET\r\n", R_OK, "READY"},
+               {"HELP\r\n",
+                "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP ETRN; "
+                "HELP command for its syntax\r\n",
+                "READY"},
+               {"HELP bdat\r\nHELP ETRN\r\n",
+                "214 2.0.0 BDAT size [LAST], then exactly size octets of the message (RFC "
+                "3030)\r\n214 2.0.0 ETRN domain | @domain | #queue (RFC 1985)\r\n",
+                "READY"},
+               {"HELP SEND\r\nHELP FOO\r\nHELP STARTTLS\r\nHELP EXPN\r\n",
+                R_NOHELP R_NOHELP R_NOHELP R_NOHELP, "READY"},
                {"NOOP\r\n", R_OK, "READY"}}},
+    {.name = "HELP lists STARTTLS, then AUTH over TLS",
+     .prm = &P_TLS,
+     .steps = {{"HELP\r\n",
+                "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP ETRN "
+                "STARTTLS; HELP command for its syntax\r\n",
+                "GREET"},
+               S_STARTTLS,
+               {"HELP\r\n",
+                "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP ETRN "
+                "AUTH; HELP command for its syntax\r\n",
+                "GREET"}}},
+
+    /* ---- BDAT (RFC 3030) ------------------------------------------------------------------ */
+    {.name = "bdat: one LAST chunk is stored byte for byte; CRLF.CRLF and commands in it are "
+             "content",
+     .steps = {S_EHLO,
+               {MAIL_A RCPT_ALICE, R_MAIL R_RCPT, "RCPT"},
+               {"BDAT 36 LAST\r\na\r\n.\r\nMAIL FROM:<x@evil.test>\r\n..x\r\n", R_QUEUED, "READY"},
+               {"QUIT\r\n", R_BYE, "CLOSED"}},
+     .msgs = {{"a@example.org", "alice@branch.test",
+               "a\r\n.\r\nMAIL FROM:<x@evil.test>\r\n..x\r\n"}}},
+    {.name = "bdat: pipelined chunks answered in order; CRLF split across chunks; 0 LAST",
+     .steps = {S_EHLO,
+               {MAIL_A RCPT_ALICE "BDAT 3\r\nab\rBDAT 4\r\n\nc\r\nBDAT 0 LAST\r\nQUIT\r\n",
+                R_MAIL R_RCPT R_OCTETS(3) R_OCTETS(4) R_QUEUED R_BYE, "CLOSED"}},
+     .msgs = {{"a@example.org", "alice@branch.test", "ab\r\nc\r\n"}}},
+    {.name = "bdat: two transactions pipelined, the second waits for the first commit",
+     .steps = {S_EHLO,
+               {MAIL_A RCPT_ALICE
+                "BDAT 2 LAST\r\nhi" MAIL_A
+                "RCPT TO:<bob@branch.test>\r\nBDAT 3\r\nyo!BDAT 2 LAST\r\n\r\nNOOP\r\n",
+                R_MAIL R_RCPT R_QUEUED R_MAIL R_RCPT R_OCTETS(3) R_QUEUED R_OK, "READY"}},
+     .msgs = {{"a@example.org", "alice@branch.test", "hi"},
+              {"a@example.org", "bob@branch.test", "yo!\r\n"}}},
+    {.name = "bdat: BDAT 0 LAST alone is an empty message; 8BITMIME body",
+     .steps = {S_EHLO,
+               {MAIL_A RCPT_ALICE "BDAT 0 LAST\r\n", R_MAIL R_RCPT R_QUEUED, "READY"},
+               {"MAIL FROM:<a@example.org> BODY=8BITMIME\r\n" RCPT_ALICE
+                "BDAT 7 LAST\r\ncaf\xc3\xa9\r\n",
+                R_MAIL R_RCPT R_QUEUED, "READY"}},
+     .msgs = {{"a@example.org", "alice@branch.test", ""},
+              {"a@example.org", "alice@branch.test", "caf\xc3\xa9\r\n", true}}},
+    {.name = "bdat before EHLO, MAIL or RCPT: refused after its octets, which are not commands",
+     .steps = {{"BDAT 6\r\nQUIT\r\n", R_BDAT_EHLO, "GREET"},
+               S_EHLO,
+               {"BDAT 6 LAST\r\nQUIT\r\n", R_BDAT_NOMAIL, "READY"},
+               {MAIL_A "BDAT 6 LAST\r\nQUIT\r\nNOOP\r\n", R_MAIL R_NORCPT R_OK, "MAIL"},
+               {RCPT_ALICE "BDAT 0 LAST\r\n", R_RCPT R_QUEUED, "READY"},
+               /* no size: nothing can be skipped, the next line is a command */
+               {"BDAT x\r\nNOOP\r\n", "501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n" R_OK, "READY"},
+               /* after HELO, CHUNKING was not offered */
+               S_HELO,
+               {MAIL_A RCPT_ALICE "BDAT 4 LAST\r\nRSETNOOP\r\n", R_MAIL R_RCPT R_BDAT_EHLO R_OK,
+                "RCPT"}},
+     .msgs = {{"a@example.org", "alice@branch.test", ""}}},
+    {.name = "bdat then DATA: 503; MAIL and RCPT refused between chunks; RSET drops the chunks",
+     .steps = {S_EHLO,
+               {MAIL_A RCPT_ALICE "BDAT 2\r\nab", R_MAIL R_RCPT R_OCTETS(2), "BDAT"},
+               {"DATA\r\n", "503 5.5.1 DATA cannot follow BDAT in one transaction; send RSET\r\n",
+                "BDAT"},
+               {MAIL_A RCPT_ALICE "ETRN branch.test\r\n",
+                "503 5.5.1 Bad sequence of commands\r\n503 5.5.1 Bad sequence of commands\r\n"
+                "503 5.5.1 Bad sequence of commands\r\n",
+                "BDAT"},
+               {"NOOP\r\nRSET\r\n", R_OK R_OK, "READY"},
+               {"BDAT 1 LAST\r\nx", R_BDAT_NOMAIL, "READY"},
+               {MAIL_A RCPT_ALICE "DATA\r\nhi\r\n.\r\n", R_MAIL R_RCPT R_DATA R_QUEUED, "READY"},
+               /* DATA and BDAT may follow each other in one session */
+               {MAIL_A RCPT_ALICE "BDAT 3\r\nyo\nBDAT 1 LAST\r\n!",
+                R_MAIL R_RCPT R_BARE_DATA R_BARE_DATA, "READY"},
+               /* EHLO in the middle ends the transaction too */
+               {MAIL_A RCPT_ALICE "BDAT 1\r\nz", R_MAIL R_RCPT R_OCTETS(1), "BDAT"},
+               {"EHLO client.test\r\nBDAT 1 LAST\r\nz", EHLO_DEF R_BDAT_NOMAIL, "READY"}},
+     .msgs = {{"a@example.org", "alice@branch.test", "hi\r\n"}}},
+    {.name = "bdat: the size limit holds while chunks arrive; 100 octets pass",
+     .prm = &P_SMALL,
+     .steps = {{"EHLO client.test\r\n",
+                EHLO_HEAD "250-SIZE 100\r\n" EHLO_MID "250-ETRN\r\n250 HELP\r\n", "READY"},
+               {MAIL_A RCPT_ALICE "BDAT 60\r\n" A10 A10 A10 A10 A10 A10, R_MAIL R_RCPT R_OCTETS(60),
+                "BDAT"},
+               {"BDAT 41\r\n" A10 A10 A10 A10 "a", R_SIZE100, "BDAT"},
+               /* chunks already in the pipeline: discarded, same answer */
+               {"BDAT 5\r\nhelloBDAT 2 LAST\r\nhi", R_SIZE100 R_SIZE100, "READY"},
+               {MAIL_A RCPT_ALICE "BDAT 99\r\n" A90 "aaaaaaaaaBDAT 1 LAST\r\na",
+                R_MAIL R_RCPT R_OCTETS(99) R_QUEUED, "READY"},
+               {MAIL_A RCPT_ALICE "BDAT 101 LAST\r\n" A100 "a"
+                                  "NOOP\r\n",
+                R_MAIL R_RCPT R_SIZE100 R_OK, "READY"}},
+     .msgs = {{"a@example.org", "alice@branch.test", A100}}},
+    {.name = "bdat: bare LF or CR refuses the message at the chunk; the stream stays in step",
+     .steps = {S_EHLO,
+               {MAIL_A RCPT_ALICE "BDAT 4\r\na\nb\r", R_MAIL R_RCPT R_BARE_DATA, "BDAT"},
+               {"BDAT 3\r\nxyzBDAT 2 LAST\r\n\r\n", R_BARE_DATA R_BARE_DATA, "READY"},
+               {MAIL_A RCPT_ALICE "BDAT 3 LAST\r\nab\r", R_MAIL R_RCPT R_BARE_DATA, "READY"},
+               /* a client that miscounts: the octet past the chunk starts a command line */
+               {MAIL_A RCPT_ALICE "BDAT 3 LAST\r\nab\r\n", R_MAIL R_RCPT R_BARE_DATA, "READY"},
+               {"NOOP\r\n", R_BARE, "READY"},
+               {"NOOP\r\n", R_OK, "READY"}}},
+    {.name = "bdat: bare LF and CR normalised (bare_lf = normalise)",
+     .prm = &P_NORM,
+     .steps = {S_EHLO,
+               {MAIL_A RCPT_ALICE "BDAT 4\r\na\nb\rBDAT 1 LAST\r\nc",
+                R_MAIL R_RCPT R_OCTETS(4) R_QUEUED, "READY"},
+               {MAIL_A RCPT_ALICE "BDAT 2 LAST\r\nx\r", R_MAIL R_RCPT R_QUEUED, "READY"}},
+     .msgs = {{"a@example.org", "alice@branch.test", "a\r\nb\r\nc"},
+              {"a@example.org", "alice@branch.test", "x\r\n"}}},
+    {.name = "bdat: text line of 1000 octets passes, 1001 do not",
+     .steps = {S_EHLO,
+               {MAIL_A RCPT_ALICE "BDAT 1000 LAST\r\n" A500 A100 A100 A100 A100 A90 "aaaaaaaa\r\n",
+                R_MAIL R_RCPT R_QUEUED, "READY"},
+               {MAIL_A RCPT_ALICE "BDAT 1001\r\n" A500 A100 A100 A100 A100 A90 "aaaaaaaaa\r\n"
+                                  "BDAT 0 LAST\r\n",
+                R_MAIL R_RCPT R_LONG_DATA R_LONG_DATA, "READY"}},
+     .msgs = {{"a@example.org", "alice@branch.test", A500 A100 A100 A100 A100 A90 "aaaaaaaa\r\n"}}},
+    {.name = "bdat: chunks after a failed one are not bad commands; refused BDATs are",
+     .prm = &P_BAD3,
+     .steps = {S_EHLO,
+               {MAIL_A RCPT_ALICE "BDAT 2\r\n\n\nBDAT 1\r\nxBDAT 1\r\nxBDAT 1\r\nxBDAT 1 "
+                                  "LAST\r\nxNOOP\r\n",
+                R_MAIL R_RCPT R_BARE_DATA R_BARE_DATA R_BARE_DATA R_BARE_DATA R_BARE_DATA R_OK,
+                "READY"},
+               {"BDAT 1\r\nxBDAT 1\r\nx", R_BDAT_NOMAIL R_BDAT_NOMAIL, "READY"},
+               {"BDAT 1\r\nxNOOP\r\n", R_BDAT_NOMAIL R_CLOSE_BAD, "CLOSED"}}},
+    {.name = "bdat: timeout inside a chunk",
+     .steps = {S_EHLO,
+               {MAIL_A RCPT_ALICE "BDAT 10\r\nabc", R_MAIL R_RCPT, "CHUNK"},
+               {EV_TIMEOUT, "421 4.4.2 Timeout exceeded, closing connection\r\n", "CLOSED"}}},
+    {.name = "bdat: the commit fails",
+     .commit_status = -ENOSPC,
+     .steps = {S_EHLO,
+               {MAIL_A RCPT_ALICE "BDAT 1\r\nxBDAT 2 LAST\r\n\r\nNOOP\r\n",
+                R_MAIL R_RCPT R_OCTETS(
+                    1) "452 4.3.1 Insufficient system storage, try again later\r\n" R_OK,
+                "READY"}},
+     .msgs = {{"a@example.org", "alice@branch.test", "x\r\n"}}},
     {.name = "max_bad_commands (3): 421 and close",
      .prm = &P_BAD3,
      .steps = {S_HELO,
@@ -1031,11 +1202,11 @@ static void test_state_names(void **state)
         {SMTPD_ST_GREET, "GREET"}, {SMTPD_ST_READY, "READY"},   {SMTPD_ST_MAIL, "MAIL"},
         {SMTPD_ST_RCPT, "RCPT"},   {SMTPD_ST_DATA, "DATA"},     {SMTPD_ST_COMMIT, "COMMIT"},
         {SMTPD_ST_WAIT, "WAIT"},   {SMTPD_ST_CLOSED, "CLOSED"}, {SMTPD_ST_TLS, "TLS"},
-        {SMTPD_ST_AUTH, "AUTH"},
+        {SMTPD_ST_AUTH, "AUTH"},   {SMTPD_ST_CHUNK, "CHUNK"},   {SMTPD_ST_BDAT, "BDAT"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         assert_string_equal(smtpd_state_name(names[i].st), names[i].name);
-    assert_string_equal(smtpd_state_name((enum smtpd_state)10), "?");
+    assert_string_equal(smtpd_state_name((enum smtpd_state)12), "?");
     assert_string_equal(smtpd_state_name((enum smtpd_state) - 1), "?");
 }
 
@@ -1269,12 +1440,118 @@ static void test_memory_budget(void **state)
     assert_int_equal(used, tight.mem_limit);
 }
 
+/* BDAT under the shared budget: a chunk that takes the session past it is consumed to its
+ * last octet and answered 452 4.3.1, the transaction fails (the next chunk in the pipeline
+ * gets the same answer), the session goes on and every octet counted is given back; a first
+ * chunk whose buffer does not fit is refused the same way. A large message in many chunks of
+ * odd sizes, fed in odd pieces, comes out whole. */
+static void test_bdat_memory(void **state)
+{
+    (void)state;
+    static size_t used;
+    static const struct smtpd_params tight = {.hostname = "mx.test",
+                                              .max_size = 4000000,
+                                              .max_rcpts = 3,
+                                              .max_bad = 10,
+                                              .mem_used = &used,
+                                              .mem_limit = 200000};
+    static const char head[] = "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
+                               "RCPT TO:<alice@branch.test>\r\nBDAT 320000\r\n";
+    char line[80];
+    memset(line, 'x', 78);
+    memcpy(line + 78, "\r\n", 2);
+    used = 0;
+    struct smtpd s;
+    smtpd_init(&s, &tight, g_policy, 6, "192.0.2.7");
+    assert_int_equal(smtpd_input(&s, head, strlen(head)), strlen(head));
+    assert_int_equal(s.st, SMTPD_ST_CHUNK);
+    for (int i = 0; i < 4000; i++) {
+        assert_int_equal(smtpd_input(&s, line, 80), 80);
+        assert_true(used <= tight.mem_limit);
+        if (i < 3999)
+            assert_int_equal(s.st, SMTPD_ST_CHUNK);
+    }
+    assert_int_equal(s.st, SMTPD_ST_BDAT);
+    assert_int_equal(used, 0);
+    assert_non_null(memmem(s.out.buf, s.out.len, "\r\n452 4.3.1 Insufficient system storage", 39));
+    smtpd_out_reset(&s);
+    assert_int_equal(smtpd_input(&s, "BDAT 3 LAST\r\nabcNOOP\r\n", 22), 22);
+    out_is(&s, "452 4.3.1 Insufficient system storage, try again later\r\n250 2.0.0 Ok\r\n");
+    assert_int_equal(s.st, SMTPD_ST_READY);
+    smtpd_out_reset(&s);
+    /* The budget taken by others: the first chunk is refused after its octets. */
+    used = tight.mem_limit;
+    static const char full[] = "MAIL FROM:<a@example.org>\r\nRCPT TO:<alice@branch.test>\r\n"
+                               "BDAT 5 LAST\r\nhelloNOOP\r\n";
+    assert_int_equal(smtpd_input(&s, full, strlen(full)), strlen(full));
+    out_is(&s, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+               "452 4.3.1 Insufficient system storage, try again later\r\n250 2.0.0 Ok\r\n");
+    assert_int_equal(used, tight.mem_limit);
+    smtpd_out_reset(&s);
+    used = 0;
+
+    /* 2 MB in chunks of 1..60000 octets, each chunk fed in pieces of 1..70000. */
+    const size_t body_len = 25000 * 80;
+    char *body = malloc(body_len);
+    char *in = malloc(body_len + 25000 * 24 + 64);
+    assert_non_null(body);
+    assert_non_null(in);
+    for (size_t i = 0; i < body_len; i += 80) {
+        memcpy(body + i, line, 80);
+        body[i] = (char)('A' + i % 26);
+        if (i % 7 == 0)
+            body[i] = '.'; /* no stuffing in BDAT: a dot stays a dot */
+    }
+    size_t o = 0, pos = 0, csize = 1;
+    memcpy(in, "MAIL FROM:<a@example.org>\r\nRCPT TO:<alice@branch.test>\r\n", 56);
+    o = 56;
+    static const struct smtpd_params big = {
+        .hostname = "mx.test", .max_size = 4000000, .max_rcpts = 3, .max_bad = 10};
+    s.prm = &big;
+    while (pos < body_len) {
+        size_t n = csize < body_len - pos ? csize : body_len - pos;
+        bool last = pos + n == body_len;
+        o += (size_t)sprintf(in + o, "BDAT %zu%s\r\n", n, last ? " LAST" : "");
+        memcpy(in + o, body + pos, n);
+        o += n;
+        pos += n;
+        csize = csize * 7 + 3;
+        if (csize > 60000)
+            csize = csize % 997 + 1;
+    }
+    pos = 0;
+    size_t piece = 1;
+    while (pos < o && s.st != SMTPD_ST_COMMIT) {
+        size_t n = piece < o - pos ? piece : o - pos;
+        char *buf = malloc(n);
+        memcpy(buf, in + pos, n);
+        pos += smtpd_input(&s, buf, n);
+        free(buf);
+        piece = piece * 3 + 1;
+        if (piece > 70000)
+            piece = 7;
+    }
+    assert_int_equal(pos, o);
+    assert_int_equal(s.st, SMTPD_ST_COMMIT);
+    struct smtpd_msg *m = smtpd_take_message(&s);
+    assert_non_null(m);
+    assert_int_equal(m->len, body_len);
+    assert_memory_equal(m->buf + m->head, body, body_len);
+    smtpd_msg_free(m);
+    smtpd_committed(&s, 0, "ID");
+    assert_int_equal(s.st, SMTPD_ST_READY);
+    smtpd_close(&s);
+    free(in);
+    free(body);
+}
+
 int main(void)
 {
     static const struct CMUnitTest fixed[] = {
         cmocka_unit_test(test_state_names),   cmocka_unit_test(test_input_stops),
         cmocka_unit_test(test_tls_failure),   cmocka_unit_test(test_refuse),
         cmocka_unit_test(test_large_message), cmocka_unit_test(test_memory_budget),
+        cmocka_unit_test(test_bdat_memory),
     };
     enum { NFIXED = sizeof(fixed) / sizeof(fixed[0]), NCASES = sizeof(cases) / sizeof(cases[0]) };
     static struct CMUnitTest tests[NFIXED + NCASES];

@@ -1,0 +1,100 @@
+/* Configuration snapshots (snap.h): loading one the way `relayd -t` checks a configuration,
+ * the session parameters it implies, and its reference count. Loading reads files (config,
+ * recipients, credentials, certificate) but touches no socket and no daemon state, so the
+ * same function serves start-up, -t and SIGHUP. */
+#include "snap.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hf_err.h"
+#include "privdrop.h"
+#include "tls.h"
+
+static bool snap_set(const char *s)
+{
+    return s && s[0];
+}
+
+int relayd_snap_load(const char *path, struct cfg_errors *errs, int *tls_rc,
+                     struct relayd_snap **out)
+{
+    *out = NULL;
+    *tls_rc = 0;
+    struct relayd_snap *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->refs = 1;
+    struct cfg *c = &s->cfg;
+    int rc = cfg_load(path, c, errs);
+    if (rc == 0)
+        rc = policy_new(c, errs, &s->policy);
+    if (rc == 0 && snap_set(c->auth_file)) {
+        rc = auth_store_load(c->auth_file, &s->auth, errs);
+        s->auth_loaded = rc == 0;
+    }
+    if (rc == 0 && snap_set(c->user)) {
+        /* -t tells about a user that does not exist now, not only the start. */
+        struct privdrop p;
+        char why[256];
+        if (privdrop_resolve(c->user, c->group, &p, why, sizeof(why)) < 0)
+            rc = cfg_errors_add(errs, path, 0, "user = %s: %s", c->user, why) < 0 ? -ENOMEM
+                                                                                  : HF_ECONFIG;
+    }
+    if (rc == 0 && snap_set(c->tls_cert) != snap_set(c->tls_key))
+        rc = cfg_errors_add(errs, path, 0, "tls_cert and tls_key go together") < 0 ? -ENOMEM
+                                                                                   : HF_ECONFIG;
+    if (rc == 0 && snap_set(c->tls_cert)) {
+        rc = tls_ctx_server_new(c->tls_cert, c->tls_key, &s->tls_server);
+        *tls_rc = rc;
+        if (rc < 0)
+            rc = cfg_errors_add(errs, path, 0, "cannot load tls_cert=%s tls_key=%s (%s)",
+                                c->tls_cert, c->tls_key, hf_strerror(rc)) < 0
+                     ? -ENOMEM
+                     : HF_ECONFIG;
+    }
+    if (rc < 0 || errs->n) {
+        relayd_snap_unref(s);
+        return rc == -ENOMEM ? rc : HF_ECONFIG;
+    }
+    *out = s;
+    return 0;
+}
+
+void relayd_snap_params(struct relayd_snap *s, const char *hostname, size_t *mem_used,
+                        bool tls_available)
+{
+    const struct cfg *c = &s->cfg;
+    struct smtpd_params *p = &s->prm;
+    memset(p, 0, sizeof(*p));
+    p->hostname = hostname;
+    p->max_size = c->max_message_size;
+    p->max_rcpts = (unsigned)c->max_recipients;
+    p->max_bad = (unsigned)c->max_bad_commands;
+    p->bare_normalise = strcmp(c->bare_lf, "normalise") == 0;
+    p->etrn = c->etrn_enable;
+    p->tls_available = tls_available;
+    p->auth_available = s->auth_loaded && tls_available;
+    p->submission = c->submission;
+    p->submission_users = c->submission_users;
+    p->mem_used = mem_used;
+    p->mem_limit = (size_t)c->max_data_memory;
+}
+
+struct relayd_snap *relayd_snap_ref(struct relayd_snap *s)
+{
+    s->refs++;
+    return s;
+}
+
+void relayd_snap_unref(struct relayd_snap *s)
+{
+    if (!s || --s->refs > 0)
+        return;
+    policy_free(s->policy);
+    auth_store_free(&s->auth);
+    tls_ctx_free(s->tls_server);
+    cfg_free(&s->cfg);
+    free(s);
+}
