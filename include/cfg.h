@@ -17,17 +17,25 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* A per-domain number not set in its section: the global key's value applies. */
+#define CFG_INHERIT UINT64_MAX
+
 enum cfg_section { CFG_SEC_GLOBAL = 0, CFG_SEC_DOMAIN, CFG_SEC_GROUP, CFG_SEC_RELAY };
 
 struct cfg_domain {
     char *name; /* lower-case domain */
     int line;
     bool subdomains;
-    char *recipients; /* path (resolved against the config's directory) or NULL */
-    char *next_hop;   /* "[addr]:port" static next hop, not DNS-verified; or NULL */
-    char *etrn_allow; /* extra client networks allowed counts for this domain; or NULL */
-    bool hold;        /* hold: never release automatically */
-    char *tls;        /* outbound TLS policy */
+    char *recipients;            /* path (resolved against the config's directory) or NULL */
+    char *next_hop;              /* "[addr]:port" static next hop, not DNS-verified; or NULL */
+    char *etrn_allow;            /* extra client networks allowed counts for this domain; or NULL */
+    bool hold;                   /* hold: never release automatically */
+    char *tls;                   /* outbound TLS policy */
+    uint64_t max_queue_lifetime; /* seconds, or CFG_INHERIT */
+    uint64_t delay_warning_time; /* seconds (0: off), or CFG_INHERIT */
+    uint64_t expiry_warning_time;     /* seconds (0: off), or CFG_INHERIT */
+    char *expiry_warning_to;          /* address, or NULL: postmaster@name */
+    bool accept_only_if_primary_down; /* RCPT 451 while a more-preferred MX answers */
 };
 
 struct cfg_group {
@@ -95,6 +103,13 @@ struct cfg {
     char *submission_users;
     bool received_auth_user;
     uint64_t auth_fail_limit;
+    uint64_t max_queue_lifetime;  /* seconds */
+    uint64_t delay_warning_time;  /* seconds; 0: no delay DSNs */
+    uint64_t bounce_size_limit;   /* octets returned whole in a DSN */
+    uint64_t expiry_warning_time; /* seconds before expiry the postmaster hears; 0: never */
+    uint64_t probe_interval;      /* seconds between primary-MX probes */
+    uint64_t probe_timeout;       /* seconds per probe step */
+    char *double_bounce_to;       /* "" or NULL: double bounces are dropped and logged */
     char *user;      /* run as this user after start-up (relayd and fetchd); "" = stay */
     char *group;     /* its group ("" = the user's primary group) */
     bool allow_root; /* accept running as root after start-up */

@@ -117,6 +117,20 @@ const struct cfg_key cfg_keys[] = {
      "group for user (default: the user's primary group)"},
     {CFG_SEC_GLOBAL, "allow_root", CFG_T_BOOL, G(allow_root), 0, 0, NULL, "no",
      "accept running as root after start-up (no: a warning, or an error with user = root)"},
+    {CFG_SEC_GLOBAL, "max_queue_lifetime", CFG_T_SECONDS, G(max_queue_lifetime), 60, 31536000, NULL,
+     "5d", "how long mail is kept undelivered before it bounces (per domain too)"},
+    {CFG_SEC_GLOBAL, "delay_warning_time", CFG_T_SECONDS, G(delay_warning_time), 0, 31536000, NULL,
+     "4h", "send the sender one delay DSN after this long undelivered (0: never; per domain too)"},
+    {CFG_SEC_GLOBAL, "expiry_warning_time", CFG_T_SECONDS, G(expiry_warning_time), 0, 31536000,
+     NULL, "1d", "warn a domain's postmaster this long before its mail expires, once a period"},
+    {CFG_SEC_GLOBAL, "probe_interval", CFG_T_SECONDS, G(probe_interval), 1, 86400, NULL, "60",
+     "how often the primary MX of accept_only_if_primary_down domains is probed"},
+    {CFG_SEC_GLOBAL, "probe_timeout", CFG_T_SECONDS, G(probe_timeout), 1, 300, NULL, "10",
+     "bound on each step of a probe (connect, greeting, EHLO)"},
+    {CFG_SEC_GLOBAL, "bounce_size_limit", CFG_T_SIZE, G(bounce_size_limit), 1 * KIB, 100 * MIB,
+     NULL, "100K", "largest message returned whole in a DSN; bigger ones: headers only"},
+    {CFG_SEC_GLOBAL, "double_bounce_to", CFG_T_STR, G(double_bounce_to), 0, 0, NULL, "",
+     "address that gets undeliverable DSNs (null sender); empty: dropped and logged"},
     /* fetchd, global */
     {CFG_SEC_GLOBAL, "pid_file", CFG_T_PATH, G(pid_file), 0, 0, NULL, "",
      "fetchd: pid file written when running as a daemon"},
@@ -147,6 +161,16 @@ const struct cfg_key cfg_keys[] = {
      "never deliver on the retry timer; only ETRN, ATRN or relayctl release"},
     {CFG_SEC_DOMAIN, "tls", CFG_T_ENUM, D(tls), 0, 0, "none|may|encrypt|verify|dane", "may",
      "outbound TLS policy for this domain"},
+    {CFG_SEC_DOMAIN, "max_queue_lifetime", CFG_T_SECONDS, D(max_queue_lifetime), 60, 31536000, NULL,
+     NULL, "this domain's queue lifetime (default: the global one; e.g. 28d for hold)"},
+    {CFG_SEC_DOMAIN, "accept_only_if_primary_down", CFG_T_BOOL, D(accept_only_if_primary_down), 0,
+     0, NULL, "no", "RCPT gets 451 4.7.1 while a more-preferred MX answers probes"},
+    {CFG_SEC_DOMAIN, "expiry_warning_time", CFG_T_SECONDS, D(expiry_warning_time), 0, 31536000,
+     NULL, NULL, "this domain's expiry warning time (default: the global one; 0: never)"},
+    {CFG_SEC_DOMAIN, "expiry_warning_to", CFG_T_STR, D(expiry_warning_to), 0, 0, NULL, NULL,
+     "who gets the expiry warning (default: postmaster@DOMAIN)"},
+    {CFG_SEC_DOMAIN, "delay_warning_time", CFG_T_SECONDS, D(delay_warning_time), 0, 31536000, NULL,
+     NULL, "this domain's delay warning time (default: the global one; 0: never)"},
     /* [group NAME] */
     {CFG_SEC_GROUP, "domains", CFG_T_STR, GR(domains), 0, 0, NULL, NULL,
      "domains released together by ETRN #NAME"},
@@ -421,6 +445,9 @@ static void *cfg_open_section(struct cfg *c, enum cfg_section sec, char *name, i
         memset(base, 0, sizeof(*v));
         v[c->ndomains].name = strdup(name);
         v[c->ndomains].line = line;
+        /* Lifetimes not given in the section come from the global keys. */
+        v[c->ndomains].max_queue_lifetime = v[c->ndomains].delay_warning_time = CFG_INHERIT;
+        v[c->ndomains].expiry_warning_time = CFG_INHERIT;
         if (!v[c->ndomains].name)
             goto nomem;
         c->ndomains++;

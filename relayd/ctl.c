@@ -6,6 +6,7 @@
  * else; their answers are matched to the connection by id, so a client that hung up is
  * simply not found. */
 #include "ctl.h"
+#include "ctl_int.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -23,38 +24,6 @@
 #include "flush.h"
 #include "hf_err.h"
 #include "log.h"
-
-#define CTL_LINE_MAX 4096
-
-struct ctl {
-    struct relayd *rd;
-    uv_pipe_t pipe;
-    bool pipe_open;
-    uv_tcp_t metrics;
-    bool metrics_open;
-    struct idmap clients;
-    uint64_t next_id;
-    char *path;
-};
-
-struct ctl_client {
-    struct ctl *ctl;
-    uint64_t id;
-    uv_stream_t *stream; /* a uv_pipe_t or uv_tcp_t */
-    bool http;
-    char line[CTL_LINE_MAX];
-    size_t len;
-    bool got_line;
-    bool closing;
-    size_t waiting_runs;    /* FLUSH WAIT: runs not yet ended */
-    size_t waiting_updates; /* queue updates not yet committed */
-    uint64_t sent, deferred, bounced;
-};
-
-struct ctl_wreq {
-    uv_write_t req;
-    char buf[];
-};
 
 static void ctl_client_closed(uv_handle_t *h)
 {
@@ -110,6 +79,31 @@ static void ctl_maybe_end(struct ctl_client *c)
     ctl_send(c, "end\n");
     ctl_close(c);
 }
+
+/* ---- for request handlers in other files (ctl_life.c) ----------------------------------- */
+
+static void ctl_reply_line(struct relayd *rd, uint64_t client, const char *text)
+{
+    struct ctl *ctl = rd->ctl;
+    struct ctl_client *c = ctl ? idmap_get(&ctl->clients, client) : NULL;
+    if (c)
+        ctl_send(c, "%s", text);
+}
+
+static void ctl_reply_wait(struct relayd *rd, uint64_t client, int delta)
+{
+    struct ctl *ctl = rd->ctl;
+    struct ctl_client *c = ctl ? idmap_get(&ctl->clients, client) : NULL;
+    if (c && delta > 0) {
+        c->waiting_updates++;
+    } else if (c) {
+        if (delta < 0 && c->waiting_updates)
+            c->waiting_updates--;
+        ctl_maybe_end(c);
+    }
+}
+
+static const struct ctl_reply ctl_replies = {ctl_reply_line, ctl_reply_wait};
 
 /* ---- FLUSH ------------------------------------------------------------------------------ */
 
@@ -519,6 +513,10 @@ static void ctl_metrics_send(struct ctl_client *c)
                    "# TYPE holdfast_queue_oldest_age_seconds gauge\n"
                    "# TYPE holdfast_queue_held gauge\n# TYPE holdfast_flush_running gauge\n");
     queue_scan_domains(rd->q, ctl_metrics_domain, &b);
+    char *life = ctl_life_metrics(rd);
+    if (life)
+        ctl_mb_add(&b, "%s", life);
+    free(life);
     char head[256];
     int hl = snprintf(head, sizeof(head),
                       "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
@@ -574,6 +572,8 @@ static void ctl_request(struct ctl_client *c, char *line)
                strcmp(verb, "DELETE") == 0 || strcmp(verb, "REQUEUE") == 0 ||
                strcmp(verb, "DELETE-DOMAIN") == 0) {
         ctl_change(c, verb, rest);
+    } else if (ctl_life_request(c->ctl->rd, &ctl_replies, c->id, verb, rest)) {
+        /* BOUNCE, BOUNCE-DOMAIN, TEST-CLOCK-ADVANCE: answered by ctl_life.c */
     } else if (strcmp(verb, "STATS") == 0) {
         ctl_stats_send(c);
     } else if (strcmp(verb, "RUNNING") == 0) {
@@ -584,6 +584,7 @@ static void ctl_request(struct ctl_client *c, char *line)
             if (flush_running(c->ctl->rd, ds.v[i]))
                 ctl_send(c, "running %s\n", ds.v[i]);
         free(ds.v);
+        ctl_life_running(c->ctl->rd, &ctl_replies, c->id);
         ctl_maybe_end(c);
     } else {
         ctl_send(c, "err unknown request '%.100s'\n", verb);

@@ -17,12 +17,15 @@
 
 #include "auth.h"
 #include "cfg.h"
+#include "clock.h"
 #include "ctl.h"
 #include "etrn_io.h"
+#include "expire.h"
 #include "flush.h"
 #include "hf_err.h"
 #include "log.h"
 #include "policy.h"
+#include "probe.h"
 #include "queue.h"
 #include "privs.h"
 #include "queue_wr.h"
@@ -96,6 +99,8 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     smtpd_io_shutdown(&m->rd);
     etrn_io_shutdown(&m->rd);
     flush_shutdown(&m->rd);
+    expire_shutdown(&m->rd);
+    probe_shutdown(&m->rd);
     ctl_shutdown(&m->rd);
     uv_signal_stop(&m->sighup);
     m->drain_started = uv_now(h->loop);
@@ -270,6 +275,16 @@ int main(int argc, char **argv)
         lvl = LOG_LVL_DEBUG;
     log_init("relayd", strcmp(cfgp->log, "syslog") == 0, lvl);
     signal(SIGPIPE, SIG_IGN);
+    if (clock_init_from_env() < 0) {
+        log_err("HF_TEST_TIME_OFFSET is not a number of seconds");
+        tls_ctx_free(m.rd.tls_server);
+        tls_ctx_free(m.rd.tls_client);
+        relayd_snap_unref(snap);
+        return 1;
+    }
+    if (clock_is_test())
+        log_warn("test clock on (HF_TEST_TIME_OFFSET): lifecycle times are shifted; never in "
+                 "production");
 
     if (cfgp->hostname && cfgp->hostname[0])
         snprintf(m.hostname, sizeof(m.hostname), "%s", cfgp->hostname);
@@ -310,12 +325,20 @@ int main(int argc, char **argv)
         log_info("queue opened dir=%s messages=%llu rcpts=%llu bytes=%llu", cfg->queue_dir,
                  (unsigned long long)tot.messages, (unsigned long long)tot.rcpts,
                  (unsigned long long)tot.bytes);
+    /* Expiry, warnings and the due index's order: set up before the writer thread runs. */
+    rc = expire_init(rd);
+    if (rc < 0) {
+        log_err("out of memory");
+        goto out;
+    }
     rc = queue_wr_new(rd->loop, rd->q, &rd->wr);
     if (rc < 0) {
         log_err("cannot start queue writer err=%s", hf_errname(rc));
         goto out;
     }
     rc = flush_init(rd);
+    if (rc == 0)
+        rc = probe_init(rd);
     if (rc == 0)
         rc = etrn_io_init(rd);
     if (rc < 0)
@@ -357,12 +380,16 @@ out_listen:
     smtpd_io_shutdown(rd);
     etrn_io_shutdown(rd);
     flush_shutdown(rd);
+    expire_shutdown(rd);
+    probe_shutdown(rd);
     ctl_shutdown(rd);
     queue_wr_stop(rd->wr);
     rd->wr = NULL;
     uv_run(rd->loop, UV_RUN_DEFAULT);
 out:
     flush_free_all(rd);
+    expire_free(rd);
+    probe_free(rd);
     etrn_io_free(rd);
     ctl_free(rd);
     uv_loop_close(rd->loop);

@@ -63,9 +63,15 @@ struct relayd {
      * id. NULL means ETRN is answered 458 (no queue runner). */
     void (*etrn)(struct relayd *rd, uint64_t session_id, const char *client_addr, const char *user,
                  const char *arg);
-    void *flush;      /* the flush module's state */
+    void *flush; /* the flush module's state */
+    /* Queue runs as the lifecycle code (bounce.c, expire.c, pmwarn.c) sees them, set by
+     * flush_init (flush.h: flush_start_due, flush_running); NULL before. */
+    int (*flush_due)(struct relayd *rd, const char *domain);
+    bool (*flush_busy)(struct relayd *rd, const char *domain);
     void *etrn_state; /* etrn_io's state */
     void *ctl;        /* the control module's state */
+    void *expire;     /* expire.c's state (expiry, delay warnings, relayctl bounce) */
+    void *probe;      /* probe.c's state (accept only while the primary is down) */
 };
 
 /* Opens every listener of cfg->listen on rd->loop. Returns 0 or a negative code (logged). */

@@ -14,6 +14,7 @@
 #include "etrn_io.h"
 #include "hf_err.h"
 #include "log.h"
+#include "probe.h"
 #include "snap.h"
 #include "tls.h"
 
@@ -21,6 +22,9 @@ void relayd_snap_install(struct relayd *rd, struct relayd_snap *s)
 {
     struct relayd_snap *old = rd->snap;
     relayd_snap_params(s, rd->prm.hostname, &rd->data_mem, rd->tls_server != NULL);
+    /* Accept only while the primary is down: RCPT asks the probes (probe.h). */
+    s->prm.primary_up = probe_primary_up;
+    s->prm.primary_arg = rd;
     rd->snap = s;
     rd->cfg = &s->cfg;
     rd->policy = s->policy;

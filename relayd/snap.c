@@ -40,7 +40,7 @@ int relayd_snap_load(const char *path, struct cfg_errors *errs, int *tls_rc,
         char why[256];
         if (privdrop_resolve(c->user, c->group, &p, why, sizeof(why)) < 0)
             rc = cfg_errors_add(errs, path, 0, "user = %s: %s", c->user, why) < 0 ? -ENOMEM
-                                                                                : HF_ECONFIG;
+                                                                                  : HF_ECONFIG;
     }
     if (rc == 0 && snap_set(c->tls_cert) != snap_set(c->tls_key))
         rc = cfg_errors_add(errs, path, 0, "tls_cert and tls_key go together") < 0 ? -ENOMEM

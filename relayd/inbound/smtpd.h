@@ -44,6 +44,10 @@ struct smtpd_params {
      * allocates to *mem_used and refuses (452 4.3.1) to go past mem_limit. NULL: no limit. */
     size_t *mem_used;
     size_t mem_limit;
+    /* Accept only while the primary is down: true when a more-preferred MX of the
+     * recipient's domain answers, so RCPT gets 451 4.7.1. NULL: never. */
+    bool (*primary_up)(void *arg, const char *domain);
+    void *primary_arg;
 };
 
 struct smtpd_rcpt {

@@ -192,6 +192,13 @@ static int smtpd_check_rcpt(struct smtpd *s, const struct smtp_cmd *c)
         s->rej_rcpt++;
     switch (verdict) {
     case POLICY_OK:
+        if (s->prm->primary_up && s->prm->primary_up(s->prm->primary_arg, mb->domain)) {
+            s->rej_rcpt++;
+            log_info("c=%llu reject RCPT to=<%s> reason=primary_up client=[%s]",
+                     (unsigned long long)s->id, c->path, s->client_addr);
+            smtpd__reply(s, 451, "4.7.1", "primary MX is up, deliver there");
+            return -EAGAIN;
+        }
         return 0;
     case POLICY_UNKNOWN_USER:
         log_info("c=%llu reject RCPT to=<%s> reason=unknown_user client=[%s]",

@@ -11,6 +11,11 @@
  *   body:   id (u64 BE) + chunk (u32 BE) -> up to QUEUE_CHUNK octets of the message
  *   rcpt:   domain key ("test.branch.") + '\0' + id (u64 BE) + idx (u32 BE) -> recipient
  *   domain: domain key -> counters (messages, rcpts, bytes, oldest arrival) + hold flag
+ *   due:    due time (u64 BE) + id + idx -> domain key: one entry per queued recipient, at
+ *           the time something is next to be decided about it (a retry, a delay warning,
+ *           expiry; the due function says which, queue_set_due_fn), kept in step with rcpt
+ *           in the same transactions. A timer reads it from the start up to "now" only, so
+ *           a tick with nothing due costs one cursor seek, whatever the queue holds.
  * Bodies are stored in fixed-size chunks so that deleting them after delivery frees ordinary
  * pages instead of long contiguous overflow runs. */
 #ifndef HF_QUEUE_H
@@ -62,6 +67,8 @@ struct queue_rcpt {
     int64_t next_attempt; /* unix seconds; 0 = now */
     int64_t last_attempt; /* unix seconds; 0 = never */
     char last_error[QUEUE_ERR_MAX];
+    bool warned; /* a delay DSN was sent for this recipient (once per recipient) */
+    int64_t due; /* read-only: its time in the due index (set by the store) */
 };
 
 /* A message to store: envelope, recipients and the complete body (Received: included). */
@@ -80,9 +87,10 @@ struct queue_domain_stats {
     char domain[256];
     uint64_t messages; /* messages with at least one recipient in this domain */
     uint64_t rcpts;
-    uint64_t bytes; /* sum of sizes of those messages */
-    int64_t oldest; /* arrival of the oldest such message; 0 when none */
-    bool held;      /* relayctl hold DOMAIN */
+    uint64_t bytes;    /* sum of sizes of those messages */
+    int64_t oldest;    /* arrival of the oldest such message; 0 when none */
+    bool held;         /* relayctl hold DOMAIN */
+    int64_t warned_at; /* when its postmaster was last warned of expiring mail; 0: never */
 };
 
 struct queue;
@@ -154,7 +162,13 @@ enum queue_op {
     QUEUE_OP_RELEASE_MSG,   /* clear QUEUE_F_HELD */
     QUEUE_OP_HOLD_DOMAIN,   /* set the domain's hold flag (domain field) */
     QUEUE_OP_RELEASE_DOMAIN,
-    QUEUE_OP_REQUEUE_MSG, /* next_attempt = 0 for all its recipients */
+    QUEUE_OP_REQUEUE_MSG,   /* next_attempt = 0 for all its recipients */
+    QUEUE_OP_BOUNCED,       /* remove recipient (id, idx) as DELIVERED does: its DSN (if one is
+                               owed) is stored in the same transaction (queue_commit) */
+    QUEUE_OP_WARNED,        /* mark recipient (id, idx): its delay DSN was sent */
+    QUEUE_OP_DOMAIN_WARNED, /* the domain's warned_at = when (domain field) */
+    QUEUE_OP_RESCHEDULE,    /* recompute the due time of (id, idx); drops the index entry at
+                               `when` too, should it be stale (its recipient gone or moved) */
 };
 
 struct queue_update {
@@ -172,6 +186,28 @@ struct queue_update {
  * An update whose target is gone gets result -ENOENT and does not fail the batch.
  * Returns 0, or -ENOSPC / -EIO / -errno (nothing applied). */
 int queue_apply(struct queue *q, struct queue_update *ups, size_t n);
+
+/* Stores nmsgs new messages and applies nups updates in ONE synced transaction: a DSN and
+ * the removal of the recipients it reports on are durable together or not at all. Borrows
+ * both arrays. Returns as queue_put_batch / queue_apply (nothing stored on error). */
+int queue_commit(struct queue *q, struct queue_new_msg *const *msgs, size_t nmsgs,
+                 struct queue_update *ups, size_t nups);
+
+/* When a recipient is next to be looked at: called by the store (on the thread that
+ * writes) whenever it writes a recipient record, with the message's arrival time. Must be
+ * pure and thread-safe. Without one, due = next_attempt. */
+typedef int64_t (*queue_due_fn)(const struct queue_rcpt *r, int64_t arrival, void *arg);
+/* Sets the due function (before the writer thread starts; arg borrowed for q's life). */
+void queue_set_due_fn(struct queue *q, queue_due_fn fn, void *arg);
+
+/* Calls cb for each entry of the due index with a time <= now, in time order, at most max
+ * of them: cb gets the entry's time, id and idx, and the recipient (NULL when the entry is
+ * stale: its recipient is gone; RESCHEDULE removes it). A queue opened read-only that has
+ * no index yet (written by an older version) has nothing due. Returns 0 or cb's non-zero
+ * return value, or -errno. */
+typedef int (*queue_due_cb)(int64_t due, uint64_t id, uint32_t idx, const struct queue_rcpt *r,
+                            void *arg);
+int queue_scan_due(struct queue *q, int64_t now, size_t max, queue_due_cb cb, void *arg);
 
 /* Clears stale reader slots left by dead processes; returns how many, or -errno. */
 int queue_reader_check(struct queue *q);

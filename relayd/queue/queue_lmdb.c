@@ -233,6 +233,69 @@ int queue__dom_get(struct queue *q, MDB_txn *txn, const char *key, size_t klen,
 
 /* Opens the tables in one transaction, creating them in an empty writable environment.
  * Refuses a foreign environment (entries but no meta) and other layout versions. */
+int64_t queue__due_of(struct queue *q, const struct queue_rcpt *r, int64_t arrival)
+{
+    int64_t d = q->due_fn ? q->due_fn(r, arrival, q->due_arg) : r->next_attempt;
+    return d > 0 ? d : 0;
+}
+
+void queue_set_due_fn(struct queue *q, queue_due_fn fn, void *arg)
+{
+    q->due_fn = fn;
+    q->due_arg = arg;
+}
+
+/* An empty due index in a queue that holds recipients (written before the index existed):
+ * every recipient is entered at its next attempt, and its record notes it. The timer then
+ * reschedules each by the due function the first time it comes up. */
+static int queue_due_fill(struct queue *q, MDB_txn *txn)
+{
+    MDB_stat ds, rs;
+    int rc = mdb_stat(txn, q->due, &ds);
+    if (rc == 0)
+        rc = mdb_stat(txn, q->rcpt, &rs);
+    if (rc)
+        return queue__err(rc);
+    if (ds.ms_entries != 0 || rs.ms_entries == 0)
+        return 0;
+    MDB_cursor *cur;
+    rc = mdb_cursor_open(txn, q->rcpt, &cur);
+    if (rc)
+        return queue__err(rc);
+    struct queue_rec_buf b = {0};
+    MDB_val k, v;
+    size_t n = 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        struct queue_rcpt r;
+        size_t dlen;
+        if (queue_rec_rcpt_decode(k.mv_data, k.mv_size, v.mv_data, v.mv_size, &r) != 0 ||
+            queue_rec_rcpt_key_parse(k.mv_data, k.mv_size, &dlen, &r.id, &r.idx) != 0)
+            continue; /* a damaged record stays out of the index; reads report it */
+        r.due = r.next_attempt > 0 ? r.next_attempt : 0;
+        unsigned char dk[QUEUE_REC_DUEKEY_LEN];
+        queue_rec_due_key(dk, r.due, r.id, r.idx);
+        MDB_val kk = {sizeof(dk), dk}, vv = {dlen, k.mv_data};
+        int prc = mdb_put(txn, q->due, &kk, &vv, 0);
+        if (prc == 0 && r.due > 0 && queue_rec_rcpt_encode(&r, &b) == 0) {
+            MDB_val nv = {b.len, b.p};
+            prc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT);
+        }
+        if (prc) {
+            rc = prc;
+            break;
+        }
+        n++;
+    }
+    queue_rec_buf_free(&b);
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+    if (rc == 0)
+        log_info("queue due index built rcpts=%zu", n);
+    return queue__err(rc);
+}
+
 static int queue_open_tables(struct queue *q, bool rdonly)
 {
     MDB_txn *txn;
@@ -286,6 +349,14 @@ static int queue_open_tables(struct queue *q, bool rdonly)
             goto fail;
         }
     }
+    /* The due index came after the first layout: an older writable queue gets it now and
+     * it is filled from rcpt below; read-only, its absence means "nothing due". */
+    rc = mdb_dbi_open(txn, "due", rdonly ? 0 : MDB_CREATE, &q->due);
+    if (rc && !(rc == MDB_NOTFOUND && rdonly)) {
+        rc = queue__err(rc);
+        goto fail;
+    }
+    q->has_due = rc == 0;
     static const char *const names[] = {"msg", "body", "rcpt", "domain"};
     MDB_dbi *dbis[] = {&q->msg, &q->body, &q->rcpt, &q->domain};
     for (size_t i = 0; i < 4; i++) {
@@ -312,6 +383,11 @@ static int queue_open_tables(struct queue *q, bool rdonly)
     }
     if (rc)
         goto fail;
+    if (!rdonly) {
+        rc = queue_due_fill(q, txn);
+        if (rc)
+            goto fail;
+    }
     /* Committing (read-only too) keeps the table handles open for the environment. */
     return queue__err(mdb_txn_commit(txn));
 fail:

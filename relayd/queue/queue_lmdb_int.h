@@ -16,7 +16,10 @@
 
 struct queue {
     MDB_env *env;
-    MDB_dbi meta, msg, body, rcpt, domain;
+    MDB_dbi meta, msg, body, rcpt, domain, due;
+    bool has_due; /* the due table exists (a read-only open of an older queue: not) */
+    queue_due_fn due_fn;
+    void *due_arg;
     unsigned flags;
     size_t max_map_size;
     pthread_rwlock_t maplock;
@@ -48,5 +51,9 @@ int queue__meta_bytes(struct queue *q, MDB_txn *txn, uint64_t *out);
 /* Reads the domain record of key; -ENOENT leaves *d zeroed. */
 int queue__dom_get(struct queue *q, MDB_txn *txn, const char *key, size_t klen,
                    struct queue_domain_stats *d);
+
+/* The due time of recipient r of a message that arrived at arrival (the due function, or
+ * next_attempt). */
+int64_t queue__due_of(struct queue *q, const struct queue_rcpt *r, int64_t arrival);
 
 #endif

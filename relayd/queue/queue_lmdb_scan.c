@@ -214,3 +214,57 @@ int queue_totals(struct queue *q, struct queue_totals *out)
     queue__txn_abort(q, txn);
     return rc;
 }
+
+/* ---- the due index ---------------------------------------------------------------------- */
+
+int queue_scan_due(struct queue *q, int64_t now, size_t max, queue_due_cb cb, void *arg)
+{
+    if (!q->has_due)
+        return 0;
+    MDB_txn *txn;
+    int rc = queue__txn_begin(q, false, &txn);
+    if (rc)
+        return rc;
+    MDB_cursor *cur;
+    rc = queue__err(mdb_cursor_open(txn, q->due, &cur));
+    if (rc == 0) {
+        MDB_val k, v;
+        size_t n = 0;
+        /* In time order from the first entry: the loop ends at the first one not yet
+         * due, so a tick with nothing due is one seek. */
+        int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        while (mrc == 0 && rc == 0 && n < max) {
+            int64_t due;
+            uint64_t id;
+            uint32_t idx;
+            if (queue_rec_due_key_parse(k.mv_data, k.mv_size, &due, &id, &idx) != 0) {
+                mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT); /* not ours: skipped */
+                continue;
+            }
+            if (due > now)
+                break;
+            n++;
+            /* The value is the domain key: with id and idx it names the rcpt record. */
+            struct queue_rcpt r;
+            bool have = false;
+            if (v.mv_size > 0 && v.mv_size < QUEUE_REC_DKEY_SZ) {
+                unsigned char rk[QUEUE_REC_RKEY_MAX];
+                char dkey[QUEUE_REC_DKEY_SZ];
+                memcpy(dkey, v.mv_data, v.mv_size);
+                MDB_val rkv = {queue_rec_rcpt_key(rk, dkey, v.mv_size, id, idx), rk}, rv;
+                have = mdb_get(txn, q->rcpt, &rkv, &rv) == 0 &&
+                       queue_rec_rcpt_decode(rkv.mv_data, rkv.mv_size, rv.mv_data, rv.mv_size,
+                                             &r) == 0 &&
+                       r.due == due;
+            }
+            rc = cb(due, id, idx, have ? &r : NULL, arg);
+            if (rc == 0)
+                mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+        if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND)
+            rc = queue__err(mrc);
+        mdb_cursor_close(cur);
+    }
+    queue__txn_abort(q, txn);
+    return rc;
+}

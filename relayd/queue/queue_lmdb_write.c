@@ -28,6 +28,36 @@ static int queue_put_val(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen
     return queue__err(mdb_put(txn, dbi, &k, &v, flags));
 }
 
+/* ---- the due index (kept in step with rcpt) -------------------------------------------- */
+
+/* Removes the index entry of (due, id, idx); a missing entry is not an error. */
+static int queue_due_del(struct queue *q, MDB_txn *txn, int64_t due, uint64_t id, uint32_t idx)
+{
+    unsigned char dk[QUEUE_REC_DUEKEY_LEN];
+    queue_rec_due_key(dk, due, id, idx);
+    MDB_val k = {sizeof(dk), dk};
+    int rc = mdb_del(txn, q->due, &k, NULL);
+    return rc == MDB_NOTFOUND ? 0 : queue__err(rc);
+}
+
+/* Sets r->due from the due function and enters it (under domain key dkey[0..dlen)). With
+ * had set, r->due holds the time of its current entry, which is moved. */
+static int queue_due_enter(struct queue *q, MDB_txn *txn, struct queue_rcpt *r, uint64_t id,
+                           uint32_t idx, int64_t arrival, const char *dkey, size_t dlen, bool had)
+{
+    int64_t due = queue__due_of(q, r, arrival);
+    if (had && due != r->due) {
+        int rc = queue_due_del(q, txn, r->due, id, idx);
+        if (rc)
+            return rc;
+    }
+    r->due = due;
+    unsigned char dk[QUEUE_REC_DUEKEY_LEN];
+    queue_rec_due_key(dk, due, id, idx);
+    MDB_val k = {sizeof(dk), dk}, v = {dlen, (void *)dkey};
+    return queue__err(mdb_put(txn, q->due, &k, &v, 0));
+}
+
 static int queue_put_rec(struct queue *q, MDB_txn *txn, const struct queue_rec_msg *rec,
                          unsigned flags)
 {
@@ -134,8 +164,16 @@ static int queue_ent_remove(struct queue *q, MDB_txn *txn, struct queue_rec_msg 
     memmove(&rec->ent[i], &rec->ent[i + 1], (rec->nent - i - 1) * sizeof(*rec->ent));
     rec->nent--;
     unsigned char rk[QUEUE_REC_RKEY_MAX];
-    MDB_val k = {queue_rec_rcpt_key(rk, t.key, t.klen, rec->env.id, t.idx), rk};
-    int rc = mdb_del(txn, q->rcpt, &k, NULL);
+    MDB_val k = {queue_rec_rcpt_key(rk, t.key, t.klen, rec->env.id, t.idx), rk}, v;
+    /* Its due entry goes with it: the record says where it is. */
+    int rc = mdb_get(txn, q->rcpt, &k, &v);
+    if (rc)
+        return rc == MDB_NOTFOUND ? HF_ECORRUPT : queue__err(rc);
+    struct queue_rcpt old;
+    if (queue_rec_rcpt_decode(k.mv_data, k.mv_size, v.mv_data, v.mv_size, &old) == 0 &&
+        (rc = queue_due_del(q, txn, old.due, rec->env.id, t.idx)) != 0)
+        return rc;
+    rc = mdb_del(txn, q->rcpt, &k, NULL);
     if (rc)
         return rc == MDB_NOTFOUND ? HF_ECORRUPT : queue__err(rc);
     bool last_in_domain = true;
@@ -256,7 +294,10 @@ static int queue_put_one(struct queue *q, MDB_txn *txn, const struct queue_new_m
         unsigned char rk[QUEUE_REC_RKEY_MAX];
         size_t rklen =
             queue_rec_rcpt_key(rk, rec.ent[i].key, rec.ent[i].klen, rec.env.id, (uint32_t)i);
-        rc = queue_rec_rcpt_encode(&r, &b);
+        rc = queue_due_enter(q, txn, &r, rec.env.id, (uint32_t)i, rec.env.arrival, rec.ent[i].key,
+                             rec.ent[i].klen, false);
+        if (rc == 0)
+            rc = queue_rec_rcpt_encode(&r, &b);
         if (rc == 0)
             rc = queue_put_val(txn, q->rcpt, rk, rklen, &b, MDB_NOOVERWRITE);
     }
@@ -391,9 +432,20 @@ static int queue_rcpt_change(struct queue *q, MDB_txn *txn, const struct queue_r
     case QUEUE_OP_REQUEUE_MSG:
         r.next_attempt = 0;
         break;
+    case QUEUE_OP_WARNED:
+        r.warned = true;
+        break;
+    case QUEUE_OP_RESCHEDULE:
+        /* A stale entry at u->when (not the record's own) goes too. */
+        if (u->when != r.due && (rc = queue_due_del(q, txn, u->when, rec->env.id, t->idx)))
+            return rc;
+        break;
     default:
         return -EINVAL;
     }
+    rc = queue_due_enter(q, txn, &r, rec->env.id, t->idx, rec->env.arrival, t->key, t->klen, true);
+    if (rc)
+        return rc;
     struct queue_rec_buf b = {0};
     rc = queue_rec_rcpt_encode(&r, &b);
     if (rc == 0)
@@ -415,7 +467,7 @@ static int queue_apply_domain(struct queue *q, MDB_txn *txn, struct queue_update
     }
     struct queue_domain_stats d;
     int rc = queue__dom_get(q, txn, key, (size_t)n, &d);
-    if (rc == -ENOENT && u->op == QUEUE_OP_RELEASE_DOMAIN) {
+    if (rc == -ENOENT && (u->op == QUEUE_OP_RELEASE_DOMAIN || u->op == QUEUE_OP_DOMAIN_WARNED)) {
         u->result = -ENOENT;
         return 0;
     }
@@ -425,7 +477,10 @@ static int queue_apply_domain(struct queue *q, MDB_txn *txn, struct queue_update
     }
     if (rc)
         return rc;
-    d.held = u->op == QUEUE_OP_HOLD_DOMAIN;
+    if (u->op == QUEUE_OP_DOMAIN_WARNED)
+        d.warned_at = u->when;
+    else
+        d.held = u->op == QUEUE_OP_HOLD_DOMAIN;
     return queue_dom_put(q, txn, key, (size_t)n, &d);
 }
 
@@ -434,10 +489,18 @@ static int queue_apply_domain(struct queue *q, MDB_txn *txn, struct queue_update
 static int queue_apply_one(struct queue *q, MDB_txn *txn, struct queue_update *u)
 {
     u->result = 0;
-    if (u->op == QUEUE_OP_HOLD_DOMAIN || u->op == QUEUE_OP_RELEASE_DOMAIN)
+    if (u->op == QUEUE_OP_HOLD_DOMAIN || u->op == QUEUE_OP_RELEASE_DOMAIN ||
+        u->op == QUEUE_OP_DOMAIN_WARNED)
         return queue_apply_domain(q, txn, u);
     struct queue_rec_msg rec;
     int rc = queue__get_rec(q, txn, u->id, &rec);
+    if (u->op == QUEUE_OP_RESCHEDULE &&
+        (rc == -ENOENT || (rc == 0 && queue_ent_find(&rec, u->idx) < 0))) {
+        /* The entry outlived its recipient: drop it. */
+        queue_rec_msg_free(&rec);
+        u->result = -ENOENT;
+        return queue_due_del(q, txn, u->when, u->id, u->idx);
+    }
     if (rc == -ENOENT || rc == HF_ECORRUPT) {
         /* One damaged envelope must not block every other update of the batch. */
         u->result = rc;
@@ -448,18 +511,23 @@ static int queue_apply_one(struct queue *q, MDB_txn *txn, struct queue_update *u
     ptrdiff_t i = -1;
     switch (u->op) {
     case QUEUE_OP_DELIVERED:
+    case QUEUE_OP_BOUNCED:
     case QUEUE_OP_DEFERRED:
     case QUEUE_OP_FAILED:
+    case QUEUE_OP_WARNED:
+    case QUEUE_OP_RESCHEDULE: {
+        bool removal = u->op == QUEUE_OP_DELIVERED || u->op == QUEUE_OP_BOUNCED;
         i = queue_ent_find(&rec, u->idx);
         if (i < 0)
             u->result = -ENOENT;
-        else if (u->op == QUEUE_OP_DELIVERED)
+        else if (removal)
             rc = queue_ent_remove(q, txn, &rec, (size_t)i);
         else
             rc = queue_rcpt_change(q, txn, &rec, (size_t)i, u);
-        if (rc == 0 && i >= 0 && u->op == QUEUE_OP_DELIVERED)
+        if (rc == 0 && i >= 0 && removal)
             rc = queue_msg_finish(q, txn, &rec);
         break;
+    }
     case QUEUE_OP_DELETE_MSG:
         while (rec.nent > 0 && rc == 0)
             rc = queue_ent_remove(q, txn, &rec, rec.nent - 1);
@@ -510,5 +578,36 @@ int queue_apply(struct queue *q, struct queue_update *ups, size_t n)
     int rc = queue__write(q, queue_apply_txn, &a, 65536 + n * 4096);
     if (rc)
         log_warn("queue apply failed n=%zu err=%s", n, hf_errname(rc));
+    return rc;
+}
+
+struct queue_commit_arg {
+    struct queue_put_arg put;
+    struct queue_apply_arg apply;
+};
+
+static int queue_commit_txn(struct queue *q, MDB_txn *txn, void *arg)
+{
+    struct queue_commit_arg *a = arg;
+    int rc = queue_put_txn(q, txn, &a->put);
+    return rc ? rc : queue_apply_txn(q, txn, &a->apply);
+}
+
+int queue_commit(struct queue *q, struct queue_new_msg *const *msgs, size_t nmsgs,
+                 struct queue_update *ups, size_t nups)
+{
+    size_t need = 65536 + nups * 4096;
+    for (size_t i = 0; i < nmsgs; i++) {
+        int rc = queue_msg_check(msgs[i]);
+        if (rc)
+            return rc;
+        need += msgs[i]->body_len + msgs[i]->body_len / 8 + msgs[i]->nrcpt * 2048 + 8192;
+    }
+    if (nmsgs + nups == 0)
+        return 0;
+    struct queue_commit_arg a = {{msgs, nmsgs}, {ups, nups}};
+    int rc = queue__write(q, queue_commit_txn, &a, need);
+    if (rc)
+        log_warn("queue commit failed msgs=%zu updates=%zu err=%s", nmsgs, nups, hf_errname(rc));
     return rc;
 }

@@ -314,12 +314,18 @@ int queue_rec_rcpt_encode(const struct queue_rcpt *rc, struct queue_rec_buf *b)
     queue_rec_buf_str(b, rc->addr);
     queue_rec_buf_str(b, rc->domain);
     queue_rec_buf_str(b, rc->orcpt);
-    queue_rec_buf_u32(b, rc->notify);
+    /* Bit 31 of the notify word records that a delay DSN went out (older records never
+     * set it, so they read as "not warned"). */
+    queue_rec_buf_u32(b, (rc->notify & QUEUE_REC_NOTIFY) | (rc->warned ? QUEUE_REC_WARNED : 0u));
     queue_rec_buf_u8(b, (unsigned)rc->state);
     queue_rec_buf_u32(b, rc->attempts);
     queue_rec_buf_u64(b, (uint64_t)rc->next_attempt);
     queue_rec_buf_u64(b, (uint64_t)rc->last_attempt);
     queue_rec_buf_str(b, rc->last_error);
+    /* Optional trailing field: when the due index looks at this recipient next (records
+     * written before the index existed end here, and read as 0, "now"). */
+    if (rc->due > 0)
+        queue_rec_buf_u64(b, (uint64_t)rc->due);
     return b->err;
 }
 
@@ -341,12 +347,17 @@ int queue_rec_rcpt_decode(const void *key, size_t klen, const void *val, size_t 
     queue_rec_rd_str(&r, out->domain, sizeof(out->domain));
     queue_rec_rd_str(&r, out->orcpt, sizeof(out->orcpt));
     out->notify = queue_rec_rd_u32(&r);
+    out->warned = (out->notify & QUEUE_REC_WARNED) != 0;
+    out->notify &= ~QUEUE_REC_WARNED;
     out->state = (int)queue_rec_rd_u8(&r);
     out->attempts = queue_rec_rd_u32(&r);
     out->next_attempt = (int64_t)queue_rec_rd_u64(&r);
     out->last_attempt = (int64_t)queue_rec_rd_u64(&r);
     queue_rec_rd_str(&r, out->last_error, sizeof(out->last_error));
-    if (r.bad || r.left != 0 || out->state > QUEUE_RS_FAILED || (out->notify & ~QUEUE_REC_NOTIFY))
+    if (!r.bad && r.left == 8)
+        out->due = (int64_t)queue_rec_rd_u64(&r);
+    if (r.bad || r.left != 0 || out->due < 0 || out->state > QUEUE_RS_FAILED ||
+        (out->notify & ~QUEUE_REC_NOTIFY))
         return HF_ECORRUPT;
     return 0;
 }
@@ -365,6 +376,9 @@ int queue_rec_dom_encode(const struct queue_domain_stats *d, struct queue_rec_bu
     queue_rec_buf_u64(b, d->bytes);
     queue_rec_buf_u64(b, (uint64_t)d->oldest);
     queue_rec_buf_u8(b, d->held ? QUEUE_REC_DOM_HELD : 0);
+    /* Optional trailing field: when the domain's postmaster was last warned. */
+    if (d->warned_at > 0)
+        queue_rec_buf_u64(b, (uint64_t)d->warned_at);
     return b->err;
 }
 
@@ -380,8 +394,33 @@ int queue_rec_dom_decode(const void *val, size_t len, struct queue_domain_stats 
     out->bytes = queue_rec_rd_u64(&r);
     out->oldest = (int64_t)queue_rec_rd_u64(&r);
     unsigned fl = queue_rec_rd_u8(&r);
-    if (r.bad || r.left != 0 || (fl & ~QUEUE_REC_DOM_HELD) || out->messages > out->rcpts)
+    if (!r.bad && r.left == 8)
+        out->warned_at = (int64_t)queue_rec_rd_u64(&r);
+    if (r.bad || r.left != 0 || out->warned_at < 0 || (fl & ~QUEUE_REC_DOM_HELD) ||
+        out->messages > out->rcpts)
         return HF_ECORRUPT;
     out->held = fl & QUEUE_REC_DOM_HELD;
+    return 0;
+}
+
+void queue_rec_due_key(unsigned char out[QUEUE_REC_DUEKEY_LEN], int64_t due, uint64_t id,
+                       uint32_t idx)
+{
+    queue_rec_put_be64(out, due > 0 ? (uint64_t)due : 0);
+    queue_rec_put_be64(out + 8, id);
+    queue_rec_put_be32(out + 16, idx);
+}
+
+int queue_rec_due_key_parse(const void *key, size_t len, int64_t *due, uint64_t *id, uint32_t *idx)
+{
+    const unsigned char *k = key;
+    if (len != QUEUE_REC_DUEKEY_LEN)
+        return HF_ECORRUPT;
+    uint64_t t = queue_rec_get_be64(k);
+    if (t > (uint64_t)INT64_MAX)
+        return HF_ECORRUPT;
+    *due = (int64_t)t;
+    *id = queue_rec_get_be64(k + 8);
+    *idx = queue_rec_get_be32(k + 16);
     return 0;
 }

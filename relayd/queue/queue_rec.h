@@ -15,11 +15,15 @@
  *                 count x (idx (u32), domain key)
  *   body   key: id (u64) + chunk (u32)
  *   rcpt   key: domain key + '\0' + id (u64) + idx (u32)
- *          value: ver, addr, domain, orcpt, notify (u32), state (u8), attempts (u32),
- *                 next_attempt (i64), last_attempt (i64), last_error
+ *          value: ver, addr, domain, orcpt, notify (u32; bit 31: delay DSN sent),
+ *                 state (u8), attempts (u32),
+ *                 next_attempt (i64), last_attempt (i64), last_error,
+ *                 [due (i64), only when above 0]
+ *   due    key: due (u64) + id (u64) + idx (u32)   value: the recipient's domain key
+ *          (the index of what comes due when: retries, warnings, expiry; see queue.h)
  *   domain key: domain key
  *          value: ver, domain, messages, rcpts, bytes (u64 each), oldest (i64),
- *                 flags (u8, bit 0: held)
+ *                 flags (u8, bit 0: held), [warned_at (i64), only when above 0]
  * A domain key is addr_domain_key()'s reversed form ("test.branch."). */
 #ifndef HF_QUEUE_REC_H
 #define HF_QUEUE_REC_H
@@ -31,12 +35,14 @@
 #include "addr.h"
 #include "queue.h"
 
-#define QUEUE_REC_V1       1u                           /* first octet of every record */
-#define QUEUE_REC_DKEY_SZ  (ADDR_DOMAIN_MAX + 3)        /* reversed key, trailing '.', NUL */
-#define QUEUE_REC_MKEY_LEN 8                            /* msg key: id */
-#define QUEUE_REC_BKEY_LEN 12                           /* body key: id, chunk */
-#define QUEUE_REC_RKEY_MAX (QUEUE_REC_DKEY_SZ - 1 + 13) /* rcpt key: dkey '\0' id idx */
-#define QUEUE_REC_RCPT_MAX 100000u /* most recipients one envelope record may list */
+#define QUEUE_REC_V1         1u                           /* first octet of every record */
+#define QUEUE_REC_DKEY_SZ    (ADDR_DOMAIN_MAX + 3)        /* reversed key, trailing '.', NUL */
+#define QUEUE_REC_MKEY_LEN   8                            /* msg key: id */
+#define QUEUE_REC_BKEY_LEN   12                           /* body key: id, chunk */
+#define QUEUE_REC_RKEY_MAX   (QUEUE_REC_DKEY_SZ - 1 + 13) /* rcpt key: dkey '\0' id idx */
+#define QUEUE_REC_DUEKEY_LEN 20                           /* due key: time, id, idx */
+#define QUEUE_REC_WARNED     0x80000000u /* in a rcpt record's notify word: delay DSN sent */
+#define QUEUE_REC_RCPT_MAX   100000u     /* most recipients one envelope record may list */
 
 /* ---- big-endian integers (meta values, keys) ------------------------------------------ */
 
@@ -84,6 +90,13 @@ size_t queue_rec_rcpt_key(unsigned char out[QUEUE_REC_RKEY_MAX], const char *dke
  * octet before id is not NUL; the out-parameters are then unchanged. */
 int queue_rec_rcpt_key_parse(const void *key, size_t len, size_t *dlen, uint64_t *id,
                              uint32_t *idx);
+
+/* Writes the due-index key of (due, id, idx) to out; a due below 0 is written as 0. */
+void queue_rec_due_key(unsigned char out[QUEUE_REC_DUEKEY_LEN], int64_t due, uint64_t id,
+                       uint32_t idx);
+/* Reads a due-index key. Borrows key. Returns 0, or HF_ECORRUPT when len is not
+ * QUEUE_REC_DUEKEY_LEN or the time is above INT64_MAX. */
+int queue_rec_due_key_parse(const void *key, size_t len, int64_t *due, uint64_t *id, uint32_t *idx);
 
 /* ---- envelope records ----------------------------------------------------------------- */
 

@@ -25,7 +25,7 @@
 #include "hf_err.h"
 #include "log.h"
 
-enum queue_wr_kind { QUEUE_WR_PUT, QUEUE_WR_UPDATE };
+enum queue_wr_kind { QUEUE_WR_PUT, QUEUE_WR_UPDATE, QUEUE_WR_COMMIT };
 
 struct queue_wr_job {
     struct queue_wr_job *next;
@@ -35,6 +35,7 @@ struct queue_wr_job {
     size_t n;
     queue_wr_cb put_cb;
     queue_wr_update_cb update_cb;
+    queue_wr_build_cb build; /* COMMIT: makes the messages stored with ups */
     uint64_t token;
     void *arg;
     int status;
@@ -166,13 +167,30 @@ static uint64_t queue_wr_do_updates(struct queue_wr *w, struct queue_wr_job **jo
     return commits;
 }
 
+/* A COMMIT job: its messages are built here, on the writer thread (they may read the queue),
+ * and stored with its updates in one transaction of their own. */
+static uint64_t queue_wr_do_commit(struct queue_wr *w, struct queue_wr_job *j)
+{
+    struct queue_new_msg **msgs = NULL;
+    size_t nmsgs = 0;
+    int rc = j->build(w->q, (const struct queue_update *)j->ups, j->n, j->arg, &msgs, &nmsgs);
+    if (rc == 0)
+        rc = queue_commit(w->q, msgs, nmsgs, j->ups, j->n);
+    for (size_t i = 0; i < nmsgs; i++)
+        queue_new_msg_free(msgs[i]);
+    free(msgs);
+    j->status = rc;
+    return 1;
+}
+
 /* Writes one batch taken from the pending list; every job gets its status. */
 static void queue_wr_commit(struct queue_wr *w, struct queue_wr_list *batch)
 {
-    size_t n = 0, nput = 0;
+    size_t n = 0, nput = 0, ncommit = 0;
     for (struct queue_wr_job *j = batch->head; j; j = j->next) {
         n++;
         nput += j->kind == QUEUE_WR_PUT;
+        ncommit += j->kind == QUEUE_WR_COMMIT;
     }
     struct queue_wr_job **jobs = malloc(n * sizeof(*jobs));
     struct timespec t0, t1;
@@ -180,17 +198,21 @@ static void queue_wr_commit(struct queue_wr *w, struct queue_wr_list *batch)
     uint64_t commits = 0;
     if (jobs) {
         /* Puts first, then updates: an update may name a message of the same batch. */
-        size_t p = 0, u = nput;
+        /* Puts first, then updates, then combined commits (each alone). */
+        size_t p = 0, u = nput, c = n - ncommit;
         for (struct queue_wr_job *j = batch->head; j; j = j->next)
-            jobs[j->kind == QUEUE_WR_PUT ? p++ : u++] = j;
+            jobs[j->kind == QUEUE_WR_PUT ? p++ : j->kind == QUEUE_WR_UPDATE ? u++ : c++] = j;
         commits += queue_wr_do_puts(w, jobs, nput);
-        commits += queue_wr_do_updates(w, jobs + nput, n - nput);
+        commits += queue_wr_do_updates(w, jobs + nput, n - nput - ncommit);
+        for (size_t i = n - ncommit; i < n; i++)
+            commits += queue_wr_do_commit(w, jobs[i]);
         free(jobs);
     } else {
         /* No memory for the index: one commit per job still keeps every promise. */
         for (struct queue_wr_job *j = batch->head; j; j = j->next) {
-            commits += j->kind == QUEUE_WR_PUT ? queue_wr_do_puts(w, &j, 1)
-                                               : queue_wr_do_updates(w, &j, 1);
+            commits += j->kind == QUEUE_WR_PUT      ? queue_wr_do_puts(w, &j, 1)
+                       : j->kind == QUEUE_WR_COMMIT ? queue_wr_do_commit(w, j)
+                                                    : queue_wr_do_updates(w, &j, 1);
         }
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -353,6 +375,29 @@ int queue_wr_update(struct queue_wr *w, struct queue_update *ups, size_t n, queu
     j->kind = QUEUE_WR_UPDATE;
     j->ups = ups;
     j->n = n;
+    j->update_cb = cb;
+    j->token = token;
+    j->arg = arg;
+    int rc = queue_wr_submit(w, j);
+    if (rc) {
+        free(ups);
+        free(j);
+    }
+    return rc;
+}
+
+int queue_wr_commit_job(struct queue_wr *w, struct queue_update *ups, size_t n,
+                        queue_wr_build_cb build, queue_wr_update_cb cb, uint64_t token, void *arg)
+{
+    struct queue_wr_job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        free(ups);
+        return -ENOMEM;
+    }
+    j->kind = QUEUE_WR_COMMIT;
+    j->ups = ups;
+    j->n = n;
+    j->build = build;
     j->update_cb = cb;
     j->token = token;
     j->arg = arg;

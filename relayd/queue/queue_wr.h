@@ -36,6 +36,20 @@ typedef void (*queue_wr_update_cb)(int status, uint64_t token, struct queue_upda
 int queue_wr_update(struct queue_wr *w, struct queue_update *ups, size_t n, queue_wr_update_cb cb,
                     uint64_t token, void *arg);
 
+/* Runs on the writer thread just before a combined commit: builds the messages to store
+ * together with ups (a DSN and the removal of the recipients it reports on). May read q
+ * and arg (which the loop must not touch until the job's callback). Returns 0 and *msgs
+ * (a malloc'd array of *nmsgs malloc'd messages with their ids set, freed by the writer;
+ * NULL/0 for none), or a negative code: the job then fails with it and nothing is applied. */
+typedef int (*queue_wr_build_cb)(struct queue *q, const struct queue_update *ups, size_t n,
+                                 void *arg, struct queue_new_msg ***msgs, size_t *nmsgs);
+
+/* Queues a combined job: build() runs on the writer thread, then its messages and the n
+ * updates are written in ONE transaction (queue_commit), never batched with other jobs.
+ * Takes ups like queue_wr_update; cb runs on the loop as for queue_wr_update. */
+int queue_wr_commit_job(struct queue_wr *w, struct queue_update *ups, size_t n,
+                        queue_wr_build_cb build, queue_wr_update_cb cb, uint64_t token, void *arg);
+
 /* Statistics, read on the loop thread. */
 struct queue_wr_stats {
     uint64_t commits;

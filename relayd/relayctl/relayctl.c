@@ -119,6 +119,13 @@ static const struct ctl_cmd ctl_cmds[] = {
     {"delete", "delete ID...|--domain DOMAIN [--yes]",
      "remove messages (or a domain's recipients) for good; asks on a terminal unless --yes", 0, 256,
      0, NULL, NULL, relayctl_act_delete},
+    {"bounce", "bounce ID...|--domain DOMAIN [--reason TEXT]",
+     "return messages (or a domain's recipients) to their senders now, with a DSN", 0, 256, 0, NULL,
+     NULL, relayctl_act_bounce},
+    {"test-clock-advance", "test-clock-advance SECONDS",
+     "TEST ONLY: move relayd's lifecycle clock forward (relayd started with "
+     "HF_TEST_TIME_OFFSET)",
+     1, 1, 0, NULL, NULL, relayctl_act_clock},
     {"requeue", "requeue ID...", "make messages due now (retry schedule reset)", 1, 256, 0, NULL,
      NULL, relayctl_act_requeue},
     {"stats", "stats [--json]",
@@ -210,7 +217,7 @@ static int ctl_open_error(const char *dir, int rc)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_JSON = 256, OPT_BODY, OPT_WAIT, OPT_YES, OPT_ALL, OPT_DOMAIN };
+    enum { OPT_JSON = 256, OPT_BODY, OPT_WAIT, OPT_YES, OPT_ALL, OPT_DOMAIN, OPT_REASON };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"queue", required_argument, NULL, 'q'},
@@ -221,6 +228,7 @@ int main(int argc, char **argv)
         {"yes", no_argument, NULL, OPT_YES},
         {"all", no_argument, NULL, OPT_ALL},
         {"domain", required_argument, NULL, OPT_DOMAIN},
+        {"reason", required_argument, NULL, OPT_REASON},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -236,6 +244,9 @@ int main(int argc, char **argv)
         switch (c) {
         case 's':
             opt.sock = optarg;
+            break;
+        case OPT_REASON:
+            opt.reason = optarg;
             break;
         case OPT_WAIT:
             opt.wait = true;
@@ -306,12 +317,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "relayctl: give either -c FILE or -q DIR, not both\n");
         return CTL_EX_USAGE;
     }
+    if (opt.reason && cmd->act != relayctl_act_bounce) {
+        fprintf(stderr, "relayctl: --reason goes with bounce\n");
+        return CTL_EX_USAGE;
+    }
     if ((opt.wait || opt.all) && cmd->act != relayctl_act_flush) {
         fprintf(stderr, "relayctl: --wait and --all go with flush\n");
         return CTL_EX_USAGE;
     }
-    if ((opt.yes || opt.domain) && cmd->act != relayctl_act_delete) {
-        fprintf(stderr, "relayctl: --yes and --domain go with delete\n");
+    if ((opt.yes && cmd->act != relayctl_act_delete) ||
+        (opt.domain && cmd->act != relayctl_act_delete && cmd->act != relayctl_act_bounce)) {
+        fprintf(stderr, "relayctl: --yes goes with delete, --domain with delete and bounce\n");
         return CTL_EX_USAGE;
     }
     struct relayctl_args args = {0};

@@ -37,7 +37,8 @@ struct relayctl_opts {
     bool wait;
     bool yes;
     bool all;
-    const char *domain; /* delete --domain */
+    const char *domain; /* delete/bounce --domain */
+    const char *reason; /* bounce --reason */
 };
 
 /* Arguments of a command, validated before the queue is opened. */
@@ -55,6 +56,8 @@ struct relayctl_act_out {
     size_t nstat;
     size_t nrun;
     char running[64][256]; /* RUNNING answers */
+    size_t nprobe;
+    char probe[64][320]; /* RUNNING's "probe DOMAIN STATE SINCE" answers, after "probe " */
 };
 
 /* ---- output (relayctl_out.c) ---- */
@@ -129,6 +132,8 @@ int relayctl_act_hold(const struct relayctl_opts *o, int argc, char **argv);
 int relayctl_act_release(const struct relayctl_opts *o, int argc, char **argv);
 int relayctl_act_delete(const struct relayctl_opts *o, int argc, char **argv);
 int relayctl_act_requeue(const struct relayctl_opts *o, int argc, char **argv);
+int relayctl_act_bounce(const struct relayctl_opts *o, int argc, char **argv);
+int relayctl_act_clock(const struct relayctl_opts *o, int argc, char **argv);
 int relayctl_act_stats(const struct relayctl_opts *o, int argc, char **argv);
 
 #endif

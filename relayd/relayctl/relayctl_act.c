@@ -40,6 +40,9 @@ void relayctl_act_line(const char *line, void *arg)
             printf("%-24.*s %s\n", (int)(sp - name), name, sp + 1);
         }
         o->nstat++;
+    } else if (strncmp(line, "probe ", 6) == 0) {
+        if (o->nprobe < 64)
+            snprintf(o->probe[o->nprobe++], sizeof(o->probe[0]), "%s", line + 6);
     } else if (strncmp(line, "running ", 8) == 0) {
         if (o->nrun < 64)
             snprintf(o->running[o->nrun++], 256, "%s", line + 8);
@@ -205,4 +208,65 @@ int relayctl_act_stats(const struct relayctl_opts *o, int argc, char **argv)
     if (o->json && out.nstat)
         fputs("}\n", stdout);
     return ex;
+}
+
+int relayctl_act_bounce(const struct relayctl_opts *o, int argc, char **argv)
+{
+    if ((o->domain && argc) || (!o->domain && !argc)) {
+        fprintf(stderr,
+                "relayctl: usage: relayctl bounce ID... | --domain DOMAIN [--reason TEXT]\n");
+        return CTL_EX_USAGE;
+    }
+    for (int i = 0; i < argc; i++) {
+        struct relayctl_args a;
+        int ex = relayctl_check_id(1, argv + i, &a);
+        if (ex)
+            return ex;
+    }
+    if (o->domain) {
+        struct relayctl_args a = {0};
+        char *d[1] = {(char *)o->domain};
+        int ex = relayctl_check_domain(1, d, &a);
+        if (ex)
+            return ex;
+        if (a.subdomains) {
+            fprintf(stderr, "relayctl: bounce --domain takes DOMAIN, not @DOMAIN\n");
+            return CTL_EX_USAGE;
+        }
+    }
+    /* The reason is the rest of the line: printable text, no line breaks. */
+    const char *reason = o->reason ? o->reason : "";
+    for (const char *p = reason; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            fprintf(stderr, "relayctl: --reason must be one line of printable text\n");
+            return CTL_EX_USAGE;
+        }
+    if (strlen(reason) > 300) {
+        fprintf(stderr, "relayctl: --reason is longer than 300 characters\n");
+        return CTL_EX_USAGE;
+    }
+    char req[8192];
+    int ex = o->domain ? ctl_act_join(req, sizeof(req), "BOUNCE-DOMAIN", 1, (char **)&o->domain)
+                       : ctl_act_join(req, sizeof(req), "BOUNCE", argc, argv);
+    if (ex)
+        return ex;
+    size_t l = strlen(req);
+    if (*reason) {
+        if (l + strlen(reason) + 4 >= sizeof(req))
+            return CTL_EX_USAGE;
+        snprintf(req + l, sizeof(req) - l, " -- %s", reason);
+    }
+    struct relayctl_act_out out = {0};
+    return ctl_act_send(o, req, 30, &out);
+}
+
+int relayctl_act_clock(const struct relayctl_opts *o, int argc, char **argv)
+{
+    char *end;
+    long long v = argc == 1 ? strtoll(argv[0], &end, 10) : -1;
+    if (argc != 1 || *end || v < 0) {
+        fprintf(stderr, "relayctl: usage: relayctl test-clock-advance SECONDS\n");
+        return CTL_EX_USAGE;
+    }
+    return ctl_act_simple(o, "TEST-CLOCK-ADVANCE", argc, argv);
 }

@@ -233,6 +233,24 @@ int relayctl_cmd_queue(struct queue *q, const struct relayctl_opts *opt,
         fprintf(stderr, "relayctl: cannot read the domain table: %s\n", hf_strerror(rc));
         return CTL_EX_ERROR;
     }
+    /* Accept-only-while-the-primary-is-down domains: their probe state (relayd's). */
+    char pd[256], ps[16];
+    long long since;
+    if (o.json) {
+        fputs("],\"probes\":[", stdout);
+        for (size_t i = 0; i < run.nprobe; i++) {
+            if (sscanf(run.probe[i], "%255s %15s %lld", pd, ps, &since) != 3)
+                continue;
+            fputs(i ? ",{\"domain\":" : "{\"domain\":", stdout);
+            relayctl_json_str(stdout, pd);
+            printf(",\"primary\":\"%s\",\"since\":%lld}", ps, since);
+        }
+    } else {
+        for (size_t i = 0; i < run.nprobe; i++)
+            if (sscanf(run.probe[i], "%255s %15s %lld", pd, ps, &since) == 3)
+                printf("primary MX of %s: %s (since %lld)%s\n", pd, ps, since,
+                       strcmp(ps, "up") == 0 ? ": RCPT gets 451 4.7.1" : "");
+    }
     if (o.json) {
         printf("],\"totals\":{\"messages\":%" PRIu64 ",\"rcpts\":%" PRIu64 ",\"bytes\":%" PRIu64
                ",\"map_size\":%zu,\"map_used\":%zu},\"relayd_running\":%s}\n",

@@ -1,5 +1,6 @@
 /* Queue runs (see flush.h): which recipients a run takes, where they go (DNS MX and the
- * self-MX rule, a static next hop, TLSA for DANE), recording outcomes, the retry timer.
+ * self-MX rule, a static next hop, TLSA for DANE), recording outcomes; the retry timer's
+ * runs (expire.c reads the due index and starts them here).
  * flush_conn.c carries out each connection of a run; this file owns the run's state and
  * lends it to the connections through flush_run_conn_owner (flush_conn.h).
  *
@@ -18,8 +19,12 @@
 #include <time.h>
 
 #include "addr.h"
+#include "bounce.h"
+#include "clock.h"
 #include "conn.h"
 #include "dns.h"
+#include "dsn.h"
+#include "expire.h"
 #include "hf_err.h"
 #include "log.h"
 #include "mx.h"
@@ -30,9 +35,11 @@
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
+static uint32_t flush_rand(void *arg);
+
 static int64_t flush_now(void)
 {
-    return (int64_t)time(NULL);
+    return clock_now();
 }
 
 static void flush_set_port(struct sockaddr_storage *ss, int port)
@@ -90,8 +97,28 @@ static void flush_committed(int status, uint64_t token, struct queue_update *ups
     flush_run_maybe_finish(run);
 }
 
+/* The host name of a relay string "host[addr]:port" for Remote-MTA; a static next hop has
+ * none, so its address is used. */
+static void flush_remote_mta(const char *relay, char *out, size_t outsz)
+{
+    out[0] = '\0';
+    if (!relay || !*relay)
+        return;
+    const char *lb = strchr(relay, '[');
+    size_t hl = lb ? (size_t)(lb - relay) : strlen(relay);
+    if (lb && hl == 15 && strncmp(relay, "static-next-hop", 15) == 0) {
+        const char *rb = strchr(lb, ']');
+        snprintf(out, outsz, "%.*s", rb ? (int)(rb - lb - 1) : 0, lb + 1);
+    } else {
+        snprintf(out, outsz, "%.*s", (int)hl, relay);
+    }
+}
+
 /* Records the outcome of every recipient of item (results r[i], or one shared result when
- * r is NULL) through the writer thread, and logs one line per recipient. */
+ * r is NULL) through the writer thread, and logs one line per recipient. The reports the
+ * outcomes owe (a 5xx or a null MX: a bounce at once; a success relayed to a server without
+ * DSN, asked for with NOTIFY=SUCCESS) are stored in the same commit (bounce.h). This is the
+ * one result path of every delivery, whatever carried it (DNS, a static next hop, ATRN). */
 static void flush_record(struct flush_run *run, struct flush_item *it, const char *relay,
                          const char *tls, const struct smtpc_result *r,
                          const struct smtpc_result *shared)
@@ -101,8 +128,13 @@ static void flush_record(struct flush_run *run, struct flush_item *it, const cha
     int64_t now = flush_now();
     it->done = true;
     struct queue_update *ups = calloc(it->nrcpt, sizeof(*ups));
+    struct bounce_set *bs = bounce_set_new(&it->env);
     char qid[QUEUE_ID_STR];
     queue_id_str(it->id, qid);
+    char remote[256];
+    flush_remote_mta(relay, remote, sizeof(remote));
+    /* What the DSN says about TLS: only when a connection was made. */
+    const char *dsn_tls = relay && *relay && tls ? (*tls ? tls : "none") : NULL;
     for (size_t i = 0; i < it->nrcpt; i++) {
         const struct smtpc_result *res = r ? &r[i] : shared;
         const struct queue_rcpt *qr = &it->rcpts[i];
@@ -116,7 +148,7 @@ static void flush_record(struct flush_run *run, struct flush_item *it, const cha
             rd->stats.delivered++;
             break;
         case SMTPC_FAIL:
-            op = QUEUE_OP_FAILED;
+            op = QUEUE_OP_BOUNCED;
             status = "bounced";
             run->sum.failed++;
             rd->stats.failed++;
@@ -146,20 +178,38 @@ static void flush_record(struct flush_run *run, struct flush_item *it, const cha
         if (run->watched && run->watch.rcpt)
             run->watch.rcpt(run->watch.arg, run->watch.token, qid, qr->addr,
                             relay && *relay ? relay : "none", tls, status, text);
+        if (bs && (op == QUEUE_OP_BOUNCED || (op == QUEUE_OP_DELIVERED && !it->hop_dsn))) {
+            char st[16];
+            struct bounce_fact f = {
+                .kind = op == QUEUE_OP_BOUNCED ? RETRY_DSN_FAILURE : RETRY_DSN_SUCCESS,
+                .status = dsn_status_of(res->code, res->enh,
+                                        op == QUEUE_OP_BOUNCED ? "5.0.0" : "2.0.0", st),
+                .remote_mta = res->code ? remote : NULL,
+                .diag = text,
+                .diag_smtp = res->code != 0,
+                .last_attempt = relay && *relay ? now : 0,
+                .tls = dsn_tls,
+            };
+            /* NOTIFY=SUCCESS to a server without DSN: "relayed" (RFC 3461 4.1); a
+             * success to a server with DSN is that server's to report. */
+            if (op == QUEUE_OP_BOUNCED || retry_dsn_wanted(qr->notify, false, RETRY_DSN_SUCCESS))
+                bounce_set_add(rd, bs, qr, &f);
+        }
         if (ups) {
             ups[i].op = op;
             ups[i].id = it->id;
             ups[i].idx = qr->idx;
             ups[i].when = now;
-            ups[i].next_attempt = retry_next(qr->attempts + 1, now);
+            ups[i].next_attempt = retry_next_jittered(qr->attempts + 1, now, flush_rand(NULL));
             snprintf(ups[i].error, sizeof(ups[i].error), "%s", text);
         }
     }
     if (!ups) {
+        bounce_set_free(bs);
         log_err("%s out of memory recording results; the recipients stay queued", qid);
         return;
     }
-    int rc = queue_wr_update(rd->wr, ups, it->nrcpt, flush_committed, run->id, fl);
+    int rc = bounce_commit(rd, bs, ups, it->nrcpt, flush_committed, run->id, fl);
     if (rc < 0)
         log_err("%s cannot queue results err=%s; the recipients stay queued", qid, hf_errname(rc));
     else
@@ -196,6 +246,8 @@ static void flush_run_maybe_finish(struct flush_run *run)
         struct smtpc_result res;
         memset(&res, 0, sizeof(res));
         res.outcome = run->sum.status == HF_ENULLMX ? SMTPC_FAIL : SMTPC_DEFER;
+        if (run->sum.status == HF_ENULLMX) /* RFC 7505 4.2 */
+            snprintf(res.enh, sizeof(res.enh), "5.1.10");
         snprintf(res.text, sizeof(res.text), "%s",
                  run->sum.error[0] ? run->sum.error : "no exchanger could be reached");
         flush_record(run, &run->items[i], run->last_relay[0] ? run->last_relay : NULL, NULL, NULL,
@@ -237,6 +289,9 @@ static int flush_load_rcpt(const struct queue_rcpt *r, void *arg)
     if (r->state == QUEUE_RS_FAILED)
         return 0;
     if (run->due_only && r->next_attempt > run->now)
+        return 0;
+    /* Being bounced or warned about right now: decided already. */
+    if (expire_is_busy(run->fl->rd, r->id))
         return 0;
     struct flush_item *it = run->nitems ? &run->items[run->nitems - 1] : NULL;
     if (!it || it->id != r->id) {
@@ -596,57 +651,35 @@ static int flush_start_run(struct relayd *rd, const char *domain, const char *re
     return 0;
 }
 
-/* ---- the retry timer -------------------------------------------------------------------- */
-
-struct flush_due {
-    struct flush *fl;
-    int64_t now;
-    uint64_t last_id;
-    bool due;
-};
-
-static int flush_due_cb(const struct queue_rcpt *r, void *arg)
+int flush_primaries(struct relayd *rd, const char *domain, const struct dns_mx_result *res,
+                    struct mx_attempt *out, size_t cap, size_t *n)
 {
-    struct flush_due *d = arg;
-    if (r->state == QUEUE_RS_FAILED || r->next_attempt > d->now)
-        return 0;
-    if (r->id != d->last_id) { /* a held message does not count */
-        d->last_id = r->id;
-        struct queue_env env;
-        if (queue_get_env(d->fl->rd->q, r->id, &env) == 0 && !(env.flags & QUEUE_F_HELD)) {
-            d->due = true;
-            return 1;
-        }
-    }
-    return 0;
+    struct flush *fl = rd->flush;
+    *n = 0;
+    if (!fl || res->status < 0)
+        return res->status < 0 ? res->status : -ESHUTDOWN;
+    struct mx_self self = {fl->self_names, fl->nself_names, fl->self_addrs, fl->nself_addrs};
+    struct mx_host *plan = calloc(res->nhosts + 1, sizeof(*plan));
+    size_t nplan = 0;
+    int rc = plan ? mx_plan(domain, res->hosts, res->nhosts, &self, flush_rand, NULL, plan, &nplan)
+                  : -ENOMEM;
+    if (rc == 0)
+        rc = mx_attempts(plan, nplan, &self, out, cap, n);
+    free(plan);
+    for (size_t i = 0; rc == 0 && i < *n; i++)
+        flush_set_port(&out[i].addr, (int)rd->cfg->smtp_port);
+    return rc;
 }
 
-static int flush_retry_domain(const struct queue_domain_stats *st, void *arg)
+/* ---- the retry timer's entry ------------------------------------------------------------ */
+
+int flush_start_due(struct relayd *rd, const char *domain)
 {
-    struct flush *fl = arg;
-    struct relayd *rd = fl->rd;
-    if (st->held || st->rcpts == 0 || flush_find_active(fl, st->domain))
-        return 0;
     /* hold = yes: this domain's mail waits for ETRN, ATRN or relayctl, never the timer. */
-    const struct cfg_domain *cd = cfg_find_domain(rd->cfg, st->domain);
+    const struct cfg_domain *cd = cfg_find_domain(rd->cfg, domain);
     if (cd && cd->hold)
-        return 0;
-    struct flush_due d = {fl, flush_now(), 0, false};
-    queue_scan_rcpts(rd->q, st->domain, false, flush_due_cb, &d);
-    if (d.due) {
-        int rc = flush_start_run(rd, st->domain, "retry", NULL, true);
-        if (rc < 0 && rc != -ENOENT && rc != -EBUSY && rc != -EPERM)
-            log_warn("flush domain=%s retry not started err=%s", st->domain, hf_errname(rc));
-    }
-    return 0;
-}
-
-static void flush_on_retry_timer(uv_timer_t *t)
-{
-    struct flush *fl = t->data;
-    if (fl->stopping)
-        return;
-    queue_scan_domains(fl->rd->q, flush_retry_domain, fl);
+        return -EPERM;
+    return flush_start_run(rd, domain, "retry", NULL, true);
 }
 
 /* ---- setup ------------------------------------------------------------------------------ */
@@ -714,13 +747,8 @@ int flush_init(struct relayd *rd)
         goto fail;
     }
     rd->flush = fl;
-    if (rd->cfg->retry_interval > 0) {
-        uv_timer_init(rd->loop, &fl->retry);
-        fl->retry.data = fl;
-        fl->retry_armed = true;
-        uint64_t ms = rd->cfg->retry_interval * 1000;
-        uv_timer_start(&fl->retry, flush_on_retry_timer, ms, ms);
-    }
+    rd->flush_due = flush_start_due;
+    rd->flush_busy = flush_running;
     return 0;
 fail:
     flush_free(fl);
@@ -743,11 +771,6 @@ void flush_shutdown(struct relayd *rd)
     }
     dns_free(fl->dns);
     fl->dns = NULL;
-    if (fl->retry_armed) {
-        uv_timer_stop(&fl->retry);
-        uv_close((uv_handle_t *)&fl->retry, NULL);
-        fl->retry_armed = false;
-    }
 }
 
 /* Frees the module once nothing is running; called by main after the loop ends. */

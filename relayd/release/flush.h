@@ -51,6 +51,19 @@ void flush_free_all(struct relayd *rd);
 int flush_start(struct relayd *rd, const char *domain, const char *reason,
                 const struct flush_watch *watch);
 
+/* Starts the retry timer's run for domain: only recipients whose next attempt has come.
+ * Returns as flush_start, and -EPERM for a hold = yes domain (never retried by the timer). */
+int flush_start_due(struct relayd *rd, const char *domain);
+
+/* The exchangers of domain that mail would go to, from an MX answer: more preferred than
+ * this relay when it is one of them (RFC 5321 5.1), in delivery order, port smtp_port; at
+ * most cap in out, the count in *n. Returns 0, -ELOOP (this relay is the best MX),
+ * HF_ENULLMX, HF_EDNS/HF_EDNSTEMP (no address), res->status when the lookup failed. */
+struct dns_mx_result;
+struct mx_attempt;
+int flush_primaries(struct relayd *rd, const char *domain, const struct dns_mx_result *res,
+                    struct mx_attempt *out, size_t cap, size_t *n);
+
 /* The resolver runs use (for ETRN's check of the client against the domain's MX hosts), or
  * NULL while shutting down. Borrowed. */
 struct dns *flush_dns(struct relayd *rd);

@@ -334,6 +334,7 @@ static void flush_worker_act(struct flush_worker *w)
         if ((act & SMTPC_ACT_BODY) && w->cur)
             flush_worker_body(w);
         if ((act & SMTPC_ACT_MSG_DONE) && w->cur) {
+            w->cur->hop_dsn = (w->sc.ext & SMTPC_EXT_DSN) != 0;
             w->own->record(w->run, w->cur, w->relay, w->tls_desc, w->sc.rcpt_res, NULL);
             w->cur = NULL;
         }

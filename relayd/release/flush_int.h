@@ -25,8 +25,9 @@ struct flush_item {
     struct queue_env env;
     struct queue_rcpt *rcpts; /* this domain's recipients of the message */
     size_t nrcpt;
-    bool taken; /* handed to a worker */
-    bool done;  /* results decided (committed or being committed) */
+    bool taken;   /* handed to a worker */
+    bool done;    /* results decided (committed or being committed) */
+    bool hop_dsn; /* the server that decided it offered DSN (NOTIFY was passed on) */
 };
 
 struct flush_run;
@@ -116,8 +117,6 @@ struct flush {
     struct sockaddr_storage *self_addrs;
     size_t nself_addrs;
     bool stopping;
-    uv_timer_t retry;
-    bool retry_armed;
 };
 
 #endif

@@ -208,7 +208,14 @@ class Outbound(etrnlib.SharedRelaydCase):
         if host is not None:
             self.assertEqual(self.messages_for(host, domain), [])
         rc = self.relayd.rcpts()
-        self.assertIn(rcpt, rc, "the recipient left the queue")
+        if state == "failed":
+            # A permanent refusal bounces at once: the recipient is gone, its DSN queued.
+            self.assertNotIn(rcpt, rc, "a 5xx recipient stayed queued")
+            d = self.delivery(rcpt, s["mark"])
+            self.assertEqual(d.group("status"), "bounced", d.string)
+            self.assertRegex(d.group("text"), why_re, "delivery log line: " + d.string)
+            self.relayd.wait_log(r"%s: sender non-delivery notification: " % qid)
+            return s, None
         self.assertEqual(rc[rcpt]["id"], qid)
         self.assertEqual(rc[rcpt]["state"], state, rc[rcpt])
         self.assertEqual(rc[rcpt]["attempts"], 1, rc[rcpt])
@@ -238,7 +245,7 @@ class Outbound(etrnlib.SharedRelaydCase):
 
     def test_none_to_server_requiring_starttls_fails(self):
         """The sink answers MAIL with 530 (STARTTLS required): a permanent refusal, the
-        recipient is failed and kept in the queue with the reply."""
+        recipient bounces at once with the reply in its DSN."""
         self.assertKept("none-strict.test", "failed", r"530", host=GOOD)
 
     # ---- encrypt -----------------------------------------------------------------------
