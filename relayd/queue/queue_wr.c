@@ -364,37 +364,18 @@ int queue_wr_put(struct queue_wr *w, struct queue_new_msg *msg, queue_wr_cb cb, 
     return rc;
 }
 
-int queue_wr_update(struct queue_wr *w, struct queue_update *ups, size_t n, queue_wr_update_cb cb,
-                    uint64_t token, void *arg)
+/* Queues a job that carries recipient updates (kind UPDATE, or COMMIT with its build
+ * callback). Takes ups: it is freed here when the job cannot be queued. */
+static int queue_wr_submit_ups(struct queue_wr *w, enum queue_wr_kind kind,
+                               struct queue_update *ups, size_t n, queue_wr_build_cb build,
+                               queue_wr_update_cb cb, uint64_t token, void *arg)
 {
     struct queue_wr_job *j = calloc(1, sizeof(*j));
     if (!j) {
         free(ups);
         return -ENOMEM;
     }
-    j->kind = QUEUE_WR_UPDATE;
-    j->ups = ups;
-    j->n = n;
-    j->update_cb = cb;
-    j->token = token;
-    j->arg = arg;
-    int rc = queue_wr_submit(w, j);
-    if (rc) {
-        free(ups);
-        free(j);
-    }
-    return rc;
-}
-
-int queue_wr_commit_job(struct queue_wr *w, struct queue_update *ups, size_t n,
-                        queue_wr_build_cb build, queue_wr_update_cb cb, uint64_t token, void *arg)
-{
-    struct queue_wr_job *j = calloc(1, sizeof(*j));
-    if (!j) {
-        free(ups);
-        return -ENOMEM;
-    }
-    j->kind = QUEUE_WR_COMMIT;
+    j->kind = kind;
     j->ups = ups;
     j->n = n;
     j->build = build;
@@ -407,6 +388,18 @@ int queue_wr_commit_job(struct queue_wr *w, struct queue_update *ups, size_t n,
         free(j);
     }
     return rc;
+}
+
+int queue_wr_update(struct queue_wr *w, struct queue_update *ups, size_t n, queue_wr_update_cb cb,
+                    uint64_t token, void *arg)
+{
+    return queue_wr_submit_ups(w, QUEUE_WR_UPDATE, ups, n, NULL, cb, token, arg);
+}
+
+int queue_wr_commit_job(struct queue_wr *w, struct queue_update *ups, size_t n,
+                        queue_wr_build_cb build, queue_wr_update_cb cb, uint64_t token, void *arg)
+{
+    return queue_wr_submit_ups(w, QUEUE_WR_COMMIT, ups, n, build, cb, token, arg);
 }
 
 void queue_wr_get_stats(struct queue_wr *w, struct queue_wr_stats *out)
