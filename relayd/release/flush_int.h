@@ -119,4 +119,8 @@ struct flush {
     bool stopping;
 };
 
+/* Shared by flush.c and flush_setup.c. */
+void flush_set_port(struct sockaddr_storage *ss, int port);
+void flush_run_free(struct flush_run *run);
+
 #endif
