@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "etrn_io.h"
+#include "expire_reload.h"
 #include "hf_err.h"
 #include "log.h"
 #include "probe.h"
@@ -180,6 +181,7 @@ int relayd_reload(struct relayd *rd, const char *path)
                  ns->cfg.tls_key);
     }
     size_t held = rd->snap ? rd->snap->refs - 1 : 0;
+    struct relayd_snap *prev = rd->snap ? relayd_snap_ref(rd->snap) : NULL;
     relayd_snap_install(rd, ns);
     relayd_snap_warnings(ns, reload_warn, NULL);
     log_info("signal HUP received: reloaded %s domains=%zu groups=%zu auth_users=%zu; the "
@@ -187,5 +189,9 @@ int relayd_reload(struct relayd *rd, const char *path)
              "until they end",
              path, ns->cfg.ndomains, ns->cfg.ngroups, ns->auth.n, held, held == 1 ? "" : "s",
              held == 1 ? "" : "s", held == 1 ? "" : "s");
+    /* Mail already queued follows new lifetimes and retry settings too. */
+    if (prev)
+        expire_reload(rd, &prev->cfg);
+    relayd_snap_unref(prev);
     return 0;
 }

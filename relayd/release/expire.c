@@ -354,6 +354,15 @@ int64_t expire_due(const struct queue_rcpt *r, int64_t arrival, void *arg)
 }
 
 /* After a reload, the due function follows the new configuration. Loop thread. */
+static void expire_follow_snap(struct expire *ex);
+
+void expire_follow(struct relayd *rd)
+{
+    struct expire *ex = expire_of(rd);
+    if (ex)
+        expire_follow_snap(ex);
+}
+
 static void expire_follow_snap(struct expire *ex)
 {
     struct relayd_snap *cur = ex->rd->snap;

@@ -33,6 +33,10 @@ void expire_shutdown(struct relayd *rd);
 /* Frees the state after the loop has ended. */
 void expire_free(struct relayd *rd);
 
+/* Makes the due function read the configuration now installed (rd->snap). Loop thread;
+ * the timer does it on each tick, a reload does it at once (expire_reload.h). */
+void expire_follow(struct relayd *rd);
+
 /* Runs one sweep now (the timer's work; the test clock's advance calls it too). */
 void expire_tick(struct relayd *rd);
 

@@ -12,6 +12,7 @@ import json
 import email.policy
 import os
 import re
+import signal
 import sys
 import unittest
 
@@ -283,6 +284,38 @@ class Lifecycle(LifecycleCase):
         _, _, per_rcpt, _ = self.report(msg)
         self.assertEqual(per_rcpt[0]["Status"], "5.4.7")
         self.assertRegex(per_rcpt[0]["Diagnostic-Code"], r"never released")
+        self.assertQueueEmpty()
+
+    def test_reload_moves_lifetimes(self):
+        # A reload that shortens hold.test's lifetime applies to mail already queued: its due
+        # index entry (keyed by the old 28 days) is moved, so the next tick expires it. A
+        # reload that changes no lifetime moves nothing.
+        r = self.relayd
+        qid = self.send(SENDER, ["x@hold.test"])
+        self.advance(6 * DAY)
+        self.assertIn("x@hold.test", r.rcpts())
+        first = r.mark()
+        r.proc.send_signal(signal.SIGHUP)
+        r.wait_log(r"signal HUP received: reloaded ", after=first)
+        doms = {k: dict(v) for k, v in r.domains.items()}
+        doms["hold.test"]["max_queue_lifetime"] = "5d"
+        r.domains = doms
+        r.write_config()
+        mark = r.mark()
+        r.proc.send_signal(signal.SIGHUP)
+        m = r.wait_log(r"reload: lifetimes or retries changed: (\d+) queued recipients? read, "
+                       r"(\d+) due times? moved", after=mark)[0]
+        self.assertGreaterEqual(int(m.group(1)), 1)
+        self.assertEqual(int(m.group(2)), 1, m.string)
+        # The unchanged reload before it logged no move (its lines come before these).
+        self.assertEqual(len(r.log_lines(r"reload: lifetimes", after=first)), 1)
+        self.advance(1)
+        (_, msg), = self.dsns(1)
+        _, _, per_rcpt, _ = self.report(msg)
+        self.assertEqual(per_rcpt[0]["Final-Recipient"], "rfc822; x@hold.test")
+        self.assertEqual(per_rcpt[0]["Status"], "5.4.7")
+        self.assertNotIn("x@hold.test", r.rcpts())
+        self.assertEqual(r.log_lines(r"%s to=<x@hold\.test> .*status=sent" % qid), [])
         self.assertQueueEmpty()
 
     def test_relayctl_bounce(self):
