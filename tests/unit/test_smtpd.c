@@ -1247,10 +1247,11 @@ static void test_state_names(void **state)
         {SMTPD_ST_RCPT, "RCPT"},   {SMTPD_ST_DATA, "DATA"},     {SMTPD_ST_COMMIT, "COMMIT"},
         {SMTPD_ST_WAIT, "WAIT"},   {SMTPD_ST_CLOSED, "CLOSED"}, {SMTPD_ST_TLS, "TLS"},
         {SMTPD_ST_AUTH, "AUTH"},   {SMTPD_ST_CHUNK, "CHUNK"},   {SMTPD_ST_BDAT, "BDAT"},
+        {SMTPD_ST_REVERSED, "REVERSED"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         assert_string_equal(smtpd_state_name(names[i].st), names[i].name);
-    assert_string_equal(smtpd_state_name((enum smtpd_state)12), "?");
+    assert_string_equal(smtpd_state_name((enum smtpd_state)13), "?");
     assert_string_equal(smtpd_state_name((enum smtpd_state) - 1), "?");
 }
 
