@@ -143,10 +143,15 @@ static int flush_atrn_decide(struct relayd *rd, const struct atrn_req *req,
     size_t o = 0;
     for (size_t i = 0; i < nuse && o < sizeof(doms); i++)
         o += (size_t)snprintf(doms + o, sizeof(doms) - o, "%s%s", i ? "," : "", use[i]);
-    char u8[300];
+    char u8[300], tls[160];
+    /* "TLSv1.3 with cipher X" -> "TLSv1.3,X": one field in the audit line. */
+    const char *wc = strstr(req->tls, " with cipher ");
+    if (wc)
+        snprintf(tls, sizeof(tls), "%.*s,%s", (int)(wc - req->tls), req->tls, wc + 13);
+    else
+        snprintf(tls, sizeof(tls), "%s", req->tls[0] ? req->tls : "none");
     snprintf(run->audit, sizeof(run->audit), "user=%s client=[%s]:%d domains=%s tls=%s",
-             log_safe(req->user, u8, sizeof(u8)), req->client_addr, req->client_port, doms,
-             req->tls[0] ? req->tls : "none");
+             log_safe(req->user, u8, sizeof(u8)), req->client_addr, req->client_port, doms, tls);
     struct flush_worker *w = calloc(1, sizeof(*w));
     if (!w)
         goto nomem_run;
