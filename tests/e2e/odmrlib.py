@@ -69,8 +69,10 @@ class ODMRClient:
     """One connection to relayd's ODMR port. Client side: cmd() sends a line and returns
     (code, [lines]). After ATRN's 250, serve() plays the SMTP server."""
 
-    def __init__(self, port, host="127.0.0.1"):
+    def __init__(self, port, host="127.0.0.1", context=None):
         self.sock = socket.create_connection((host, port), timeout=bound(20))
+        if context is not None:  # implicit TLS (listen_odmr_tls)
+            self.sock = context.wrap_socket(self.sock, server_hostname=tlslib.SERVER_CN)
         self.buf = b""
         self.greeting = self.reply()
 

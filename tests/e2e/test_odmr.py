@@ -223,6 +223,34 @@ class ODMRRelease(odmrlib.ODMRCase):
         self.assertRegex(line.group(1), r"^TLSv1\.[23]")
 
 
+class ODMRImplicitTLS(odmrlib.ODMRCase):
+    """listen_odmr_tls: TLS from the first octet; PLAIN is offered at once, STARTTLS not."""
+
+    def start_relayd(self, conf=None, domains=None, groups=None):
+        self.tls_odmr_port = etrnlib.free_port()
+        c = dict(conf or {})
+        c["listen_odmr_tls"] = "127.0.0.1:%d" % self.tls_odmr_port
+        return super().start_relayd(conf=c, domains=domains, groups=groups)
+
+    def test_implicit_tls_release(self):
+        r = self.relayd
+        held = self.hold("second.test", 2)
+        c = odmrlib.ODMRClient(self.tls_odmr_port, context=odmrlib.ssl_client(self.pki))
+        self.addCleanup(c.close)
+        self.assertEqual(c.greeting[0], 220, c.greeting)
+        kws = c.ehlo()
+        self.assertIn("AUTH CRAM-MD5 PLAIN LOGIN", kws)
+        self.assertNotIn("STARTTLS", kws)
+        code, lines = c.auth_plain("branch", ODMR_USERS["branch"][0])
+        self.assertEqual(code, 235, lines)
+        self.assertEqual(c.cmd("ATRN second.test")[0], 250)
+        got, _ = c.serve()
+        self.assertEqual(sorted(m[2] for m in got), sorted(held.values()))
+        r.wait_log(r"atrn done user=branch .*domains=second\.test tls=TLSv1\.[23],\S+ "
+                   r"messages=2 .* sent=2 ")
+        self.assertEqual(r.rcpts(), {})
+
+
 class FetchmailODMR(odmrlib.ODMRCase):
     """fetchmail's own ODMR mode (--protocol ODMR, CRAM-MD5): it authenticates, sends ATRN
     and then copies the bytes between relayd and its smtphost, here an aiosmtpd sink."""
