@@ -265,6 +265,63 @@ class ODMRImplicitTLS(odmrlib.ODMRCase):
         self.assertEqual(r.rcpts(), {})
 
 
+class ODMRConfigCheck(unittest.TestCase):
+    """relayd -t on ODMR settings: each mistake is named, with the file."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="hf-odmr-conf-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.auth, self.cram = odmrlib.write_odmr_files(self.dir)
+
+    def check(self, extra, cram_lines=None):
+        if cram_lines is not None:
+            with open(self.cram, "w") as f:
+                f.write("".join(x + "\n" for x in cram_lines))
+        conf = os.path.join(self.dir, "relayd.conf")
+        with open(conf, "w") as f:
+            f.write("listen = 127.0.0.1:%d\nqueue_dir = %s/q\ncontrol_socket = %s/s\n"
+                    "[domain branch.test]\n" % (etrnlib.free_port(), self.dir, self.dir))
+        with open(conf) as f:
+            body = f.read()
+        with open(conf, "w") as f:
+            f.write("".join(x + "\n" for x in extra) + body)
+        p = odmrlib.tlslib.run([odmrlib.RELAYD, "-c", conf, "-t"], check=False)
+        return p.returncode, (p.stdout + p.stderr).decode("utf-8", "replace")
+
+    def test_good(self):
+        rc, out = self.check(["listen_odmr = 127.0.0.1:2366", "auth_file = " + self.auth,
+                              "cram_file = " + self.cram])
+        self.assertEqual(rc, 0, out)
+        self.assertIn("ODMR, CRAM-MD5", out)
+
+    def test_mistakes(self):
+        rc, out = self.check(["listen_odmr = 127.0.0.1:2366"])
+        self.assertEqual(rc, 1, out)
+        self.assertIn("listen_odmr needs auth_file", out)
+        rc, out = self.check(["auth_file = " + self.auth, "cram_file = " + self.cram])
+        self.assertEqual(rc, 1, out)
+        self.assertIn("cram_file is only used on ODMR listeners", out)
+        os.chmod(self.cram, 0o644)
+        rc, out = self.check(["listen_odmr = 127.0.0.1:2366", "auth_file = " + self.auth,
+                              "cram_file = " + self.cram])
+        self.assertEqual(rc, 1, out)
+        self.assertIn("mode 0644", out)
+        os.chmod(self.cram, 0o600)
+        rc, out = self.check(["listen_odmr = 127.0.0.1:2366", "auth_file = " + self.auth,
+                              "cram_file = " + self.cram],
+                             cram_lines=["branch:c2VjcmV0", "broken line", "ghost:c2VjcmV0"])
+        self.assertEqual(rc, 1, out)
+        self.assertRegex(out, r"odmr-cram:2: expected user:base64-secret")
+        rc, out = self.check(["listen_odmr = 127.0.0.1:2366", "auth_file = " + self.auth,
+                              "cram_file = " + self.cram],
+                             cram_lines=["branch:c2VjcmV0", "ghost:c2VjcmV0"])
+        self.assertEqual(rc, 0, out)  # allowed, but said: ghost could release nothing
+        self.assertRegex(out, r"line 2: ghost is not in auth_file")
+        rc, out = self.check(["listen_odmr_tls = 127.0.0.1:2367", "auth_file = " + self.auth])
+        self.assertEqual(rc, 1, out)
+        self.assertIn("listen_odmr_tls needs tls_cert", out)
+
+
 class FetchmailODMR(odmrlib.ODMRCase):
     """fetchmail's own ODMR mode (--protocol ODMR, CRAM-MD5): it authenticates, sends ATRN
     and then copies the bytes between relayd and its smtphost, here an aiosmtpd sink."""
