@@ -32,10 +32,11 @@
  * the session fails (FAIL, code 0, "refusing to send credentials without TLS"); so it does
  * when the current EHLO does not advertise AUTH with PLAIN (what was advertised before TLS
  * does not count, RFC 4954 4). Nothing but QUIT is sent after such a failure.
- *  - SMTPC_MODE_ATRN: reserved (RFC 2645, fetchd's "pull"): after EHLO and AUTH it will
- *    send "ATRN d1,d2", and on 250 raise an action that turns the connection around so
- *    the glue hands it to the server-side machine. smtpc_init() refuses it for now
- *    (-ENOTSUP); the AUTH state and the turn-around action go in here. */
+ *  - SMTPC_MODE_ATRN (RFC 2645, fetchd's "pull"): greeting, EHLO, optionally STARTTLS and
+ *    EHLO again, optionally AUTH, then one "ATRN d1,d2" with every argument of opts.etrn
+ *    (its reply kept in every etrn_res[]). On 250 the state becomes DONE and SMTPC_ACT_TURN
+ *    is raised (no CLOSE): the glue keeps the connection and hands it to the server-side
+ *    machine; any other reply is followed by QUIT as in ETRN mode. */
 #ifndef HF_SMTPC_H
 #define HF_SMTPC_H
 
@@ -50,7 +51,7 @@
 enum smtpc_mode {
     SMTPC_MODE_DELIVER = 0,
     SMTPC_MODE_ETRN,
-    SMTPC_MODE_ATRN, /* reserved, see above */
+    SMTPC_MODE_ATRN,
 };
 
 enum smtpc_tls {
@@ -89,6 +90,8 @@ enum smtpc_action {
     SMTPC_ACT_MSG_DONE = 1u << 3, /* the current message's results are final */
     SMTPC_ACT_NEXT = 1u << 4,     /* idle: smtpc_msg_begin() the next message, or smtpc_quit() */
     SMTPC_ACT_CLOSE = 1u << 5,    /* close the connection: the session is over */
+    SMTPC_ACT_TURN = 1u << 6,     /* ATRN got 250: the connection is now the peer's client
+                                     side; keep it open and act as its server */
 };
 
 /* Supported service extensions seen in the EHLO reply (smtpc.ext). */
@@ -222,8 +225,7 @@ size_t smtpc_stuff(struct smtpc_stuff *st, const char *in, size_t len, bool last
 
 /* Places a machine in c for one connection. opts is copied, its strings borrowed.
  * Returns 0, -EINVAL (no helo; ETRN mode without arguments; auth_user without auth_pass or
- * the reverse; either empty or over 255 octets), -ENOTSUP (ATRN mode),
- * -ENOMEM. The machine starts in SMTPC_ST_GREET, waiting for the greeting. */
+ * the reverse; either empty or over 255 octets), -ENOMEM. The machine starts in SMTPC_ST_GREET, waiting for the greeting. */
 int smtpc_init(struct smtpc *c, const struct smtpc_opts *opts);
 
 /* Releases what c holds (the output buffer too, wiped first: it may hold the AUTH line). */

@@ -42,7 +42,7 @@ static int smtpc_ehlo(struct smtpc *c)
 /* Greeted and (if wanted) under TLS: start the mode's work. */
 static int smtpc_ready(struct smtpc *c)
 {
-    if (c->o.mode == SMTPC_MODE_ETRN)
+    if (c->o.mode == SMTPC_MODE_ETRN || c->o.mode == SMTPC_MODE_ATRN)
         return smtpc__etrn_next(c);
     smtpc__enter(c, SMTPC_ST_IDLE);
     c->actions |= SMTPC_ACT_NEXT;
@@ -376,9 +376,8 @@ void smtpc_on_closed(struct smtpc *c, int err)
 int smtpc_init(struct smtpc *c, const struct smtpc_opts *opts)
 {
     memset(c, 0, sizeof(*c));
-    if (opts->mode == SMTPC_MODE_ATRN)
-        return -ENOTSUP;
-    if (opts->mode != SMTPC_MODE_DELIVER && opts->mode != SMTPC_MODE_ETRN)
+    if (opts->mode != SMTPC_MODE_DELIVER && opts->mode != SMTPC_MODE_ETRN &&
+        opts->mode != SMTPC_MODE_ATRN)
         return -EINVAL;
     if (!opts->helo || !smtpc__is_clean(opts->helo, true))
         return -EINVAL;
@@ -388,7 +387,7 @@ int smtpc_init(struct smtpc *c, const struct smtpc_opts *opts)
             strlen(opts->auth_pass) > SMTPC_AUTH_FIELD_MAX)
             return -EINVAL;
     }
-    if (opts->mode == SMTPC_MODE_ETRN) {
+    if (opts->mode == SMTPC_MODE_ETRN || opts->mode == SMTPC_MODE_ATRN) {
         if (opts->netrn == 0 || opts->netrn > UINT32_MAX || !opts->etrn)
             return -EINVAL;
         for (size_t i = 0; i < opts->netrn; i++)
