@@ -174,6 +174,19 @@ static void relayd_watchdog_start(struct relayd_main *m)
     log_info("systemd watchdog: WATCHDOG=1 every %llu ms", (unsigned long long)ms);
 }
 
+/* relayd -t: a setting that is allowed but probably not meant. */
+static void warn_stderr(void *arg, const char *text)
+{
+    fprintf(stderr, "relayd: %s: warning: %s\n", (const char *)arg, text);
+}
+
+/* At start-up and after a reload: the same warnings in the log. */
+static void warn_log(void *arg, const char *text)
+{
+    (void)arg;
+    log_warn("%s", text);
+}
+
 /* Creates the parents of path (like mkdir -p, mode 0755) so a fresh checkout's ./var works;
  * the queue directory itself is created 0700 by queue_open(). */
 static int make_parents(const char *path)
@@ -260,6 +273,7 @@ int main(int argc, char **argv)
         return 1;
     const struct cfg *cfgp = &snap->cfg;
     if (test_only) {
+        relayd_snap_warnings(snap, warn_stderr, (void *)m.path);
         printf("relayd: %s: configuration ok (%zu domain%s%s%s)\n", path, cfgp->ndomains,
                cfgp->ndomains == 1 ? "" : "s", m.rd.tls_server ? ", TLS" : "",
                snap->auth_loaded ? ", AUTH" : "");
@@ -295,6 +309,7 @@ int main(int argc, char **argv)
     rd->prm.hostname = m.hostname;
     relayd_snap_install(rd, snap); /* rd->cfg, policy, auth and prm point into it from here */
     const struct cfg *cfg = rd->cfg;
+    relayd_snap_warnings(snap, warn_log, NULL);
     if (rd->auth_loaded && !rd->tls_server)
         log_warn("auth_file is set but TLS is not: AUTH is offered only over TLS, so never");
     if (rate_init(&rd->auth_fail, 4096) < 0) {

@@ -78,6 +78,9 @@ struct relayd {
 int smtpd_io_listen(struct relayd *rd);
 /* Stops listening and closes every session with 421 4.3.2 (shutdown). */
 void smtpd_io_shutdown(struct relayd *rd);
+/* Adds key=value fields (borrowed) to the log line of the session's next refusal: the
+ * reply logs it, so the caller logs no line of its own. No session: nothing. */
+void smtpd_io_note(struct relayd *rd, uint64_t session_id, const char *note);
 /* Delivers an ETRN answer to session id (if it still exists). */
 void smtpd_io_etrn_done(struct relayd *rd, uint64_t session_id, int code, const char *enh,
                         const char *text);

@@ -19,6 +19,12 @@
 #include "snap.h"
 #include "tls.h"
 
+static void reload_warn(void *arg, const char *text)
+{
+    (void)arg;
+    log_warn("reload: %s", text);
+}
+
 void relayd_snap_install(struct relayd *rd, struct relayd_snap *s)
 {
     struct relayd_snap *old = rd->snap;
@@ -177,6 +183,7 @@ int relayd_reload(struct relayd *rd, const char *path)
     size_t held = rd->snap ? rd->snap->refs - 1 : 0;
     struct relayd_snap *prev = rd->snap ? relayd_snap_ref(rd->snap) : NULL;
     relayd_snap_install(rd, ns);
+    relayd_snap_warnings(ns, reload_warn, NULL);
     log_info("signal HUP received: reloaded %s domains=%zu groups=%zu auth_users=%zu; the "
              "previous configuration stays with %zu session%s, AUTH check%s or queue run%s "
              "until they end",

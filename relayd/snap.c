@@ -5,6 +5,7 @@
 #include "snap.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,6 +81,41 @@ void relayd_snap_params(struct relayd_snap *s, const char *hostname, size_t *mem
     p->submission_users = c->submission_users;
     p->mem_used = mem_used;
     p->mem_limit = (size_t)c->max_data_memory;
+}
+
+int relayd_snap_warnings(const struct relayd_snap *s, void (*warn)(void *arg, const char *text),
+                         void *arg)
+{
+    const struct cfg *c = &s->cfg;
+    const char *list = c->submission_users;
+    if (!s->auth_loaded || !c->submission || !list)
+        return 0;
+    int n = 0;
+    char text[400];
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t wl = strcspn(p, " ,");
+        if (wl == 1 && *p == '*') {
+            snprintf(text, sizeof(text),
+                     "submission_users = *: every user in auth_file %s may relay to any domain "
+                     "(an authenticated open relay for each account); list the users instead",
+                     c->auth_file);
+            warn(arg, text);
+            n++;
+        } else if (wl) {
+            char user[256];
+            snprintf(user, sizeof(user), "%.*s", (int)wl, p);
+            if (!auth_user_find(&s->auth, user)) {
+                snprintf(text, sizeof(text), "submission_users names %s, who is not in %s",
+                         user, c->auth_file);
+                warn(arg, text);
+                n++;
+            }
+        }
+        p += wl;
+    }
+    return n;
 }
 
 struct relayd_snap *relayd_snap_ref(struct relayd_snap *s)

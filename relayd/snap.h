@@ -41,6 +41,12 @@ int relayd_snap_load(const char *path, struct cfg_errors *errs, int *tls_rc,
 void relayd_snap_params(struct relayd_snap *s, const char *hostname, size_t *mem_used,
                         bool tls_available);
 
+/* Calls warn(arg, text) for each setting of s that is allowed but probably not meant:
+ * submission granted to every user of auth_file (submission_users = *), a user listed in
+ * submission_users who is not in auth_file. Returns how many. */
+int relayd_snap_warnings(const struct relayd_snap *s, void (*warn)(void *arg, const char *text),
+                         void *arg);
+
 /* Takes one more reference; returns s. */
 struct relayd_snap *relayd_snap_ref(struct relayd_snap *s);
 /* Drops one reference; the last frees everything. NULL is ignored. */

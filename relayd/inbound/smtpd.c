@@ -21,6 +21,7 @@ void smtpd_init(struct smtpd *s, const struct smtpd_params *prm, const struct po
     s->id = id;
     snprintf(s->client_addr, sizeof(s->client_addr), "%s", client_addr ? client_addr : "");
     s->st = SMTPD_ST_GREET;
+    s->verb = "CONNECT";
     smtpd__reply(s, 220, NULL, "%s ESMTP holdfast", prm->hostname);
 }
 
@@ -52,6 +53,7 @@ static void smtpd_line(struct smtpd *s, const char *line, size_t len, int err)
         return;
     }
     if (err) {
+        s->verb = "UNKNOWN"; /* the line was not parsed: its verb is not known */
         smtpd__reply(s, 500, "5.5.2", "%s",
                      err == HF_ELONGLINE ? "Line too long" : "Bare CR or LF in command line");
         smtpd__bad(s);

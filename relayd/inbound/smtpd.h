@@ -38,8 +38,9 @@ struct smtpd_params {
     bool etrn;
     bool tls_available;           /* STARTTLS can be offered (a certificate is loaded) */
     bool auth_available;          /* AUTH can be offered over TLS (a credentials file is loaded) */
-    bool submission;              /* authenticated clients may relay anywhere */
-    const char *submission_users; /* space-separated users who may; NULL or "": all */
+    bool submission;              /* authenticated clients listed below may relay anywhere */
+    const char *submission_users; /* space/comma-separated users who may, "*" all; NULL or "":
+                                     nobody */
     /* Memory for messages being received, shared by every session: a session adds what it
      * allocates to *mem_used and refuses (452 4.3.1) to go past mem_limit. NULL: no limit. */
     size_t *mem_used;
@@ -135,6 +136,11 @@ struct smtpd {
     bool chunk_bad;             /* chunk_reply answers a protocol error (counts in max_bad) */
     enum smtpd_state chunk_ret; /* state after a skipped chunk that fails no transaction */
     char *chunk_reply;          /* malloc'd reply line(s) with CRLF for a refused chunk */
+    /* The refusal log line (smtpd_out.c): every 4xx/5xx reply logs one line naming the
+     * command it answers, the client and the envelope so far, plus the fields of note. */
+    const char *verb;     /* static: "RCPT", "END-OF-MESSAGE", "CONNECT", ... */
+    const char *cur_path; /* MAIL/RCPT path while that command runs (borrowed), else NULL */
+    char note[256];       /* extra key=value fields for the next refusal's line, or "" */
     struct smtpd_out out;
 };
 
@@ -176,6 +182,11 @@ void smtpd_timeout(struct smtpd *s);
 /* Emits a reply ("421 4.7.0 ..." style pieces) and closes; used for connection limits and
  * shutdown. */
 void smtpd_refuse(struct smtpd *s, int code, const char *enh, const char *text);
+
+/* Adds key=value fields (printf format) to the log line of the next refusal (4xx/5xx reply)
+ * of this session, e.g. "reason=max_connections limit=50"; the line is logged once, by the
+ * reply itself, so the caller logs nothing of its own. */
+void smtpd_note(struct smtpd *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Clears the output buffer after the glue sent it (keeps capacity only when small). */
 void smtpd_out_reset(struct smtpd *s);

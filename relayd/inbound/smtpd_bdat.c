@@ -52,8 +52,7 @@ static void smtpd_bdat_defer(struct smtpd *s, int code, const char *enh, const c
 static void smtpd_bdat_refuse(struct smtpd *s, const char *reason, int code, const char *enh,
                               const char *text)
 {
-    log_info("c=%llu reject BDAT reason=%s chunk=%llu client=[%s]", (unsigned long long)s->id,
-             reason, (unsigned long long)s->chunk_size, s->client_addr);
+    smtpd_note(s, "reason=%s chunk=%llu", reason, (unsigned long long)s->chunk_size);
     smtpd_bdat_defer(s, code, enh, "%s", text);
     s->chunk_bad = true;
 }
@@ -154,8 +153,7 @@ void smtpd__apply_bdat(struct smtpd *s, const struct smtp_cmd *c)
         s->chunk_skip = true;
     } else if (c->size > s->prm->max_size - s->bdat_in) {
         /* RFC 1870 / RFC 3030 2: known from the count alone, before any octet is kept. */
-        log_info("c=%llu reject BDAT reason=size size>%llu client=[%s]", (unsigned long long)s->id,
-                 (unsigned long long)s->prm->max_size, s->client_addr);
+        smtpd_note(s, "reason=size size>%llu", (unsigned long long)s->prm->max_size);
         s->rej_data++;
         smtpd_bdat_defer(s, 552, "5.3.4", "Message size exceeds fixed limit of %llu octets",
                          (unsigned long long)s->prm->max_size);

@@ -92,8 +92,8 @@ int smtpd__msg_start(struct smtpd *s, const char *verb)
     if (s->declared_size && s->declared_size < s->prm->max_size)
         cap = SMTPD_BODY_HEADROOM + (size_t)s->declared_size + 64;
     if (!smtpd_mem_fits(s, cap)) {
-        log_warn("c=%llu refuse %s reason=memory budget=%zu client=[%s]", (unsigned long long)s->id,
-                 verb, s->prm->mem_limit, s->client_addr);
+        (void)verb;
+        smtpd_note(s, "reason=memory budget=%zu", s->prm->mem_limit);
         return -ENOSPC;
     }
     s->msg->buf = malloc(cap);
@@ -180,25 +180,22 @@ size_t smtpd__msg_feed(struct smtpd *s, const char *in, size_t n)
 
 bool smtpd__msg_refused(struct smtpd *s, const char *verb)
 {
+    (void)verb; /* the refusal's log line names s->verb */
     if (s->no_mem && !s->too_big) {
-        log_warn("c=%llu reject %s reason=memory budget=%zu client=[%s]", (unsigned long long)s->id,
-                 verb, s->prm->mem_limit, s->client_addr);
+        smtpd_note(s, "reason=memory budget=%zu", s->prm->mem_limit);
         smtpd__reply(s, 452, "4.3.1", "Insufficient system storage, try again later");
     } else if (s->too_big) {
-        log_info("c=%llu reject %s reason=size size>%llu client=[%s]", (unsigned long long)s->id,
-                 verb, (unsigned long long)s->prm->max_size, s->client_addr);
+        smtpd_note(s, "reason=size size>%llu", (unsigned long long)s->prm->max_size);
         smtpd__reply(s, 552, "5.3.4", "Message size exceeds fixed limit of %llu octets",
                      (unsigned long long)s->prm->max_size);
     } else if (s->dec.err == HF_EBARELF) {
-        log_info("c=%llu reject %s reason=bare_lf client=[%s]", (unsigned long long)s->id, verb,
-                 s->client_addr);
+        smtpd_note(s, "reason=bare_lf");
         smtpd__reply(s, 554, "5.6.0",
                      "Message refused: bare LF or bare CR in message, only CRLF ends a line");
     } else if (s->dec.err == HF_ELONGLINE) {
         /* RFC 5321 4.3.2: the end of the data is answered 250, 552, 554, 451, 452, 450 or
          * 550; 500 (4.5.3.1.9's example) is for command lines. */
-        log_info("c=%llu reject %s reason=long_line client=[%s]", (unsigned long long)s->id, verb,
-                 s->client_addr);
+        smtpd_note(s, "reason=long_line");
         smtpd__reply(s, 554, "5.6.0", "Message refused: a text line is over %d octets",
                      SMTP_TEXT_LINE_MAX);
     } else {
@@ -229,6 +226,7 @@ size_t smtpd__data_input(struct smtpd *s, const char *data, size_t len)
     }
     if (!s->dec.done)
         return used;
+    s->verb = "END-OF-MESSAGE"; /* what the answer answers, in Postfix's words */
     if (!smtpd__msg_refused(s, "DATA")) {
         smtpd__msg_commit(s);
         return used;

@@ -331,13 +331,16 @@ static void smtpd_io_auth_done(uv_work_t *req, int status)
     if (rc == 0)
         log_info("c=%llu auth ok user=%s client=[%s]", (unsigned long long)j->session_id, u,
                  j->client);
-    else
-        log_warn("c=%llu auth failed user=%s client=[%s] err=%s", (unsigned long long)j->session_id,
-                 u, j->client, hf_errname(rc));
+    /* A failure is logged once, by the 535/454 reply (smtpd_note adds who and why). */
     if (rc == -EACCES) /* count failures only; a success does not refill the bucket */
         rate_take(&rd->auth_fail, rate_key(j->client), (int64_t)time(NULL),
                   (uint32_t)rd->cfg->auth_fail_limit);
     struct session *se = idmap_get(&rd->sessions, j->session_id);
+    if (se && rc != 0)
+        smtpd_note(&se->sm, "reason=auth_failed sasl_username=%s err=%s", u, hf_errname(rc));
+    else if (rc != 0)
+        log_warn("c=%llu auth failed user=%s client=[%s] err=%s (session gone)",
+                 (unsigned long long)j->session_id, u, j->client, hf_errname(rc));
     if (se) {
         smtpd_auth_done(&se->sm, rc == 0, rc != 0 && rc != -EACCES, j->user);
         smtpd_io_flush_out(se);
@@ -356,9 +359,8 @@ static void smtpd_io_auth(struct session *se)
     se->sm.out.auth_user = se->sm.out.auth_pass = NULL;
     if (rate_exceeded(&rd->auth_fail, rate_key(se->sm.client_addr), (int64_t)time(NULL),
                       (uint32_t)rd->cfg->auth_fail_limit)) {
-        log_warn("c=%llu auth refused client=[%s] reason=too_many_failures limit=%llu/min",
-                 (unsigned long long)se->id, se->sm.client_addr,
-                 (unsigned long long)rd->cfg->auth_fail_limit);
+        smtpd_note(&se->sm, "reason=too_many_failures limit=%llu/min",
+                   (unsigned long long)rd->cfg->auth_fail_limit);
         if (pass)
             auth_wipe(pass, strlen(pass));
         free(user);
@@ -446,6 +448,13 @@ static void smtpd_io_process(struct session *se, const char *data, size_t len)
     }
 }
 
+void smtpd_io_note(struct relayd *rd, uint64_t session_id, const char *note)
+{
+    struct session *se = idmap_get(&rd->sessions, session_id);
+    if (se)
+        smtpd_note(&se->sm, "%s", note);
+}
+
 void smtpd_io_etrn_done(struct relayd *rd, uint64_t session_id, int code, const char *enh,
                         const char *text)
 {
@@ -488,8 +497,6 @@ static void smtpd_io_on_eof(struct conn *c, int status)
 static void smtpd_io_on_timeout(struct conn *c)
 {
     struct session *se = conn_data(c);
-    log_info("c=%llu timeout in state %s client=[%s]", (unsigned long long)se->id,
-             smtpd_state_name(se->sm.st), se->sm.client_addr);
     smtpd_timeout(&se->sm);
     smtpd_io_flush_out(se);
 }
@@ -570,20 +577,19 @@ static void smtpd_io_accept(uv_stream_t *server, int status, bool implicit_tls)
     uintptr_t per_ip = (uintptr_t)idmap_get(&rd->per_ip, key);
     if (rd->stopping) {
         smtpd_out_reset(&se->sm);
+        smtpd_note(&se->sm, "reason=shutdown");
         smtpd_refuse(&se->sm, 421, "4.3.2", "Service shutting down");
     } else if (rd->nsessions > rd->cfg->max_connections) {
         rd->stats.refused_conn_limit++;
-        log_warn("c=%llu refused client=[%s] reason=max_connections limit=%llu",
-                 (unsigned long long)se->id, conn_peer_addr(c),
-                 (unsigned long long)rd->cfg->max_connections);
         smtpd_out_reset(&se->sm);
+        smtpd_note(&se->sm, "reason=max_connections limit=%llu",
+                   (unsigned long long)rd->cfg->max_connections);
         smtpd_refuse(&se->sm, 421, "4.7.0", "Too many connections, try again later");
     } else if (per_ip + 1 > rd->cfg->max_connections_per_ip) {
         rd->stats.refused_conn_limit++;
-        log_warn("c=%llu refused client=[%s] reason=max_connections_per_ip limit=%llu",
-                 (unsigned long long)se->id, conn_peer_addr(c),
-                 (unsigned long long)rd->cfg->max_connections_per_ip);
         smtpd_out_reset(&se->sm);
+        smtpd_note(&se->sm, "reason=max_connections_per_ip limit=%llu",
+                   (unsigned long long)rd->cfg->max_connections_per_ip);
         smtpd_refuse(&se->sm, 421, "4.7.0", "Too many connections from your address");
     } else {
         se->ip_key = key;
@@ -664,6 +670,7 @@ static void smtpd_io_close_session(struct session *se)
         return;
     if (se->sm.st == SMTPD_ST_COMMIT)
         return; /* let the commit answer first; the writer drains before exit */
+    smtpd_note(&se->sm, "reason=shutdown");
     smtpd_refuse(&se->sm, 421, "4.3.2", "Service shutting down, try again later");
     smtpd_io_flush_out(se);
 }

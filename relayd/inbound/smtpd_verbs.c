@@ -137,18 +137,22 @@ static void smtpd_apply_mail(struct smtpd *s, const struct smtp_cmd *c)
     smtpd__enter(s, SMTPD_ST_MAIL);
 }
 
-/* True if the authenticated user may relay: submission_users empty, or lists the user. */
+/* True if the authenticated user may relay: submission_users lists the user, or is "*".
+ * Empty means nobody: relaying is a right given per user, so adding an account (a fetchd
+ * user that only releases its domains) never makes the relay open to it. */
 static bool smtpd_may_submit(const struct smtpd *s)
 {
     const char *list = s->prm->submission_users;
-    if (!list || !*list)
-        return true;
+    if (!list)
+        return false;
     size_t ul = strlen(s->user);
     for (const char *p = list; *p;) {
         while (*p == ' ' || *p == ',')
             p++;
         size_t wl = strcspn(p, " ,");
-        if (wl == ul && strncmp(p, s->user, ul) == 0)
+        if (wl == 1 && *p == '*')
+            return true;
+        if (wl && wl == ul && strncmp(p, s->user, ul) == 0)
             return true;
         p += wl;
     }
@@ -194,28 +198,27 @@ static int smtpd_check_rcpt(struct smtpd *s, const struct smtp_cmd *c)
     case POLICY_OK:
         if (s->prm->primary_up && s->prm->primary_up(s->prm->primary_arg, mb->domain)) {
             s->rej_rcpt++;
-            log_info("c=%llu reject RCPT to=<%s> reason=primary_up client=[%s]",
-                     (unsigned long long)s->id, c->path, s->client_addr);
+            smtpd_note(s, "reason=primary_up");
             smtpd__reply(s, 451, "4.7.1", "primary MX is up, deliver there");
             return -EAGAIN;
         }
         return 0;
     case POLICY_UNKNOWN_USER:
-        log_info("c=%llu reject RCPT to=<%s> reason=unknown_user client=[%s]",
-                 (unsigned long long)s->id, c->path, s->client_addr);
+        smtpd_note(s, "reason=unknown_user");
         smtpd__reply(s, 550, "5.1.1", "<%s>: Recipient address rejected: user unknown", c->path);
         return -ENOENT;
     case POLICY_RELAY_TRICK:
-        log_info("c=%llu reject RCPT to=<%s> reason=relay_trick client=[%s]",
-                 (unsigned long long)s->id, c->path, s->client_addr);
+        smtpd_note(s, "reason=relay_trick");
         smtpd__reply(s, 550, "5.7.1",
                      "<%s>: Relaying denied: %%, ! and quoted @ in local parts are not relayed",
                      c->path);
         return -EPERM;
     case POLICY_RELAY_DENIED:
     default:
-        log_info("c=%llu reject RCPT to=<%s> reason=relay_denied client=[%s]",
-                 (unsigned long long)s->id, c->path, s->client_addr);
+        if (s->user && s->prm->submission && !mb->has_relay_chars && !mb->domain_literal)
+            smtpd_note(s, "reason=relay_denied why=user_not_in_submission_users");
+        else
+            smtpd_note(s, "reason=relay_denied");
         smtpd__reply(s, 550, "5.7.1", "<%s>: Relaying denied", c->path);
         return -EPERM;
     }
@@ -502,6 +505,7 @@ void smtpd__command(struct smtpd *s, const char *line, size_t len)
 {
     struct smtp_cmd c;
     int rc = smtp_cmd_parse(line, len, &c);
+    s->verb = c.verb != SMTP_V_UNKNOWN ? smtp_cmd_verb_name(c.verb) : "UNKNOWN";
     if (rc < 0) {
         switch (rc) {
         case HF_ELONGLINE:
@@ -542,6 +546,8 @@ void smtpd__command(struct smtpd *s, const char *line, size_t len)
             smtpd__bad(s);
             return;
         }
+        if (c.verb == SMTP_V_MAIL || c.verb == SMTP_V_RCPT)
+            s->cur_path = c.path; /* for the refusal's log line; c lives until we return */
         if (v->check) {
             int rc2 = v->check(s, &c);
             if (rc2 < 0) {
@@ -550,10 +556,12 @@ void smtpd__command(struct smtpd *s, const char *line, size_t len)
                 if ((c.verb != SMTP_V_RCPT && c.verb != SMTP_V_MAIL) || rc2 == -EPROTO ||
                     rc2 == -EINVAL || rc2 == HF_EADDR)
                     smtpd__bad(s);
+                s->cur_path = NULL;
                 return;
             }
         }
         v->apply(s, &c);
+        s->cur_path = NULL;
         return;
     }
     smtpd__reply(s, 500, "5.5.1", "Command unrecognized");

@@ -158,8 +158,9 @@ static void etrn_io_etrn(struct relayd *rd, uint64_t sid, const char *client_add
     snprintf(q->arg, sizeof(q->arg), "%s", arg);
     struct etrn_req req;
     if (etrn_parse(arg, &req) < 0) {
-        log_info("c=%llu etrn arg=%s client=[%s] reply=501", (unsigned long long)sid, arg,
-                 client_addr);
+        char safe[300], note[400];
+        snprintf(note, sizeof(note), "etrn arg=%s reply=501", log_safe(arg, safe, sizeof(safe)));
+        smtpd_io_note(rd, sid, note); /* the 501 reply logs the refusal */
         smtpd_io_etrn_done(rd, sid, 501, "5.5.4", "Syntax error in parameters");
         free(q);
         return;
@@ -268,9 +269,17 @@ static void etrn_io_finish(struct etrn_io_req *q)
         if (codes[i] == rep.code)
             rd->stats.etrn[i]++;
     char safe[300];
-    log_info("c=%llu etrn arg=%s client=[%s] trusted=%s reply=%d messages=%llu",
-             (unsigned long long)sid, log_safe(arg, safe, sizeof(safe)), client_addr,
-             ctx.trusted ? "yes" : "no", rep.code, (unsigned long long)ctx.messages);
+    if (rep.code >= 400) { /* a refusal: its reply logs the one line, with these fields */
+        char note[400];
+        snprintf(note, sizeof(note), "etrn arg=%s trusted=%s reply=%d messages=%llu",
+                 log_safe(arg, safe, sizeof(safe)), ctx.trusted ? "yes" : "no", rep.code,
+                 (unsigned long long)ctx.messages);
+        smtpd_io_note(rd, sid, note);
+    } else {
+        log_info("c=%llu etrn arg=%s client=[%s] trusted=%s reply=%d messages=%llu",
+                 (unsigned long long)sid, log_safe(arg, safe, sizeof(safe)), client_addr,
+                 ctx.trusted ? "yes" : "no", rep.code, (unsigned long long)ctx.messages);
+    }
     smtpd_io_etrn_done(rd, sid, rep.code, rep.enh, rep.text);
     free(q);
 }

@@ -146,7 +146,7 @@ class FetchdTLS(FetchdTLSCase):
                          r"reply=535 text=\"5\.7\.8 ")
         self.assertRegex(text, r"domain=branch\.test reply=535 .*verdict=fatal")
         self.assertNotIn("retry=", text)
-        r.wait_log(r"c=\d+ auth failed user=alice", after=mark)
+        r.wait_log(r"reject: AUTH from unknown\[127\.0\.0\.1\]: 535 5\.7\.8 .* sasl_username=alice ", after=mark)
         self.assertEqual(r.log_lines(r"etrn arg=", after=mark), [])
         self.assertEqual(self.sinks["127.0.0.2"].snapshot(), [])
 

@@ -433,7 +433,7 @@ class PrimaryDownOnly(etrnlib.ETRNTestCase):
         r.wait_log(r"probe domain=probe\.test primary=up host=mx1\.probe\.test\[127\.0\.0\.4\]")
         code, text = self.rcpt("u@probe.test")
         self.assertEqual((code, text.decode()), (451, "4.7.1 primary MX is up, deliver there"))
-        r.wait_log(r"reject RCPT to=<u@probe\.test> reason=primary_up")
+        r.wait_log(r"NOQUEUE: reject: RCPT from unknown\[[^]]+\]: 451 4\.7\.1 .*; .*to=<u@probe\.test> .* reason=primary_up")
         self.assertEqual(self.rcpt("u@other.test")[0], 250)
         # relayctl queue and the metrics show the state.
         q = r.relayctl("-s", r.conf["control_socket"], "queue", "--json")

@@ -15,6 +15,7 @@ import base64
 import os
 import re
 import smtplib
+import subprocess
 import sys
 import time
 import unittest
@@ -39,7 +40,8 @@ received_of = tlslib.received_of
 class AuthCase(tlslib.TLSRelaydCase):
     AUTH = True
     DOMAINS = {"branch.test": {}}
-    CONF = {"auth_fail_limit": "3"}
+    # Relaying is a right given per user (submission_users); alice has it here.
+    CONF = {"auth_fail_limit": "3", "submission_users": "alice"}
 
     def auth(self, s, mech, user, password, initial=True):
         """smtplib's AUTH with one mechanism; returns (code, text) whatever the outcome."""
@@ -94,8 +96,10 @@ class Auth(AuthCase):
                     self.assertAuth(self.auth(s, mech, "alice", ALICE_PW), 235, r"^2\.7\.0 ")
                 finally:
                     self.quit(s)
-                r.wait_log(r"c=\d+ auth failed user=%s client=\[%s\]"
-                           % (user, re.escape(source)), after=mark)
+                # One line for the refusal, by the 535 reply itself, naming the user.
+                r.wait_log(r"NOQUEUE: reject: AUTH from unknown\[%s\]: 535 5\.7\.8 .* "
+                           r"reason=auth_failed sasl_username=%s " % (re.escape(source), user),
+                           after=mark)
         self.assertEqual(len(set(replies.values())), 1,
                          "a wrong password and an unknown user must get the same reply: %r"
                          % replies)
@@ -153,8 +157,11 @@ class Auth(AuthCase):
         # The plaintext attempts never reached the credential check: the only check logged
         # is the one over TLS.
         r.wait_log(r"c=\d+ auth ok user=alice", after=mark)
-        self.assertEqual(len(r.log_lines(r"c=\d+ auth (ok|failed|refused)", after=mark)), 1,
-                         r.log_lines(r"c=\d+ auth ", after=mark))
+        checks = r"c=\d+ auth ok|reason=(auth_failed|too_many_failures)"
+        self.assertEqual(len(r.log_lines(checks, after=mark)), 1, r.log_lines(checks, after=mark))
+        # Each 538 left its one line.
+        self.assertEqual(len(r.log_lines(r"NOQUEUE: reject: AUTH from unknown\[127\.0\.0\.1\]: "
+                                         r"538 5\.7\.11 ", after=mark)), 4)
 
     def test_bad_exchanges(self):
         s = self.smtp_tls()
@@ -210,8 +217,8 @@ class Auth(AuthCase):
         # Even the right password is refused now, temporarily.
         for g in got:
             self.assertAuth(g, 454, r"^4\.7\.0 ")
-        r.wait_log(r"auth refused client=\[%s\] reason=too_many_failures" % re.escape(src),
-                   after=mark, count=2)
+        r.wait_log(r"NOQUEUE: reject: AUTH from unknown\[%s\]: 454 4\.7\.0 .* "
+                   r"reason=too_many_failures" % re.escape(src), after=mark, count=2)
         self.assertEqual(r.log_lines(r"auth ok", after=mark), [])
         # Another client is not affected.
         s = self.smtp_tls("127.0.0.5")
@@ -271,6 +278,71 @@ class SubmissionUsers(AuthCase):
             self.assertEqual(code, 250, msg)
         finally:
             self.quit(s)
+
+
+class SubmissionDefault(AuthCase):
+    """Nobody may relay unless submission_users names them: with auth_file set and the
+    default submission = yes, an authenticated user (a fetchd account, say) gets 550 5.7.1
+    for a foreign domain, and relayd -t says nothing about submission."""
+    CONF = {}
+
+    def test_authenticated_user_may_not_relay_by_default(self):
+        r = self.relayd
+        mark = r.mark()
+        s = self.smtp_tls()
+        try:
+            self.assertAuth(self.auth(s, "PLAIN", "alice", ALICE_PW), 235, r"^2\.7\.0 ")
+            s.mail("alice@branch.test")
+            code, msg = s.rcpt(FOREIGN)
+            self.assertEqual(code, 550, msg)
+            self.assertRegex(msg.decode(), r"^5\.7\.1 ")
+            code, msg = s.rcpt("bob@branch.test")  # the relay domains stay open
+            self.assertEqual(code, 250, msg)
+        finally:
+            self.quit(s)
+        r.wait_log(r"NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.1\]: 550 5\.7\.1 <%s>: "
+                   r"Relaying denied; from=<alice@branch\.test> to=<%s> .* user=alice "
+                   r"reason=relay_denied why=user_not_in_submission_users"
+                   % (re.escape(FOREIGN), re.escape(FOREIGN)), after=mark)
+        t = subprocess.run([etrnlib.RELAYD, "-c", r.conf_path, "-t"],
+                                  capture_output=True, text=True, timeout=60)
+        self.assertEqual(t.returncode, 0, t.stderr)
+        self.assertNotIn("submission", t.stderr)
+
+
+class SubmissionEveryone(AuthCase):
+    """submission_users = * gives the right to every user of auth_file: allowed, but relayd
+    -t and the start-up log warn about it, by name."""
+    CONF = {"submission_users": "*"}
+
+    def test_star_relays_and_warns(self):
+        r = self.relayd
+        s = self.smtp_tls()
+        try:
+            self.assertAuth(self.auth(s, "PLAIN", "alice", ALICE_PW), 235, r"^2\.7\.0 ")
+            s.mail("alice@branch.test")
+            code, msg = s.rcpt(FOREIGN)
+            self.assertEqual(code, 250, msg)
+        finally:
+            self.quit(s)
+        self.assertRegex(r.log_text(), r"warning: submission_users = \*: every user in auth_file ")
+        t = subprocess.run([etrnlib.RELAYD, "-c", r.conf_path, "-t"],
+                                  capture_output=True, text=True, timeout=60)
+        self.assertEqual(t.returncode, 0, t.stderr)
+        self.assertRegex(t.stderr, r"warning: submission_users = \*: every user in auth_file "
+                                   r"\S+ may relay to any domain")
+
+
+class SubmissionUnknownUser(AuthCase):
+    CONF = {"submission_users": "alice nosuchuser"}
+
+    def test_t_warns_about_a_user_not_in_auth_file(self):
+        r = self.relayd
+        t = subprocess.run([etrnlib.RELAYD, "-c", r.conf_path, "-t"],
+                                  capture_output=True, text=True, timeout=60)
+        self.assertEqual(t.returncode, 0, t.stderr)
+        self.assertRegex(t.stderr, r"warning: submission_users names nosuchuser, who is not in ")
+        self.assertNotIn("names alice", t.stderr)
 
 
 class SubmissionOff(AuthCase):
