@@ -1,7 +1,8 @@
 /* fetchd's server role after ATRN: the dialogue as a pure state machine (see atrn_srv.h).
- * Lines are framed here (CRLF only), checked with smtp_cmd_parse(), answered from a
- * table of states; the message is decoded with smtp_data and kept in memory (at most
- * size_max octets) until the glue says what the local MTA did with it. */
+ * Lines are framed here (CRLF only), checked with smtp_cmd_parse() and answered by state;
+ * MAIL and RCPT that pass the checks wait for the glue (the local MTA's answer to the same
+ * command); the message is decoded with smtp_data and kept in memory (at most size_max
+ * octets) until the glue says what the local MTA did with it. */
 #include "atrn_srv.h"
 
 #include <errno.h>
@@ -14,6 +15,12 @@
 #include "smtp_reply.h"
 
 #define ATRN_SRV_CHUNK 4096 /* DATA input decoded per step */
+
+const char *atrn_srv_event_name(enum atrn_srv_event ev)
+{
+    static const char *const names[] = {"none", "mail", "rcpt", "msg"};
+    return (unsigned)ev < sizeof(names) / sizeof(names[0]) ? names[ev] : "?";
+}
 
 const char *atrn_srv_state_name(enum atrn_srv_state st)
 {
@@ -37,10 +44,10 @@ static int atrn_srv_reserve(char **buf, size_t *cap, size_t need)
 }
 
 /* Queues one reply line; more=true for a continuation line. */
-static int atrn_srv_reply(struct atrn_srv *s, int code, const char *enh, bool more,
-                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static int atrn_srv_reply(struct atrn_srv *s, int code, const char *enh, bool more,
-                          const char *fmt, ...)
+static int atrn_srv_reply(struct atrn_srv *s, int code, const char *enh, bool more, const char *fmt,
+                          ...) __attribute__((format(printf, 5, 6)));
+static int atrn_srv_reply(struct atrn_srv *s, int code, const char *enh, bool more, const char *fmt,
+                          ...)
 {
     char text[SMTP_CMD_LINE_MAX];
     va_list ap;
@@ -61,6 +68,10 @@ static int atrn_srv_reply(struct atrn_srv *s, int code, const char *enh, bool mo
 
 static void atrn_srv_txn_reset(struct atrn_srv *s)
 {
+    /* MAIL was answered 2xx: the local MTA has a transaction open that must go too. */
+    if (s->state == ATRN_SRV_ST_MAIL || s->state == ATRN_SRV_ST_RCPT ||
+        s->state == ATRN_SRV_ST_DATA)
+        s->actions |= ATRN_SRV_ACT_RESET;
     s->msg.sender[0] = '\0';
     s->msg.nrcpt = 0;
     s->msg.len = 0;
@@ -112,6 +123,16 @@ static int atrn_srv_abort(struct atrn_srv *s, const char *why)
 
 /* ---- commands ---------------------------------------------------------------------------- */
 
+/* Hands an event to the glue: nothing more is read until atrn_srv_answer(). */
+static int atrn_srv_wait(struct atrn_srv *s, enum atrn_srv_event ev)
+{
+    s->wait_from = s->state;
+    s->state = ATRN_SRV_ST_WAIT;
+    s->event = ev;
+    s->actions |= ATRN_SRV_ACT_EVENT;
+    return 0;
+}
+
 static int atrn_srv_ehlo(struct atrn_srv *s, bool ehlo)
 {
     atrn_srv_txn_reset(s);
@@ -145,8 +166,7 @@ static int atrn_srv_mail(struct atrn_srv *s, const struct smtp_cmd *c)
                               (unsigned long long)s->size_max);
     snprintf(s->msg.sender, sizeof(s->msg.sender), "%s", c->path_null ? "" : c->path);
     s->msg.body_8bit = c->body == SMTP_BODY_8BITMIME;
-    s->state = ATRN_SRV_ST_MAIL;
-    return atrn_srv_reply(s, 250, "2.1.0", false, "sender ok");
+    return atrn_srv_wait(s, ATRN_SRV_EV_MAIL);
 }
 
 static int atrn_srv_rcpt(struct atrn_srv *s, const struct smtp_cmd *c)
@@ -157,11 +177,9 @@ static int atrn_srv_rcpt(struct atrn_srv *s, const struct smtp_cmd *c)
         return atrn_srv_reply(s, 555, "5.5.4", false, "DSN not offered");
     if (s->msg.nrcpt >= ATRN_SRV_RCPT_MAX)
         return atrn_srv_reply(s, 452, "4.5.3", false, "too many recipients");
-    snprintf(s->msg.rcpts[s->msg.nrcpt++], SMTP_PATH_MAX + 1, "%s", c->path);
-    s->state = ATRN_SRV_ST_RCPT;
-    /* Taken into the transaction only: what the local MTA does with it decides the reply
-     * to the end of data, which is the one that counts for the relay. */
-    return atrn_srv_reply(s, 250, "2.1.5", false, "recipient ok");
+    /* Counted when the local MTA took it: its answer is the relay's answer. */
+    snprintf(s->msg.rcpts[s->msg.nrcpt], SMTP_PATH_MAX + 1, "%s", c->path);
+    return atrn_srv_wait(s, ATRN_SRV_EV_RCPT);
 }
 
 static int atrn_srv_data(struct atrn_srv *s)
@@ -220,6 +238,8 @@ static int atrn_srv_command(struct atrn_srv *s, const char *line, size_t len)
         return atrn_srv_reply(s, 250, "2.0.0", false, "ok");
     case SMTP_V_QUIT:
         rc = atrn_srv_reply(s, 221, "2.0.0", false, "%s closing", s->name);
+        atrn_srv_txn_reset(s);
+        s->quit = true;
         s->state = ATRN_SRV_ST_DONE;
         s->actions |= ATRN_SRV_ACT_CLOSE;
         return rc;
@@ -246,10 +266,8 @@ static int atrn_srv_end_of_data(struct atrn_srv *s)
         atrn_srv_txn_reset(s);
         return rc;
     }
-    s->state = ATRN_SRV_ST_WAIT;
     s->msg.seq++;
-    s->actions |= ATRN_SRV_ACT_MSG;
-    return 0;
+    return atrn_srv_wait(s, ATRN_SRV_EV_MSG);
 }
 
 /* Consumes message octets; returns how many, or -ENOMEM. */
@@ -324,7 +342,7 @@ static int atrn_srv_run(struct atrn_srv *s, const char *in, size_t len)
             return 0;
         }
         long n = s->state == ATRN_SRV_ST_DATA ? atrn_srv_body(s, in + off, len - off)
-                                             : atrn_srv_line(s, in + off, len - off);
+                                              : atrn_srv_line(s, in + off, len - off);
         if (n < 0) {
             atrn_srv_abort(s, "out of memory");
             return (int)n;
@@ -339,22 +357,49 @@ int atrn_srv_feed(struct atrn_srv *s, const char *in, size_t len)
     return atrn_srv_run(s, in, len);
 }
 
-int atrn_srv_msg_done(struct atrn_srv *s, int code, const char *enh, const char *text)
+int atrn_srv_answer(struct atrn_srv *s, int code, const char *enh, const char *text)
 {
-    if (s->state != ATRN_SRV_ST_WAIT)
+    if (s->state != ATRN_SRV_ST_WAIT || s->event == ATRN_SRV_EV_NONE)
         return -EBUSY;
-    if (code < 200 || code > 599)
+    enum atrn_srv_event ev = s->event;
+    if (code < 200 || code > 599 || code / 100 == 3) {
         code = 451;
-    if (code / 100 == 2)
-        s->nmsgs_taken++;
-    else {
-        s->nmsgs_refused++;
-        if (code / 100 == 4)
-            s->ntemp++;
+        enh = "4.3.0";
     }
-    s->state = ATRN_SRV_ST_READY;
+    /* RFC 3463 2: the enhanced code's class is the reply's. */
+    if (enh && (enh[0] - '0' != code / 100 || enh[1] != '.'))
+        enh = NULL;
+    int cls = code / 100;
+    if (cls == 4)
+        s->ntemp++;
+    s->event = ATRN_SRV_EV_NONE;
+    s->state = s->wait_from;
     int rc = atrn_srv_reply(s, code, enh && enh[0] ? enh : NULL, false, "%s", text ? text : "");
-    atrn_srv_txn_reset(s);
+    switch (ev) {
+    case ATRN_SRV_EV_MAIL:
+        if (cls == 2)
+            s->state = ATRN_SRV_ST_MAIL;
+        else
+            s->msg.sender[0] = '\0';
+        break;
+    case ATRN_SRV_EV_RCPT:
+        if (cls == 2) {
+            s->msg.nrcpt++;
+            s->state = ATRN_SRV_ST_RCPT;
+        }
+        break;
+    case ATRN_SRV_EV_MSG:
+        if (cls == 2)
+            s->nmsgs_taken++;
+        else
+            s->nmsgs_refused++;
+        /* The local MTA ended its transaction with its answer: no RESET needed. */
+        s->state = ATRN_SRV_ST_READY;
+        atrn_srv_txn_reset(s);
+        break;
+    case ATRN_SRV_EV_NONE:
+        break;
+    }
     if (rc < 0)
         return rc;
     /* Go on with what arrived meanwhile; a second WAIT keeps the rest again. */

@@ -25,6 +25,17 @@ static void handoff_enh(char *out, size_t sz, const char *enh, int cls, const ch
         snprintf(out, sz, "%s", dflt);
 }
 
+/* The reply text without its leading enhanced code (smtp_reply keeps it in the text): the
+ * relay's reply carries the code once, in its own place. */
+static const char *handoff_bare(const struct handoff_rcpt *r)
+{
+    const char *t = r->text ? r->text : "";
+    size_t el = r->enh ? strlen(r->enh) : 0;
+    if (el && strncmp(t, r->enh, el) == 0 && t[el] == ' ')
+        return t + el + 1;
+    return t;
+}
+
 void handoff_map(const struct handoff_rcpt *r, size_t n, struct handoff_reply *out)
 {
     memset(out, 0, sizeof(*out));
@@ -46,9 +57,10 @@ void handoff_map(const struct handoff_rcpt *r, size_t n, struct handoff_reply *o
         return;
     }
     if (out->ntaken == n) {
-        out->code = 250;
-        snprintf(out->enh, sizeof(out->enh), "2.0.0");
-        handoff_text(out->text, sizeof(out->text), "taken by the local MTA: ", r[0].text);
+        /* 250 or 251 as the local MTA said (MAIL, RCPT); 250 for a message. */
+        out->code = n == 1 ? r[0].code : 250;
+        handoff_enh(out->enh, sizeof(out->enh), r[0].enh, 2, "2.0.0");
+        handoff_text(out->text, sizeof(out->text), "local MTA: ", handoff_bare(&r[0]));
         return;
     }
     if (out->ntaken > 0) {
@@ -63,10 +75,10 @@ void handoff_map(const struct handoff_rcpt *r, size_t n, struct handoff_reply *o
         out->code = is4 ? first_temp->code : 451;
         handoff_enh(out->enh, sizeof(out->enh), first_temp->enh, 4, is4 ? "4.0.0" : "4.4.1");
         handoff_text(out->text, sizeof(out->text),
-                     is4 ? "local MTA: " : "local MTA not reachable: ", first_temp->text);
+                     is4 ? "local MTA: " : "local MTA not reachable: ", handoff_bare(first_temp));
         return;
     }
     out->code = first_perm->code;
     handoff_enh(out->enh, sizeof(out->enh), first_perm->enh, 5, "5.0.0");
-    handoff_text(out->text, sizeof(out->text), "local MTA: ", first_perm->text);
+    handoff_text(out->text, sizeof(out->text), "local MTA: ", handoff_bare(first_perm));
 }

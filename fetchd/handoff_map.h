@@ -1,15 +1,15 @@
-/* How the local MTA's answer for one message becomes fetchd's one reply to the relay's end
- * of data (ATRN server role). Pure.
+/* How the local MTA's answers become fetchd's reply to the relay (ATRN server role). Pure.
  *
- * The relay is an SMTP client: it gets one reply after the data for the whole message.
- * The local MTA answers per recipient: SMTP at RCPT (a refused recipient) and once after
- * the data for every recipient it took; LMTP (RFC 2033 4.2) once after the data for each
- * recipient it took. Either way the glue turns that into one result per recipient, and:
- *   - every recipient taken (2xx)                 -> 250 2.0.0: the relay may drop it
+ * MAIL and each RCPT are passed to the local MTA as they come, so each of them has exactly
+ * one local answer, which maps one to one (n = 1): its 2xx, its 5xx, or its 4xx; no answer
+ * (code 0: the local MTA down, the connection lost) becomes 451 4.4.1. The relay (an SMTP
+ * client) gets one reply after the data for the whole message: from an SMTP local MTA
+ * there is one answer too; from LMTP (RFC 2033 4.2) one per recipient taken, which map as:
+ *   - every recipient taken (2xx)                 -> the local 2xx (n = 1) or 250
  *   - none taken, every refusal permanent (5xx)   -> the local MTA's 5xx (the relay
  *                                                    bounces)
  *   - none taken, any temporary (4xx, no answer,  -> 4xx (the local code when it is one,
- *     local MTA down, connection lost)               else 451 4.4.x): the relay keeps it
+ *     local MTA down, connection lost)               else 451 4.4.1): the relay keeps it
  *   - some taken, some not                        -> 451 4.3.0: the relay keeps it and sends
  *                                                    it again later; the recipients taken
  *                                                    then arrive twice (never lost, RFC
