@@ -1,272 +1,254 @@
-"""An ODMR relay stand-in (RFC 2645) for fetchd's ATRN tests, written for the tests.
+"""Helpers for the ODMR end-to-end tests (RFC 2645, issue 13): a relayd with an ODMR
+listener, CRAM-MD5 secrets and an auth_file; a client written for the test that speaks the
+ODMR side (EHLO, AUTH CRAM-MD5 or PLAIN under STARTTLS, ATRN) and, after the 250, the SMTP
+server side on the same socket, recording every message and answering each recipient as the
+test says.
 
-OdmrStandIn listens on a free 127.0.0.1 port and plays the relay: 220, EHLO (STARTTLS when
-given a certificate, AUTH CRAM-MD5 always, AUTH PLAIN only under TLS, ATRN), STARTTLS with
-python's ssl module, AUTH checked (CRAM-MD5 with hmac, PLAIN by comparison), ATRN answered
-as configured. After "250 OK now reversing the connection" the socket is handed to
-python's smtplib (the client side nobody here wrote): smtplib reads fetchd's 220, sends
-EHLO, and delivers each held message with mail(), rcpt() and data(). The stand-in keeps
-what a relay keeps: a recipient answered 2xx is delivered (dropped), 5xx bounced (dropped,
-recorded), 4xx or no answer stays held and goes again on the next ATRN.
-
-Every socket operation has a timeout; the accept loop ends on stop(). Only 127.0.0.1.
+CRAM-MD5 digests come from Python's own hmac module, not from holdfast's code. Every read is
+bounded; nothing sleeps to synchronise.
 """
 
 import base64
 import hashlib
 import hmac
-import smtplib
+import os
+import re
 import socket
 import ssl
-import threading
+import subprocess
+import sys
 
-from hfharness import free_port, timeout
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import etrnlib  # noqa: E402
+import tlslib  # noqa: E402
+
+bound = etrnlib.bound
+RELAYD = etrnlib.RELAYD
+
+# user -> (scrypt password, CRAM-MD5 secret or None, domains in auth_file)
+ODMR_USERS = {
+    "branch": ("branch-password-1", "branch-cram-secret", "branch.test,second.test"),
+    "other": ("other-password-2", "other-cram-secret", "other.test"),
+    "empty": ("empty-password-3", "empty-cram-secret", "empty.test"),
+    "tlsonly": ("tlsonly-password-4", None, "branch.test"),
+}
 
 
-class Held:
-    """One held message: sender, recipients still held, body (bytes, CRLF lines)."""
+def cram_line(user, secret):
+    """`relayd --cram-secret USER` with the secret on stdin."""
+    r = tlslib.run([RELAYD, "--cram-secret", user], input_bytes=secret.encode() + b"\n")
+    line = r.stdout.decode().strip()
+    want = "%s:%s" % (user, base64.b64encode(secret.encode()).decode())
+    if line != want:
+        raise AssertionError("relayd --cram-secret printed %r, not %r" % (line, want))
+    return line
 
-    def __init__(self, mid, sender, rcpts, body, options=()):
-        self.id = mid
-        self.sender = sender
-        self.rcpts = list(rcpts)
-        self.body = body
-        self.options = list(options)
+
+def write_odmr_files(dirpath):
+    """auth_file and cram_file for ODMR_USERS in dirpath (both 0600); returns their paths."""
+    auth = os.path.join(dirpath, "odmr-users")
+    cram = os.path.join(dirpath, "odmr-cram")
+    with open(auth, "w") as f:
+        for u, (pw, _, doms) in ODMR_USERS.items():
+            f.write(tlslib.credentials_line(u, pw, doms) + "\n")
+    with open(cram, "w") as f:
+        f.write("# CRAM-MD5 secrets for ODMR\n")
+        for u, (_, secret, _) in ODMR_USERS.items():
+            if secret:
+                f.write(cram_line(u, secret) + "\n")
+    os.chmod(auth, 0o600)
+    os.chmod(cram, 0o600)
+    return auth, cram
 
 
-class OdmrStandIn:
-    def __init__(self, held, user="alice", secret="s3cret cram", domains=("branch.test",),
-                 cert=None, atrn_replies=None, cut=None):
-        """held: list of Held. cert: tlslib.Cert to offer STARTTLS with (None: no TLS).
-        atrn_replies: replies to ATRN, one per connection in turn (the last repeats);
-        default "250 OK now reversing the connection" (453 when nothing is held).
-        cut: (connection number, message index): on that connection, close the socket in
-        the middle of that message's data."""
-        self.held = list(held)
-        self.user = user
-        self.secret = secret
-        self.domains = set(domains)
-        self.cert = cert
-        self.atrn_replies = list(atrn_replies or [])
-        self.cut = cut
-        self.port = free_port()
-        self.lock = threading.Lock()
-        self.connections = 0
-        self.log = []        # (connection, event, detail)
-        self.results = []    # (connection, message id, rcpt, code) per recipient answered
-        self.data_replies = []  # (connection, message id, code, text)
-        self.bounced = []    # (message id, rcpt, code)
-        self.delivered = []  # (message id, rcpt)
-        self.auth = []       # (connection, mechanism, user, ok, tls)
-        self.errors = []
-        self.sock = None
-        self.thread = None
-        self.stopping = threading.Event()
-        self.workers = []
+class Closed(AssertionError):
+    pass
 
-    # ---- lifecycle ----
 
-    def start(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", self.port))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-        return self
+class ODMRClient:
+    """One connection to relayd's ODMR port. Client side: cmd() sends a line and returns
+    (code, [lines]). After ATRN's 250, serve() plays the SMTP server."""
 
-    def stop(self):
-        self.stopping.set()
-        if self.thread:
-            self.thread.join(timeout(10))
-        for w in self.workers:
-            w.join(timeout(30))
-        if self.sock:
-            self.sock.close()
+    def __init__(self, port, host="127.0.0.1", context=None):
+        self.sock = socket.create_connection((host, port), timeout=bound(20))
+        if context is not None:  # implicit TLS (listen_odmr_tls)
+            self.sock = context.wrap_socket(self.sock, server_hostname=tlslib.SERVER_CN)
+        self.buf = b""
+        self.greeting = self.reply()
 
-    def _accept(self):
-        while not self.stopping.is_set():
+    # -- raw io --
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def line(self):
+        while b"\r\n" not in self.buf:
             try:
-                conn, _ = self.sock.accept()
+                chunk = self.sock.recv(65536)
             except socket.timeout:
-                continue
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-                n = self.connections
-            w = threading.Thread(target=self._serve, args=(conn, n), daemon=True)
-            self.workers.append(w)
-            w.start()
+                raise Closed("no line from relayd within the bound; have %r" % self.buf)
+            if not chunk:
+                raise Closed("relayd closed the connection; unread %r" % self.buf)
+            self.buf += chunk
+        ln, self.buf = self.buf.split(b"\r\n", 1)
+        return ln
 
-    def held_rcpts(self):
-        with self.lock:
-            return sorted((h.id, r) for h in self.held for r in h.rcpts)
-
-    # ---- the relay side, before the turn ----
-
-    def _serve(self, conn, n):
-        conn.settimeout(timeout(30))
-        try:
-            self._dialogue(conn, n)
-        except Exception as e:  # recorded; a test that cares looks at errors
-            with self.lock:
-                self.errors.append("connection %d: %r" % (n, e))
-        finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
-
-    def _note(self, n, event, detail=""):
-        with self.lock:
-            self.log.append((n, event, detail))
-
-    def _dialogue(self, conn, n):
-        sock = conn
-        f = sock.makefile("rb")
-
-        def send(line):
-            sock.sendall(line.encode() + b"\r\n")
-
-        def recv():
-            line = f.readline(4096)
-            if not line:
-                raise ConnectionError("client closed")
-            return line.rstrip(b"\r\n").decode("utf-8", "replace")
-
-        send("220 relay.test ESMTP ODMR stand-in")
-        tls = False
-        authed = None
+    def reply(self):
+        lines = []
         while True:
-            line = recv()
-            verb = line.split(" ", 1)[0].upper()
-            arg = line[len(verb) + 1:] if " " in line else ""
-            self._note(n, verb, arg if verb != "AUTH" else arg.split(" ")[0])
-            if verb == "EHLO":
-                ext = ["relay.test"]
-                if self.cert and not tls:
-                    ext.append("STARTTLS")
-                ext.append("AUTH CRAM-MD5 PLAIN" if tls else "AUTH CRAM-MD5")
-                ext.append("ATRN")
-                for i, e in enumerate(ext):
-                    send("250%s%s" % ("-" if i + 1 < len(ext) else " ", e))
-            elif verb == "STARTTLS" and self.cert and not tls:
-                send("220 2.0.0 ready to start TLS")
-                ctx = self.cert.server_context()
-                sock = ctx.wrap_socket(sock, server_side=True)
-                f = sock.makefile("rb")
-                tls = True
-            elif verb == "AUTH" and arg.upper().startswith("CRAM-MD5"):
-                chal = ("<%d.%d@relay.test>" % (n, id(self))).encode()
-                send("334 " + base64.b64encode(chal).decode())
-                resp = base64.b64decode(recv()).decode()
-                user, _, digest = resp.rpartition(" ")
-                want = hmac.new(self.secret.encode(), chal, hashlib.md5).hexdigest()
-                ok = user == self.user and hmac.compare_digest(digest, want)
-                with self.lock:
-                    self.auth.append((n, "CRAM-MD5", user, ok, tls))
-                if ok:
-                    authed = user
-                    send("235 2.7.0 authenticated")
-                else:
-                    send("535 5.7.8 authentication failed")
-            elif verb == "AUTH" and arg.upper().startswith("PLAIN ") and tls:
-                raw = base64.b64decode(arg[6:])
-                _, user, pw = raw.split(b"\0")
-                ok = user.decode() == self.user and pw.decode() == self.secret
-                with self.lock:
-                    self.auth.append((n, "PLAIN", user.decode(), ok, tls))
-                if ok:
-                    authed = user.decode()
-                    send("235 2.7.0 authenticated")
-                else:
-                    send("535 5.7.8 authentication failed")
-            elif verb == "ATRN":
-                if not authed:
-                    send("530 5.7.0 authentication required")
+            ln = self.line().decode("utf-8", "replace")
+            lines.append(ln)
+            if len(ln) < 4 or ln[3] != "-":
+                return int(ln[:3]), lines
+
+    def cmd(self, text):
+        self.send(text.encode() + b"\r\n")
+        return self.reply()
+
+    # -- the ODMR side --
+    def ehlo(self, name="odmr-client.test"):
+        code, lines = self.cmd("EHLO " + name)
+        assert code == 250, lines
+        return [ln[4:].upper() for ln in lines[1:]]
+
+    def auth_cram(self, user, secret):
+        code, lines = self.cmd("AUTH CRAM-MD5")
+        if code != 334:
+            return code, lines
+        chal = base64.b64decode(lines[0][4:])
+        digest = hmac.new(secret.encode(), chal, hashlib.md5).hexdigest()
+        return self.cmd(base64.b64encode(("%s %s" % (user, digest)).encode()).decode())
+
+    def starttls(self, context):
+        code, lines = self.cmd("STARTTLS")
+        assert code == 220, lines
+        assert not self.buf, self.buf
+        self.sock = context.wrap_socket(self.sock, server_hostname=tlslib.SERVER_CN)
+        return self.sock
+
+    def auth_plain(self, user, password):
+        tok = base64.b64encode(("\0%s\0%s" % (user, password)).encode()).decode()
+        return self.cmd("AUTH PLAIN " + tok)
+
+    # -- after the 250: the SMTP server side --
+    def serve(self, answer=None, cut_in_message=None, name="odmr-client.test",
+              offer=("8BITMIME", "ENHANCEDSTATUSCODES")):
+        """Plays the server until relayd's QUIT (or the cut). answer(rcpt) gives the reply
+        line for each RCPT (default 250). cut_in_message=n closes the socket inside the
+        content of the n-th message (1-based), after its first line. Returns a list of
+        (mail_from, [rcpts accepted], content bytes) and the transcript of commands."""
+        got, cmds = [], []
+        self.send(("220 %s ESMTP odmr test server\r\n" % name).encode())
+        mail, rcpts = None, []
+        while True:
+            ln = self.line().decode("utf-8", "replace")
+            cmds.append(ln)
+            verb = ln.split(" ", 1)[0].upper()
+            if verb in ("EHLO", "HELO"):
+                ext = "".join("250-%s\r\n" % e for e in offer[:-1])
+                self.send(("250-%s\r\n%s250 %s\r\n" % (name, ext, offer[-1])).encode()
+                          if offer else ("250 %s\r\n" % name).encode())
+            elif verb == "MAIL":
+                m = re.match(r"MAIL FROM:<([^>]*)>", ln, re.I)
+                mail, rcpts = m.group(1), []
+                self.send(b"250 2.1.0 ok\r\n")
+            elif verb == "RCPT":
+                addr = re.match(r"RCPT TO:<([^>]*)>", ln, re.I).group(1)
+                rep = answer(addr) if answer else "250 2.1.5 ok"
+                if rep.startswith("250"):
+                    rcpts.append(addr)
+                self.send(rep.encode() + b"\r\n")
+            elif verb == "DATA":
+                if not rcpts:
+                    self.send(b"554 5.5.1 no valid recipients\r\n")
                     continue
-                asked = set(d.strip().lower() for d in arg.split(",") if d.strip())
-                reply = self._atrn_reply(n, asked)
-                send(reply)
-                if reply.startswith("250"):
-                    self._deliver(sock, f, n, asked)
-                    return
+                self.send(b"354 go ahead\r\n")
+                n = len(got) + 1
+                content = []
+                while True:
+                    body_ln = self.line()
+                    if cut_in_message == n:
+                        self.sock.close()
+                        return got, cmds
+                    if body_ln == b".":
+                        break
+                    content.append(body_ln[1:] if body_ln.startswith(b".") else body_ln)
+                got.append((mail, rcpts, b"".join(x + b"\r\n" for x in content)))
+                self.send(b"250 2.0.0 taken\r\n")
+            elif verb == "RSET":
+                mail, rcpts = None, []
+                self.send(b"250 2.0.0 ok\r\n")
             elif verb == "QUIT":
-                send("221 2.0.0 bye")
-                return
+                self.send(b"221 2.0.0 bye\r\n")
+                self.sock.close()
+                return got, cmds
             else:
-                send("502 5.5.1 not here")
+                self.send(b"502 5.5.1 not here\r\n")
 
-    def _atrn_reply(self, n, asked):
-        if not asked <= self.domains:
-            return "450 4.7.1 not your domain"
-        if self.atrn_replies:
-            r = self.atrn_replies[min(n, len(self.atrn_replies)) - 1]
-            if not r.startswith("250"):
-                return r
-        with self.lock:
-            waiting = any(h.rcpts for h in self.held)
-        return "250 OK now reversing the connection" if waiting else "453 You have no mail"
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
 
-    # ---- after the turn: smtplib is the client ----
 
-    def _deliver(self, sock, f, n, asked):
-        smtp = smtplib.SMTP(timeout=timeout(30))
-        smtp.sock = sock
-        smtp.file = f
-        code, msg = smtp.getreply()
-        self._note(n, "greeting", "%d %s" % (code, msg.decode("utf-8", "replace")))
-        if code != 220:
-            raise AssertionError("greeting after the turn: %d %r" % (code, msg))
-        code, msg = smtp.ehlo("relay.test")
-        self._note(n, "ehlo", "%d" % code)
-        with self.lock:
-            todo = [h for h in self.held if h.rcpts and
-                    any(r.rsplit("@", 1)[1].lower() in asked for r in h.rcpts)]
-        for i, h in enumerate(todo):
-            code, msg = smtp.mail(h.sender, h.options)
-            if code // 100 != 2:
-                for r in h.rcpts:
-                    self._record(n, h, r, code)
-                smtp.rset()
-                continue
-            accepted = []
-            for r in list(h.rcpts):
-                code, _ = smtp.rcpt(r)
-                if code // 100 == 2:
-                    accepted.append(r)
-                else:
-                    self._record(n, h, r, code)
-            if not accepted:
-                smtp.rset()
-                continue
-            if self.cut == (n, i):
-                # DATA, half the message, then the connection is gone.
-                code, _ = smtp.docmd("DATA")
-                if code == 354:
-                    sock.sendall(h.body[:len(h.body) // 2])
-                self._note(n, "cut", h.id)
-                sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-                return
-            try:
-                code, msg = smtp.data(h.body)
-            except smtplib.SMTPDataError as e:
-                code, msg = e.smtp_code, e.smtp_error
-            with self.lock:
-                self.data_replies.append((n, h.id, code, msg.decode("utf-8", "replace")))
-            for r in accepted:
-                self._record(n, h, r, code)
-        smtp.quit()
+class ODMRCase(tlslib.TLSRelaydCase):
+    """A relayd (TLS, AUTH) with an ODMR listener (self.relayd.odmr_port) and cram_file."""
 
-    def _record(self, n, h, rcpt, code):
-        with self.lock:
-            self.results.append((n, h.id, rcpt, code))
-            if code // 100 == 2:
-                self.delivered.append((h.id, rcpt))
-                h.rcpts.remove(rcpt)
-            elif code // 100 == 5:
-                self.bounced.append((h.id, rcpt, code))
-                h.rcpts.remove(rcpt)
+    DOMAINS = {"branch.test": {"hold": "yes"}, "second.test": {"hold": "yes"},
+               "other.test": {"hold": "yes"}, "empty.test": {"hold": "yes"}}
+    CONF = {}
+
+    def start_relayd(self, conf=None, domains=None, groups=None):
+        c = dict(conf or {})
+        d = tlslib.tempfile.mkdtemp(prefix="hf-odmr-")
+        self.addCleanup(tlslib.shutil.rmtree, d, True)
+        auth, cram = write_odmr_files(d)
+        port = etrnlib.free_port()
+        c.setdefault("auth_file", auth)
+        c.setdefault("cram_file", cram)
+        c.setdefault("listen_odmr", "127.0.0.1:%d" % port)
+        r = super().start_relayd(conf=c, domains=domains, groups=groups)
+        r.odmr_port = port
+        return r
+
+    def odmr(self):
+        c = ODMRClient(self.relayd.odmr_port)
+        self.addCleanup(c.close)
+        return c
+
+    def login(self, user="branch"):
+        c = self.odmr()
+        self.assertEqual(c.greeting[0], 220, c.greeting)
+        c.ehlo()
+        code, lines = c.auth_cram(user, ODMR_USERS[user][1])
+        self.assertEqual(code, 235, lines)
+        return c
+
+    def hold(self, dom, n, sender="sender@example.org"):
+        """n messages for dom on the SMTP port; returns {qid: stored bytes}."""
+        out = {}
+        for i in range(n):
+            qid = self.relayd.send(sender, ["user%d@%s" % (i, dom)],
+                                   etrnlib.make_body("%s %d" % (dom, i),
+                                                     "held for %s, message %d\r\n.dot line\r\n"
+                                                     % (dom, i)))
+            out[qid] = self.relayd.body(qid)
+        return out
+
+    def queued_domains(self):
+        return sorted({x["domain"] for x in self.relayd.rcpts().values()})
+
+
+def ssl_client(pki):
+    ctx = pki.client_context(check_hostname=True)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def run_fetchmail(rc_path, home, seconds=60):
+    env = dict(os.environ, HOME=home, LC_ALL="C")
+    cmd = ["fetchmail", "--nosyslog", "-v", "--nodetach", "-f", rc_path,
+           "--pidfile", os.path.join(home, "fetchmail.pid")]
+    p = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                       timeout=bound(seconds))
+    return p.returncode, (p.stdout + p.stderr).decode("utf-8", "replace")

@@ -1,5 +1,5 @@
 """fetchd's ATRN mode (issue 14) against an ODMR relay stand-in written for the test
-(odmrlib.py: a socket server that plays the relay up to ATRN, then python's smtplib as the
+(odmr_standin.py: a socket server that plays the relay up to ATRN, then python's smtplib as the
 relay's client on the turned connection) and a python3-aiosmtpd local MTA.
 
   - byte-exact: two held messages (dot lines, 8-bit, CRLF only) reach the local MTA exactly
@@ -38,7 +38,7 @@ import tlslib  # noqa: E402
 from dnslib import A  # noqa: E402
 from fetchdlib import Fetchd, ZoneDNS  # noqa: E402
 from hfharness import free_port, timeout  # noqa: E402
-from odmrlib import Held, OdmrStandIn  # noqa: E402
+from odmr_standin import Held, OdmrStandIn  # noqa: E402
 
 SECRET = "s3cret cram"
 
