@@ -1,4 +1,5 @@
-"""An ODMR relay stand-in (RFC 2645) for fetchd's ATRN tests, written for the tests.
+"""fetchd's ATRN test helpers: an ODMR relay stand-in (RFC 2645) written for the tests, and
+LocalMTA, a python3-aiosmtpd SMTP or LMTP server standing in for the branch's mail server.
 
 OdmrStandIn listens on a free 127.0.0.1 port and plays the relay: 220, EHLO (STARTTLS when
 given a certificate, AUTH CRAM-MD5 always, AUTH PLAIN only under TLS, ATRN), STARTTLS with
@@ -17,8 +18,10 @@ import hashlib
 import hmac
 import smtplib
 import socket
-import ssl
 import threading
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.lmtp import LMTP
 
 from hfharness import free_port, timeout
 
@@ -270,3 +273,58 @@ class OdmrStandIn:
             elif code // 100 == 5:
                 self.bounced.append((h.id, rcpt, code))
                 h.rcpts.remove(rcpt)
+
+
+# ---- the local MTA ---------------------------------------------------------------------
+
+class _LocalHandler:
+    """The local MTA: refuses RCPT by local part (nobody 550, later 450), stores the rest."""
+
+    def __init__(self, mta):
+        self.mta = mta
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        local = address.split("@")[0]
+        if local == "nobody":
+            return "550 5.1.1 no such user here"
+        if local == "later":
+            return "450 4.2.1 mailbox busy, try later"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.mta.lock:
+            self.mta.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
+                                      envelope.original_content))
+        return "250 2.0.0 stored"
+
+
+class _LMTPController(Controller):
+    def factory(self):
+        return LMTP(self.handler, decode_data=False)
+
+
+class LocalMTA:
+    def __init__(self, lmtp=False, port=None):
+        self.port = port or free_port()
+        self.lmtp = lmtp
+        self.lock = threading.Lock()
+        self.messages = []
+        self.ctl = None
+
+    def start(self):
+        cls = _LMTPController if self.lmtp else Controller
+        kw = {} if self.lmtp else {"decode_data": False}
+        self.ctl = cls(_LocalHandler(self), hostname="127.0.0.1", port=self.port,
+                       ready_timeout=timeout(10), **kw)
+        self.ctl.start()
+        return self
+
+    def stop(self):
+        if self.ctl:
+            self.ctl.stop()
+            self.ctl = None
+
+    def got(self):
+        with self.lock:
+            return list(self.messages)

@@ -27,73 +27,16 @@ import os
 import re
 import shutil
 import sys
-import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from aiosmtpd.controller import Controller  # noqa: E402
-from aiosmtpd.lmtp import LMTP  # noqa: E402
-
 import tlslib  # noqa: E402
 from dnslib import A  # noqa: E402
 from fetchdlib import Fetchd, ZoneDNS  # noqa: E402
-from hfharness import free_port, timeout  # noqa: E402
-from odmr_standin import Held, OdmrStandIn  # noqa: E402
+from hfharness import free_port  # noqa: E402
+from odmr_standin import Held, LocalMTA, OdmrStandIn  # noqa: E402
 
 SECRET = "s3cret cram"
-
-
-class _LocalHandler:
-    """The local MTA: refuses RCPT by local part (nobody 550, later 450), stores the rest."""
-
-    def __init__(self, mta):
-        self.mta = mta
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        local = address.split("@")[0]
-        if local == "nobody":
-            return "550 5.1.1 no such user here"
-        if local == "later":
-            return "450 4.2.1 mailbox busy, try later"
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        with self.mta.lock:
-            self.mta.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
-                                      envelope.original_content))
-        return "250 2.0.0 stored"
-
-
-class _LMTPController(Controller):
-    def factory(self):
-        return LMTP(self.handler, decode_data=False)
-
-
-class LocalMTA:
-    def __init__(self, lmtp=False, port=None):
-        self.port = port or free_port()
-        self.lmtp = lmtp
-        self.lock = threading.Lock()
-        self.messages = []
-        self.ctl = None
-
-    def start(self):
-        cls = _LMTPController if self.lmtp else Controller
-        kw = {} if self.lmtp else {"decode_data": False}
-        self.ctl = cls(_LocalHandler(self), hostname="127.0.0.1", port=self.port,
-                       ready_timeout=timeout(10), **kw)
-        self.ctl.start()
-        return self
-
-    def stop(self):
-        if self.ctl:
-            self.ctl.stop()
-            self.ctl = None
-
-    def got(self):
-        with self.lock:
-            return list(self.messages)
 
 
 BODY1 = (b"From: a@example.org\r\nTo: u@branch.test\r\nSubject: one\r\n\r\n"
