@@ -23,8 +23,7 @@ const char *release_verdict_name(enum release_verdict v)
 
 const char *release_unsupported(const struct cfg_relay *relay)
 {
-    if (relay->mode && strcmp(relay->mode, "atrn") == 0)
-        return "mode = atrn: ATRN (RFC 2645) is not available yet; use mode = etrn";
+    (void)relay; /* both modes are built in */
     return NULL;
 }
 
@@ -41,7 +40,8 @@ const char *release_tls_problem(const struct cfg_relay *relay)
         return "auth_user needs auth_password_file (the file holding the password)";
     if (file && !user)
         return "auth_password_file is set but auth_user is not";
-    if (user && release_is(relay->tls, "no"))
+    /* ATRN may authenticate with CRAM-MD5 (RFC 2645 5), which sends no password. */
+    if (user && release_is(relay->tls, "no") && !release_is(relay->mode, "atrn"))
         return "auth_user needs TLS (credentials are never sent in clear): "
                "set tls = require";
     if (release_is(relay->tls_verify, "yes") && release_is(relay->tls, "no"))

@@ -123,6 +123,7 @@ struct cfg {
     uint64_t interval;
     uint64_t debounce;
     char *local_mta;
+    char *local_mta_protocol; /* smtp | lmtp (ATRN: how mail is handed to local_mta) */
     uint64_t local_mta_wait;
     uint64_t retry_limit;
     uint64_t retry_delay;

@@ -137,6 +137,8 @@ const struct cfg_key cfg_keys[] = {
      "fetchd: quiet time after a link change before releasing"},
     {CFG_SEC_GLOBAL, "local_mta", CFG_T_STR, G(local_mta), 0, 0, NULL, "127.0.0.1:25",
      "fetchd: the local MTA that receives the mail (host:port)"},
+    {CFG_SEC_GLOBAL, "local_mta_protocol", CFG_T_ENUM, G(local_mta_protocol), 0, 0, "smtp|lmtp",
+     "smtp", "fetchd: how mail pulled by ATRN is handed to local_mta (SMTP or LMTP)"},
     {CFG_SEC_GLOBAL, "local_mta_wait", CFG_T_SECONDS, G(local_mta_wait), 0, 3600, NULL, "60",
      "fetchd: how long to wait for the local MTA to accept connections"},
     {CFG_SEC_GLOBAL, "retry_limit", CFG_T_U64, G(retry_limit), 0, 1000, NULL, "5",

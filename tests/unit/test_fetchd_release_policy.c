@@ -30,7 +30,14 @@ static void test_unsupported_relays(void **state)
     assert_null(release_unsupported(&r));
     r.tls = "may";
     r.mode = "atrn";
-    assert_non_null(strstr(release_unsupported(&r), "ATRN"));
+    assert_null(release_unsupported(&r));
+    /* ATRN may authenticate without TLS (CRAM-MD5 only); ETRN may not. */
+    r.tls = "no";
+    r.auth_user = "u";
+    r.auth_password_file = "f";
+    assert_null(release_tls_problem(&r));
+    r.mode = "etrn";
+    assert_non_null(strstr(release_tls_problem(&r), "needs TLS"));
 }
 
 struct tls_key_case {

@@ -1058,6 +1058,45 @@ static void test_etrn_mode(void **state)
     smtpc_close(&h.c);
 }
 
+/* ---- ATRN (RFC 2645) ---- */
+
+static void test_atrn_mode(void **state)
+{
+    (void)state;
+    static const char *const args[] = {"a.test", "b.test"};
+    struct smtpc_opts o = {.mode = SMTPC_MODE_ATRN, .helo = "branch.test", .etrn = args, .netrn = 2};
+    struct h h;
+    /* 250: the connection turns around, no QUIT, no CLOSE. */
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(smtpc_init(&h.c, &o), 0);
+    h_feed(&h, "220 relay");
+    h_step(&h, "250-relay\r\n250 ATRN", "ATRN a.test,b.test\r\n", SMTPC_ACT_WRITE);
+    assert_true(h.c.ext & SMTPC_EXT_ATRN);
+    h_feed(&h, "250 OK now reversing the connection");
+    assert_string_equal(h.out, "");
+    assert_int_equal(h.act, SMTPC_ACT_TURN);
+    assert_int_equal(h.c.state, SMTPC_ST_DONE);
+    assert_int_equal(h.c.etrn_res[0].code, 250);
+    assert_int_equal(h.c.etrn_res[1].code, 250);
+    assert_int_equal(smtpc_on_line(&h.c, "250 x", 5), HF_EPROTO); /* nothing more for us */
+    smtpc_close(&h.c);
+    /* 453 (no mail), 451, 450: recorded for every domain, then QUIT. */
+    static const int codes[] = {453, 451, 450, 530};
+    for (size_t i = 0; i < 4; i++) {
+        memset(&h, 0, sizeof(h));
+        assert_int_equal(smtpc_init(&h.c, &o), 0);
+        h_feed(&h, "220 relay");
+        h_step(&h, "250 relay", "ATRN a.test,b.test\r\n", SMTPC_ACT_WRITE);
+        char line[32];
+        snprintf(line, sizeof(line), "%d no", codes[i]);
+        h_step(&h, line, "QUIT\r\n", SMTPC_ACT_WRITE);
+        assert_int_equal(h.c.etrn_res[0].code, codes[i]);
+        assert_int_equal(h.c.etrn_res[1].code, codes[i]);
+        assert_int_equal(h.c.etrn_res[1].outcome, codes[i] >= 500 ? SMTPC_FAIL : SMTPC_DEFER);
+        smtpc_close(&h.c);
+    }
+}
+
 /* ---- argument checks ---- */
 
 static void test_bad_arguments(void **state)
@@ -1066,7 +1105,7 @@ static void test_bad_arguments(void **state)
     struct smtpc c;
     struct smtpc_opts o = deliver_opts;
     o.mode = SMTPC_MODE_ATRN;
-    assert_int_equal(smtpc_init(&c, &o), -ENOTSUP);
+    assert_int_equal(smtpc_init(&c, &o), -EINVAL); /* ATRN without domains */
     o = deliver_opts;
     o.helo = NULL;
     assert_int_equal(smtpc_init(&c, &o), -EINVAL);
@@ -1126,6 +1165,7 @@ int main(void)
         cmocka_unit_test(test_stuff_every_split),
         cmocka_unit_test(test_stuff_worst_case_bound),
         cmocka_unit_test(test_etrn_mode),
+        cmocka_unit_test(test_atrn_mode),
         cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
