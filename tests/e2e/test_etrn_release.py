@@ -108,8 +108,9 @@ class ReleaseToBestMX(etrnlib.ETRNTestCase):
                             r"trusted=yes reply=253 messages=4", after=mark)
         self.assertEqual(len(asked), 1, "relayd's log of the ETRN from the asker")
         for qid in bodies:
-            lines = r.log_lines(r"%s to=<user\d@branch\.test> relay=mx1\.branch\.test"
-                                r"\[127\.0\.0\.2\]:%d delay=\d+s tls=none status=sent \(250 "
+            lines = r.log_lines(r"%s: to=<user\d@branch\.test>, relay=mx1\.branch\.test"
+                                r"\[127\.0\.0\.2\]:%d, delay=\d+, delays=\d+/0/0/\d+, "
+                                r"dsn=2\.\d\.\d, status=sent \(250 .*\) tls=none$"
                                 % (qid, self.sinks.port), after=mark)
             self.assertEqual(len(lines), 1, "log line for %s" % qid)
         self.assertQueueEmpty()
