@@ -95,6 +95,10 @@ struct cfg {
     uint64_t retry_interval;
     char *metrics_listen;
     char *listen_tls;
+    char *listen_odmr;
+    char *listen_odmr_tls;
+    char *cram_file;
+    uint64_t timeout_atrn; /* seconds */
     char *tls_cert;
     char *tls_key;
     char *tls_ca_file;

@@ -63,6 +63,10 @@ bool conn_is_closing(const struct conn *c);
 
 void *conn_data(const struct conn *c);
 void conn_set_data(struct conn *c, void *data);
+/* Hands c to another owner: its callbacks become ops (borrowed, static) and its data data,
+ * from the next event on. TLS, queued writes and the idle timer stay as they are. Used when
+ * ATRN (RFC 2645) turns an inbound session into an outbound one on the same connection. */
+void conn_set_owner(struct conn *c, const struct conn_ops *ops, void *data);
 uint64_t conn_id(const struct conn *c);
 
 /* Peer and local address as text ("127.0.0.1", "::1") and port. Valid while c lives. */

@@ -16,7 +16,8 @@ static const char *const cfg_restart_keys[] = {
     "hostname",   "listen",     "listen_tls",     "queue_dir",      "control_socket",
     "log",        "map_size",   "max_map_size",   "dns_servers",    "dns_timeout",
     "self_names", "self_addrs", "retry_interval", "metrics_listen", "tls_ca_file",
-    "pid_file",   "user",       "group",          "allow_root",
+    "pid_file",   "user",       "group",          "allow_root",     "listen_odmr",
+    "listen_odmr_tls",
 };
 
 bool cfg_key_is_restart(const struct cfg_key *k)

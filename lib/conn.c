@@ -463,6 +463,12 @@ void conn_set_data(struct conn *c, void *data)
     c->data = data;
 }
 
+void conn_set_owner(struct conn *c, const struct conn_ops *ops, void *data)
+{
+    c->ops = ops;
+    c->data = data;
+}
+
 uint64_t conn_id(const struct conn *c)
 {
     return c->id;

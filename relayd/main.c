@@ -21,7 +21,9 @@
 #include "ctl.h"
 #include "etrn_io.h"
 #include "expire.h"
+#include "cram_store.h"
 #include "flush.h"
+#include "flush_atrn.h"
 #include "hf_err.h"
 #include "log.h"
 #include "policy.h"
@@ -65,6 +67,8 @@ static void usage(FILE *f)
                "      --config-reference  print every configuration key with its default\n"
                "      --hash-password [USER [DOMAINS]]  read a password on stdin and print\n"
                "                      a credentials line for auth_file (scrypt)\n"
+               "      --cram-secret USER  read a secret on stdin and print a cram_file line\n"
+               "                      (CRAM-MD5 for ODMR clients such as fetchmail)\n"
                "  -h, --help          this text\n"
                "  -V, --version       print the version\n");
 }
@@ -221,7 +225,8 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},  {"test", no_argument, NULL, 't'},
         {"debug", no_argument, NULL, 'd'},         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},       {"config-reference", no_argument, NULL, 'R'},
-        {"hash-password", no_argument, NULL, 'P'}, {NULL, 0, NULL, 0},
+        {"hash-password", no_argument, NULL, 'P'}, {"cram-secret", no_argument, NULL, 'C'},
+        {NULL, 0, NULL, 0},
     };
     const char *path = "/etc/holdfast/relayd.conf";
     bool test_only = false, debug = false;
@@ -246,6 +251,9 @@ int main(int argc, char **argv)
         case 'P':
             /* relayd --hash-password [USER [DOMAINS]]: a credentials line for auth_file. */
             return auth_passwd_main(argc - optind + 1, argv + optind - 1);
+        case 'C':
+            /* relayd --cram-secret USER: a line for cram_file. */
+            return cram_secret_main(argc - optind + 1, argv + optind - 1);
         case 'R': {
             static char buf[65536];
             int n = cfg_reference_md(buf, sizeof(buf));
@@ -353,6 +361,8 @@ int main(int argc, char **argv)
     }
     rc = flush_init(rd);
     if (rc == 0)
+        flush_atrn_install(rd);
+    if (rc == 0)
         rc = probe_init(rd);
     if (rc == 0)
         rc = etrn_io_init(rd);
@@ -411,6 +421,7 @@ out:
     queue_close(rd->q);
 out_noqueue:
     free(rd->listeners);
+    free(rd->listener_kind);
     idmap_close(&rd->sessions);
     idmap_close(&rd->per_ip);
     relayd_snap_unref(rd->snap);

@@ -34,6 +34,25 @@ struct relayd_stats {
 };
 
 struct relayd_snap;
+struct conn;
+
+/* An ATRN to decide (RFC 2645 4.2), from an authenticated ODMR session. */
+struct atrn_req {
+    uint64_t session_id;
+    const char *user;        /* the authenticated user */
+    const char *client_addr; /* "192.0.2.1" */
+    int client_port;
+    const char *arg; /* "" or the comma list of domains as sent */
+    const char *tls; /* "" or "TLSv1.3 with cipher ..." of the session */
+};
+
+/* Its answer: the reply, and for 250 the release that takes the connection. */
+struct atrn_reply {
+    int code;
+    char enh[8];
+    char text[400];
+    void *release; /* 250: hand the connection to rd->atrn_begin (exactly once) */
+};
 
 struct relayd {
     uv_loop_t *loop;
@@ -47,7 +66,7 @@ struct relayd {
     struct smtpd_params prm;
     uv_tcp_t *listeners;
     size_t nlisteners;
-    size_t nplain_listeners;       /* listeners[0..nplain) plain SMTP, the rest implicit TLS */
+    unsigned char *listener_kind;  /* per listener: SMTPD_IO_* (smtpd_io.c) */
     struct tls_ctx *tls_server;    /* NULL: no STARTTLS, no implicit TLS */
     struct tls_ctx *tls_client;    /* outbound STARTTLS */
     const struct auth_store *auth; /* credentials (in snap); empty: no AUTH */
@@ -64,6 +83,12 @@ struct relayd {
     void (*etrn)(struct relayd *rd, uint64_t session_id, const char *client_addr, const char *user,
                  const char *arg);
     void *flush; /* the flush module's state */
+    /* ATRN hooks, set by flush_atrn_install (flush_atrn.h); NULL: ATRN gets 451. atrn
+     * decides (and on 250 prepares the release); atrn_begin hands it the connection once the
+     * 250 is written, with the octets the client sent after ATRN. */
+    int (*atrn)(struct relayd *rd, const struct atrn_req *req, struct atrn_reply *rep);
+    void (*atrn_begin)(struct relayd *rd, void *release, struct conn *c, const char *pre,
+                       size_t prelen);
     /* Queue runs as the lifecycle code (bounce.c, expire.c, pmwarn.c) sees them, set by
      * flush_init (flush.h: flush_start_due, flush_running); NULL before. */
     int (*flush_due)(struct relayd *rd, const char *domain);

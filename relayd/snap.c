@@ -35,6 +35,26 @@ int relayd_snap_load(const char *path, struct cfg_errors *errs, int *tls_rc,
         rc = auth_store_load(c->auth_file, &s->auth, errs);
         s->auth_loaded = rc == 0;
     }
+    bool odmr = snap_set(c->listen_odmr) || snap_set(c->listen_odmr_tls);
+    if (rc == 0 && odmr && !snap_set(c->auth_file))
+        rc = cfg_errors_add(errs, path, 0,
+                            "listen_odmr needs auth_file: it names the domains each user may "
+                            "release with ATRN") < 0
+                 ? -ENOMEM
+                 : HF_ECONFIG;
+    if (rc == 0 && snap_set(c->cram_file) && !odmr)
+        rc = cfg_errors_add(errs, path, 0,
+                            "cram_file is only used on ODMR listeners: set listen_odmr") < 0
+                 ? -ENOMEM
+                 : HF_ECONFIG;
+    if (rc == 0 && snap_set(c->cram_file)) {
+        rc = cram_store_load(c->cram_file, &s->cram, errs);
+        s->cram_loaded = rc == 0;
+    }
+    if (rc == 0 && snap_set(c->listen_odmr_tls) && !snap_set(c->tls_cert))
+        rc = cfg_errors_add(errs, path, 0, "listen_odmr_tls needs tls_cert and tls_key") < 0
+                 ? -ENOMEM
+                 : HF_ECONFIG;
     if (rc == 0 && snap_set(c->user)) {
         /* -t tells about a user that does not exist now, not only the start. */
         struct privdrop p;
@@ -81,6 +101,20 @@ void relayd_snap_params(struct relayd_snap *s, const char *hostname, size_t *mem
     p->submission_users = c->submission_users;
     p->mem_used = mem_used;
     p->mem_limit = (size_t)c->max_data_memory;
+    /* The SMTP port's ATRN reply names where ATRN is served. */
+    const char *ol = snap_set(c->listen_odmr) ? c->listen_odmr : c->listen_odmr_tls;
+    s->atrn_where[0] = '\0';
+    if (snap_set(ol)) {
+        size_t wl = strcspn(ol, " ");
+        snprintf(s->atrn_where, sizeof(s->atrn_where), "%.*s", (int)wl, ol);
+        p->atrn_where = s->atrn_where;
+    }
+    s->prm_odmr = *p;
+    s->prm_odmr.odmr = true;
+    s->prm_odmr.atrn_where = NULL;
+    s->prm_odmr.etrn = false;
+    s->prm_odmr.submission = false;
+    s->prm_odmr.cram_available = s->cram_loaded && s->cram.n > 0;
 }
 
 int relayd_snap_warnings(const struct relayd_snap *s, void (*warn)(void *arg, const char *text),
@@ -88,10 +122,20 @@ int relayd_snap_warnings(const struct relayd_snap *s, void (*warn)(void *arg, co
 {
     const struct cfg *c = &s->cfg;
     const char *list = c->submission_users;
-    if (!s->auth_loaded || !c->submission || !list)
-        return 0;
     int n = 0;
     char text[400];
+    for (size_t i = 0; s->auth_loaded && i < s->cram.n; i++) {
+        if (!auth_user_find(&s->auth, s->cram.v[i].user)) {
+            snprintf(text, sizeof(text),
+                     "cram_file %s line %d: %s is not in auth_file %s, so ATRN releases "
+                     "nothing for it",
+                     c->cram_file, s->cram.v[i].line, s->cram.v[i].user, c->auth_file);
+            warn(arg, text);
+            n++;
+        }
+    }
+    if (!s->auth_loaded || !c->submission || !list)
+        return n;
     for (const char *p = list; *p;) {
         while (*p == ' ' || *p == ',')
             p++;
@@ -130,6 +174,7 @@ void relayd_snap_unref(struct relayd_snap *s)
         return;
     policy_free(s->policy);
     auth_store_free(&s->auth);
+    cram_store_free(&s->cram);
     tls_ctx_free(s->tls_server);
     cfg_free(&s->cfg);
     free(s);

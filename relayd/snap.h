@@ -11,6 +11,7 @@
 
 #include "auth.h"
 #include "cfg.h"
+#include "cram_store.h"
 #include "policy.h"
 #include "smtpd.h"
 
@@ -22,7 +23,11 @@ struct relayd_snap {
     struct policy *policy; /* borrows cfg */
     struct auth_store auth;
     bool auth_loaded;
+    struct cram_store cram; /* cram_file's CRAM-MD5 secrets (ODMR) */
+    bool cram_loaded;
     struct smtpd_params prm; /* hostname and mem_used point into relayd (set by main) */
+    struct smtpd_params prm_odmr; /* the same for sessions on ODMR listeners */
+    char atrn_where[160];         /* the first ODMR listener, for the SMTP port's ATRN reply */
     /* The server certificate loaded while checking (what -t checks); the caller takes it
      * (sets it NULL) or it is freed with the snapshot. */
     struct tls_ctx *tls_server;
@@ -43,7 +48,8 @@ void relayd_snap_params(struct relayd_snap *s, const char *hostname, size_t *mem
 
 /* Calls warn(arg, text) for each setting of s that is allowed but probably not meant:
  * submission granted to every user of auth_file (submission_users = *), a user listed in
- * submission_users who is not in auth_file. Returns how many. */
+ * submission_users who is not in auth_file, a cram_file user who is not in auth_file (it
+ * could authenticate but release nothing). Returns how many. */
 int relayd_snap_warnings(const struct relayd_snap *s, void (*warn)(void *arg, const char *text),
                          void *arg);
 

@@ -371,7 +371,7 @@ int auth_verify(const struct auth_store *s, const char *user, const char *passwo
 
 /* Checks a user name: 1-255 octets, no ':', space or control character, valid UTF-8.
  * Returns NULL or what is wrong. */
-static const char *auth_name_problem(const char *s, size_t len)
+const char *auth_name_problem(const char *s, size_t len)
 {
     if (len == 0)
         return "empty user name";
@@ -630,7 +630,7 @@ static int auth_read_line(char *buf, size_t sz)
 }
 
 /* Reads the password, asking twice without echo on a terminal. Returns 0 or 1 (reported). */
-static int auth_read_password(char *pw, size_t sz)
+int auth_read_password(char *pw, size_t sz)
 {
     bool tty = isatty(STDIN_FILENO);
     struct termios old, quiet;

@@ -119,6 +119,15 @@ int auth_b64_encode(const void *s, size_t len, char *out, size_t outsz);
 /* Overwrites n octets at p with zeros in a way the compiler keeps (OPENSSL_cleanse). */
 void auth_wipe(void *p, size_t n);
 
+/* Why s[0..len) cannot be a user name (1-255 octets, no ':', space or control octet), as a
+ * static sentence, or NULL when it can. */
+const char *auth_name_problem(const char *s, size_t len);
+
+/* Reads a password from standard input into pw (sz octets, NUL-terminated): asks twice
+ * without echo on a terminal, otherwise takes the first line. Returns 0, or 1 after
+ * printing why not (empty, too long, NUL, the two differ). */
+int auth_read_password(char *pw, size_t sz);
+
 /* The operator's password hashing command, meant for `relayd --hash-password [USER
  * [DOMAINS]]`: argv[0] is the program name, argv[1] an optional user name, argv[2] optional
  * domains ("a.test,b.test" or "*"). Reads the password from standard input (asks twice

@@ -65,7 +65,7 @@ static void smtpd_line(struct smtpd *s, const char *line, size_t len, int err)
 static bool smtpd_waiting(const struct smtpd *s)
 {
     return s->st == SMTPD_ST_COMMIT || s->st == SMTPD_ST_WAIT || s->st == SMTPD_ST_CLOSED ||
-           s->st == SMTPD_ST_TLS;
+           s->st == SMTPD_ST_TLS || s->st == SMTPD_ST_REVERSED;
 }
 
 size_t smtpd_input(struct smtpd *s, const char *data, size_t len)

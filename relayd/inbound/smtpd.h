@@ -26,6 +26,8 @@ enum smtpd_state {
     SMTPD_ST_AUTH,      /* 334 sent; the next line is a SASL response */
     SMTPD_ST_CHUNK,     /* receiving the octets of a BDAT chunk (RFC 3030) */
     SMTPD_ST_BDAT,      /* between the chunks of a BDAT transaction: BDAT, RSET, ... */
+    SMTPD_ST_REVERSED,  /* ATRN answered 250 (RFC 2645): the connection now belongs to the
+                           release, which is the SMTP client on it; no more input is read */
 };
 
 /* Limits and switches the session needs; borrowed from the daemon's configuration. */
@@ -38,6 +40,12 @@ struct smtpd_params {
     bool etrn;
     bool tls_available;           /* STARTTLS can be offered (a certificate is loaded) */
     bool auth_available;          /* AUTH can be offered over TLS (a credentials file is loaded) */
+    /* ODMR (RFC 2645): an ODMR listener's sessions take AUTH and ATRN and no mail; CRAM-MD5
+     * is offered there (also without TLS) when secrets are loaded. On the SMTP port,
+     * atrn_where names the ODMR listener for ATRN's 502 (NULL: ATRN is not offered). */
+    bool odmr;
+    bool cram_available;
+    const char *atrn_where;
     bool submission;              /* authenticated clients listed below may relay anywhere */
     const char *submission_users; /* space/comma-separated users who may, "*" all; NULL or "":
                                      nobody */
@@ -66,14 +74,19 @@ struct smtpd_rcpt {
     0x8u                     /* discard buffered input, start the TLS handshake, then call         \
                                 smtpd_tls_ready() (RFC 3207 4.2, 5) */
 #define SMTPD_ACT_AUTH 0x10u /* check auth_user/auth_pass, answer with smtpd_auth_done() */
+#define SMTPD_ACT_ATRN 0x20u /* ATRN etrn_arg (domains) for user: answer with smtpd_atrn_done() */
+#define SMTPD_ACT_REVERSE                                                                          \
+    0x40u /* ATRN's 250 is in buf: send it, then hand the connection to the release, which     \
+             waits for the client's 220 (RFC 2645 4.3) */
 
 struct smtpd_out {
     char *buf; /* reply bytes to send; malloc'd, kept by the session */
     size_t len, cap;
     unsigned act;
-    char etrn_arg[SMTP_CMD_LINE_MAX + 1];
+    char etrn_arg[SMTP_CMD_LINE_MAX + 1]; /* ETRN's or ATRN's argument */
     char *auth_user; /* SMTPD_ACT_AUTH: decoded credentials, malloc'd; the glue takes them */
-    char *auth_pass;
+    char *auth_pass; /* the password, or with auth_cram the client's 32 hex digits */
+    bool auth_cram;  /* CRAM-MD5: check auth_pass against HMAC-MD5(secret, cram_chal) */
 };
 
 /* The message handed to the queue. The body has `head` octets of free room in front so the
@@ -119,7 +132,9 @@ struct smtpd {
     bool tls;          /* the session runs over TLS */
     char tls_info[96]; /* "TLSv1.3 TLS_AES_256_GCM_SHA384" for Received: */
     char *user;        /* authenticated user, malloc'd */
-    int auth_mech;     /* SASL exchange in progress: 1 PLAIN, 2 LOGIN */
+    int auth_mech;     /* SASL exchange in progress: 1 PLAIN, 2 LOGIN, 3 CRAM-MD5 */
+    char nonce[40];    /* set by the glue after init: random text for the CRAM challenge */
+    char cram_chal[400]; /* CRAM-MD5 challenge sent, "<nonce.id@hostname>" (RFC 2195) */
     char *auth_login;  /* LOGIN: the user name received, malloc'd */
     struct smtp_data dec;
     bool too_big;
@@ -175,6 +190,10 @@ void smtpd_tls_ready(struct smtpd *s, int status, const char *info);
 /* The credentials check ended: user (borrowed) is authenticated when ok; otherwise 535 5.7.8.
  * temp_fail: the check could not be made (rate limit, error): 454 4.7.0. */
 void smtpd_auth_done(struct smtpd *s, bool ok, bool temp_fail, const char *user);
+
+/* The ATRN answer (RFC 2645 4.2): 250 reverses the connection (SMTPD_ACT_REVERSE, state
+ * REVERSED), anything else returns to READY. */
+void smtpd_atrn_done(struct smtpd *s, int code, const char *enh, const char *text);
 
 /* Timeout: emits 421 4.4.2 and closes. */
 void smtpd_timeout(struct smtpd *s);

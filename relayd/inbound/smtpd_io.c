@@ -10,7 +10,9 @@
 #include <time.h>
 
 #include "conn.h"
+#include "cram.h"
 #include "hf_err.h"
+#include "smtpd_io_int.h"
 #include "log.h"
 #include "msghdr.h"
 #include "snap.h"
@@ -25,8 +27,11 @@ struct session {
     struct smtpd sm;
     char *pending; /* input received while the session waited */
     size_t pending_len;
-    bool implicit_tls; /* accepted on a listen_tls port */
+    bool implicit_tls; /* accepted on a listen_tls or listen_odmr_tls port */
+    bool odmr;         /* accepted on an ODMR listener (RFC 2645) */
 };
+
+
 
 /* Replies a client has not read yet, past which it is dropped: a client that pipelines
  * commands without ever reading the answers must not make us buffer without bound. */
@@ -374,11 +379,30 @@ static void smtpd_io_auth_work(uv_work_t *req)
     auth_wipe(j->pass, strlen(j->pass));
 }
 
+static void smtpd_io_auth_finish(struct auth_job *j, int rc);
+
 static void smtpd_io_auth_done(uv_work_t *req, int status)
 {
     struct auth_job *j = req->data;
+    smtpd_io_auth_finish(j, status < 0 ? status : j->rc);
+}
+
+/* CRAM-MD5 (RFC 2195): one HMAC-MD5, cheap enough for the loop. An unknown user costs the
+ * same HMAC against a dummy secret and gets the same answer as a wrong digest. */
+static int smtpd_io_cram_check(const struct session *se, const char *user, const char *hex)
+{
+    const struct cram_store *cs = &se->snap->cram;
+    const struct cram_entry *e = cram_store_find(cs, user, strlen(user));
+    static const char dummy[] = "holdfast-no-such-user";
+    const char *chal = se->sm.cram_chal;
+    bool ok = cram_md5_check(hex, e ? e->secret : dummy, e ? e->len : sizeof(dummy) - 1, chal,
+                             strlen(chal));
+    return ok && e ? 0 : -EACCES;
+}
+
+static void smtpd_io_auth_finish(struct auth_job *j, int rc)
+{
     struct relayd *rd = j->rd;
-    int rc = status < 0 ? status : j->rc;
     char u[300];
     log_safe(j->user, u, sizeof(u));
     if (rc == 0)
@@ -438,6 +462,11 @@ static void smtpd_io_auth(struct session *se)
     snprintf(j->client, sizeof(j->client), "%s", se->sm.client_addr);
     j->user = user;
     j->pass = pass;
+    if (se->sm.out.auth_cram) {
+        se->sm.out.auth_cram = false;
+        smtpd_io_auth_finish(j, smtpd_io_cram_check(se, user, pass));
+        return;
+    }
     int rc = uv_queue_work(rd->loop, &j->req, smtpd_io_auth_work, smtpd_io_auth_done);
     if (rc < 0) {
         auth_wipe(pass, strlen(pass));
@@ -448,6 +477,57 @@ static void smtpd_io_auth(struct session *se)
         smtpd_auth_done(&se->sm, false, true, NULL);
         smtpd_io_flush_out(se);
     }
+}
+
+static void smtpd_io_session_free(struct session *se);
+
+static void smtpd_io_ignore(struct conn *c, const char *data, size_t len)
+{
+    (void)c;
+    (void)data;
+    (void)len;
+}
+
+/* ATRN (RFC 2645 4.2): the release decides; on 250, once the reply is on its way, the
+ * connection goes to the release (flush_atrn.c), which becomes the SMTP client on it, and
+ * this session ends here without closing it. */
+static void smtpd_io_atrn(struct session *se, const char *arg)
+{
+    struct relayd *rd = se->rd;
+    struct atrn_reply rep = {.code = 451, .enh = "4.3.0"};
+    snprintf(rep.text, sizeof(rep.text), "Unable to process ATRN request now");
+    struct atrn_req req = {
+        .session_id = se->id,
+        .user = se->sm.user ? se->sm.user : "",
+        .client_addr = se->sm.client_addr,
+        .client_port = conn_peer_port(se->conn),
+        .arg = arg,
+        .tls = se->sm.tls ? (se->sm.tls_info[0] ? se->sm.tls_info : "yes") : "",
+    };
+    if (rd->atrn && rd->atrn_begin)
+        rd->atrn(rd, &req, &rep);
+    if (rep.code == 250 && !rep.release)
+        rep.code = 451; /* cannot happen: a 250 always comes with its release */
+    smtpd_atrn_done(&se->sm, rep.code, rep.enh, rep.text);
+    smtpd_io_flush_out(se);
+    struct conn *c = se->conn;
+    if (rep.code != 250) {
+        if (!conn_is_closing(c))
+            smtpd_io_resume(se);
+        return;
+    }
+    char *pre = se->pending;
+    size_t prelen = se->pending_len;
+    se->pending = NULL;
+    se->pending_len = 0;
+    char u[300];
+    log_info("c=%llu atrn reversing the connection user=%s client=[%s]", (unsigned long long)se->id,
+             log_safe(req.user, u, sizeof(u)), se->sm.client_addr);
+    static const struct conn_ops gone = {.on_read = smtpd_io_ignore};
+    conn_set_owner(c, &gone, NULL);
+    smtpd_io_session_free(se);
+    rd->atrn_begin(rd, rep.release, c, pre, prelen);
+    free(pre);
 }
 
 /* Feeds data to the dialogue until it has to wait; keeps what it did not take. */
@@ -470,7 +550,7 @@ static void smtpd_io_process(struct session *se, const char *data, size_t len)
     se->sm.rej_rcpt = se->sm.rej_data = 0;
     unsigned act = se->sm.out.act;
     char etrn_arg[sizeof(se->sm.out.etrn_arg)];
-    if (act & SMTPD_ACT_ETRN)
+    if (act & (SMTPD_ACT_ETRN | SMTPD_ACT_ATRN))
         memcpy(etrn_arg, se->sm.out.etrn_arg, sizeof(etrn_arg));
     if (used < len && se->sm.st != SMTPD_ST_CLOSED) {
         char *p = malloc(len - used);
@@ -499,6 +579,8 @@ static void smtpd_io_process(struct session *se, const char *data, size_t len)
         else
             smtpd_io_etrn_done(se->rd, se->id, 458, NULL, "Unable to queue messages now");
     }
+    if (act & SMTPD_ACT_ATRN)
+        smtpd_io_atrn(se, etrn_arg); /* last: on 250 the session is gone after it */
 }
 
 void smtpd_io_note(struct relayd *rd, uint64_t session_id, const char *note)
@@ -554,11 +636,9 @@ static void smtpd_io_on_timeout(struct conn *c)
     smtpd_io_flush_out(se);
 }
 
-static void smtpd_io_on_close(struct conn *c)
+/* Forgets the session: counters, maps, the dialogue and its snapshot. */
+static void smtpd_io_session_free(struct session *se)
 {
-    struct session *se = conn_data(c);
-    if (!se)
-        return;
     struct relayd *rd = se->rd;
     idmap_del(&rd->sessions, se->id);
     if (se->ip_key) {
@@ -569,11 +649,19 @@ static void smtpd_io_on_close(struct conn *c)
             idmap_put(&rd->per_ip, se->ip_key, (void *)(n - 1));
     }
     rd->nsessions--;
-    log_debug("c=%llu disconnect client=[%s]", (unsigned long long)se->id, se->sm.client_addr);
     smtpd_close(&se->sm);
     relayd_snap_unref(se->snap);
     free(se->pending);
     free(se);
+}
+
+static void smtpd_io_on_close(struct conn *c)
+{
+    struct session *se = conn_data(c);
+    if (!se)
+        return;
+    log_debug("c=%llu disconnect client=[%s]", (unsigned long long)se->id, se->sm.client_addr);
+    smtpd_io_session_free(se);
 }
 
 static const struct conn_ops smtpd_io_ops = {
@@ -583,7 +671,7 @@ static const struct conn_ops smtpd_io_ops = {
     .on_close = smtpd_io_on_close,
 };
 
-static void smtpd_io_accept(uv_stream_t *server, int status, bool implicit_tls)
+void smtpd_io_accept(uv_stream_t *server, int status, bool implicit_tls, bool odmr)
 {
     struct relayd *rd = server->data;
     if (status < 0) {
@@ -622,8 +710,16 @@ static void smtpd_io_accept(uv_stream_t *server, int status, bool implicit_tls)
     rd->nsessions++;
     idmap_put(&rd->sessions, se->id, se);
     se->snap = relayd_snap_ref(rd->snap);
-    smtpd_init(&se->sm, &se->snap->prm, se->snap->policy, se->id, conn_peer_addr(c));
+    se->odmr = odmr;
+    smtpd_init(&se->sm, odmr ? &se->snap->prm_odmr : &se->snap->prm, se->snap->policy, se->id,
+               conn_peer_addr(c));
     se->sm.tls = implicit_tls; /* RFC 8314: TLS from the first octet */
+    if (odmr) { /* the CRAM-MD5 challenge's unique part (RFC 2195 2) */
+        unsigned char rnd[12];
+        if (uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL) == 0)
+            for (size_t i = 0; i < sizeof(rnd); i++)
+                snprintf(se->sm.nonce + 2 * i, 3, "%02x", rnd[i]);
+    }
     log_debug("c=%llu connect client=[%s]:%d", (unsigned long long)se->id, conn_peer_addr(c),
               conn_peer_port(c));
     uint64_t key = rate_key(conn_peer_addr(c));
@@ -653,68 +749,6 @@ static void smtpd_io_accept(uv_stream_t *server, int status, bool implicit_tls)
         conn_read_start(c);
         smtpd_io_arm_timer(se);
     }
-}
-
-static void smtpd_io_on_connection(uv_stream_t *server, int status)
-{
-    smtpd_io_accept(server, status, false);
-}
-
-static void smtpd_io_on_tls_connection(uv_stream_t *server, int status)
-{
-    smtpd_io_accept(server, status, true);
-}
-
-static size_t smtpd_io_count_words(const char *s)
-{
-    size_t n = 0;
-    for (const char *p = s; p && *p; p++)
-        if (*p != ' ' && (p == s || p[-1] == ' '))
-            n++;
-    return n;
-}
-
-int smtpd_io_listen(struct relayd *rd)
-{
-    char buf[2048];
-    const char *tls_list = rd->cfg->listen_tls ? rd->cfg->listen_tls : "";
-    if (*tls_list && !rd->tls_server) {
-        log_err("listen_tls needs tls_cert and tls_key");
-        return HF_ECONFIG;
-    }
-    snprintf(buf, sizeof(buf), "%s %s", rd->cfg->listen ? rd->cfg->listen : "", tls_list);
-    size_t n = smtpd_io_count_words(buf);
-    rd->nplain_listeners = smtpd_io_count_words(rd->cfg->listen);
-    if (rd->nplain_listeners == 0) {
-        log_err("no listen address configured");
-        return HF_ECONFIG;
-    }
-    rd->listeners = calloc(n, sizeof(*rd->listeners));
-    if (!rd->listeners)
-        return -ENOMEM;
-    char *save = NULL;
-    for (char *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
-        bool implicit = rd->nlisteners >= rd->nplain_listeners;
-        struct sockaddr_storage ss;
-        if (conn_parse_hostport(w, 25, &ss) < 0) {
-            log_err("listen: '%s' is not an address:port", w);
-            return HF_ECONFIG;
-        }
-        uv_tcp_t *t = &rd->listeners[rd->nlisteners];
-        uv_tcp_init(rd->loop, t);
-        t->data = rd;
-        rd->nlisteners++;
-        int rc = uv_tcp_bind(t, (struct sockaddr *)&ss, 0);
-        if (rc == 0)
-            rc = uv_listen((uv_stream_t *)t, 511,
-                           implicit ? smtpd_io_on_tls_connection : smtpd_io_on_connection);
-        if (rc < 0) {
-            log_err("listen on %s failed err=%s (%s)", w, hf_errname(rc), uv_strerror(rc));
-            return rc;
-        }
-        log_info("listening on %s%s", w, implicit ? " (implicit TLS)" : "");
-    }
-    return 0;
 }
 
 static void smtpd_io_close_session(struct session *se)

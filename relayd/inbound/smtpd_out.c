@@ -23,7 +23,8 @@
 
 static const char *const smtpd_state_names[] = {"GREET", "READY",  "MAIL",  "RCPT",
                                                 "DATA",  "COMMIT", "WAIT",  "CLOSED",
-                                                "TLS",   "AUTH",   "CHUNK", "BDAT"};
+                                                "TLS",   "AUTH",   "CHUNK", "BDAT",
+                                                "REVERSED"};
 
 const char *smtpd_state_name(enum smtpd_state st)
 {

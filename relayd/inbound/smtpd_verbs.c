@@ -46,6 +46,26 @@ static int smtpd_check_helo(struct smtpd *s, const struct smtp_cmd *c)
     return 0;
 }
 
+/* EHLO's keywords on an ODMR listener (RFC 2645 4): what it takes is AUTH and ATRN; no
+ * mail is accepted there, so no SIZE, 8BITMIME, CHUNKING, DSN or ETRN. */
+static void smtpd_odmr_ehlo(struct smtpd *s, const char **ext, size_t *n)
+{
+    ext[(*n)++] = "ENHANCEDSTATUSCODES";
+    if (s->prm->tls_available && !s->tls)
+        ext[(*n)++] = "STARTTLS";
+    if (!s->user) {
+        bool plain = s->prm->auth_available && s->tls;
+        if (s->prm->cram_available && plain)
+            ext[(*n)++] = "AUTH CRAM-MD5 PLAIN LOGIN";
+        else if (s->prm->cram_available)
+            ext[(*n)++] = "AUTH CRAM-MD5";
+        else if (plain)
+            ext[(*n)++] = "AUTH PLAIN LOGIN";
+    }
+    ext[(*n)++] = "ATRN";
+    ext[(*n)++] = "HELP";
+}
+
 static void smtpd_apply_helo(struct smtpd *s, const struct smtp_cmd *c)
 {
     free(s->helo);
@@ -60,6 +80,10 @@ static void smtpd_apply_helo(struct smtpd *s, const struct smtp_cmd *c)
         char size[40];
         size_t n = 0;
         snprintf(size, sizeof(size), "SIZE %llu", (unsigned long long)s->prm->max_size);
+        if (s->prm->odmr) {
+            smtpd_odmr_ehlo(s, ext, &n);
+            goto send;
+        }
         ext[n++] = "PIPELINING";
         ext[n++] = size;
         ext[n++] = "8BITMIME";
@@ -76,6 +100,7 @@ static void smtpd_apply_helo(struct smtpd *s, const struct smtp_cmd *c)
         if (s->prm->auth_available && s->tls && !s->user)
             ext[n++] = "AUTH PLAIN LOGIN";
         ext[n++] = "HELP";
+    send:;
         int l = smtp_reply_fmt(line, sizeof(line), 250, NULL, true, "%s Hello %.200s [%s]",
                                s->prm->hostname, s->helo ? s->helo : "", s->client_addr);
         if (l > 0)
@@ -323,12 +348,30 @@ static const struct {
     {SMTP_V_ETRN, "ETRN domain | @domain | #queue (RFC 1985)"},
     {SMTP_V_STARTTLS, "STARTTLS (RFC 3207)"},
     {SMTP_V_AUTH, "AUTH PLAIN|LOGIN [initial-response], over TLS (RFC 4954)"},
+    {SMTP_V_ATRN, "ATRN [domain[,domain...]], after AUTH: your held mail comes over this "
+                  "connection (RFC 2645)"},
 };
 
 /* Is the verb implemented in this session (ETRN, STARTTLS and AUTH as configured)? */
 static bool smtpd_help_offered(const struct smtpd *s, enum smtp_verb v)
 {
+    if (s->prm->odmr) {
+        switch (v) {
+        case SMTP_V_MAIL:
+        case SMTP_V_RCPT:
+        case SMTP_V_DATA:
+        case SMTP_V_BDAT:
+        case SMTP_V_ETRN:
+            return false;
+        case SMTP_V_AUTH:
+            return s->prm->cram_available || (s->prm->auth_available && s->tls);
+        default:
+            break;
+        }
+    }
     switch (v) {
+    case SMTP_V_ATRN:
+        return s->prm->odmr;
     case SMTP_V_ETRN:
         return s->prm->etrn;
     case SMTP_V_STARTTLS:
@@ -370,10 +413,9 @@ static void smtpd_apply_refused(struct smtpd *s, const struct smtp_cmd *c)
     switch (c->verb) {
     case SMTP_V_TURN:
         /* RFC 2645 1: TURN hands the queue to whoever asks. */
-        smtpd__reply(s, 502, "5.5.1", "TURN refused: it gives mail to whoever asks; use ETRN");
-        break;
-    case SMTP_V_ATRN:
-        smtpd__reply(s, 502, "5.5.1", "ATRN is served on the ODMR port only (RFC 2645)");
+        smtpd__reply(s, 502, "5.5.1",
+                     "TURN refused: it gives mail to whoever asks; use ETRN, or AUTH and ATRN "
+                     "(RFC 2645)");
         break;
     case SMTP_V_EXPN:
         smtpd__reply(s, 502, "5.5.1", "EXPN not available");
@@ -470,6 +512,57 @@ static void smtpd_apply_etrn(struct smtpd *s, const struct smtp_cmd *c)
     smtpd__enter(s, SMTPD_ST_WAIT);
 }
 
+/* ATRN (RFC 2645 4.2): only on an ODMR listener, after EHLO and AUTH, outside a
+ * transaction. The domains are checked by the glue, which answers with smtpd_atrn_done. */
+static int smtpd_check_atrn(struct smtpd *s, const struct smtp_cmd *c)
+{
+    (void)c;
+    if (!s->prm->odmr) {
+        if (s->prm->atrn_where)
+            smtpd__reply(s, 502, "5.5.1",
+                         "ATRN is served on the ODMR port %s, not here (RFC 2645)",
+                         s->prm->atrn_where);
+        else
+            smtpd__reply(s, 502, "5.5.1",
+                         "ATRN not offered: this relay has no ODMR listener; use ETRN");
+        return -EPERM;
+    }
+    if (s->st == SMTPD_ST_GREET) {
+        smtpd__reply(s, 503, "5.5.1", "Send EHLO first");
+        return -EPROTO;
+    }
+    if (s->st != SMTPD_ST_READY) {
+        smtpd__reply(s, 503, "5.5.1", "ATRN not allowed inside a mail transaction");
+        return -EPROTO;
+    }
+    if (!s->user) {
+        smtpd__reply(s, 530, "5.7.0", "Authentication required");
+        return -EPERM;
+    }
+    return 0;
+}
+
+static void smtpd_apply_atrn(struct smtpd *s, const struct smtp_cmd *c)
+{
+    snprintf(s->out.etrn_arg, sizeof(s->out.etrn_arg), "%s", c->arg);
+    s->out.act |= SMTPD_ACT_ATRN;
+    smtpd__enter(s, SMTPD_ST_WAIT);
+}
+
+void smtpd_atrn_done(struct smtpd *s, int code, const char *enh, const char *text)
+{
+    if (s->st != SMTPD_ST_WAIT)
+        return;
+    smtpd__reply(s, code, enh, "%s", text);
+    if (code == 250) {
+        s->out.act |= SMTPD_ACT_REVERSE;
+        smtpd__enter(s, SMTPD_ST_REVERSED);
+        return;
+    }
+    if (s->st != SMTPD_ST_CLOSED)
+        smtpd__enter(s, SMTPD_ST_READY);
+}
+
 static const struct smtpd_verb smtpd_verbs[] = {
     {SMTP_V_HELO, ST_ANY, smtpd_check_helo, smtpd_apply_helo},
     {SMTP_V_EHLO, ST_ANY, smtpd_check_helo, smtpd_apply_helo},
@@ -485,7 +578,7 @@ static const struct smtpd_verb smtpd_verbs[] = {
     {SMTP_V_ETRN, ST_SESSION, smtpd_check_etrn, smtpd_apply_etrn},
     {SMTP_V_EXPN, ST_ANY, NULL, smtpd_apply_refused},
     {SMTP_V_TURN, ST_ANY, NULL, smtpd_apply_refused},
-    {SMTP_V_ATRN, ST_ANY, NULL, smtpd_apply_refused},
+    {SMTP_V_ATRN, ST_ANY, smtpd_check_atrn, smtpd_apply_atrn},
     {SMTP_V_SEND, ST_ANY, NULL, smtpd_apply_refused},
     {SMTP_V_SOML, ST_ANY, NULL, smtpd_apply_refused},
     {SMTP_V_SAML, ST_ANY, NULL, smtpd_apply_refused},
@@ -534,6 +627,16 @@ void smtpd__command(struct smtpd *s, const char *line, size_t len)
                 smtpd__reply(s, 501, "5.5.4", "Syntax error in %s", smtp_cmd_verb_name(c.verb));
             break;
         }
+        smtpd__bad(s);
+        return;
+    }
+    if (s->prm->odmr && (c.verb == SMTP_V_MAIL || c.verb == SMTP_V_RCPT ||
+                         c.verb == SMTP_V_DATA || c.verb == SMTP_V_BDAT || c.verb == SMTP_V_ETRN)) {
+        /* RFC 2645: the ODMR port releases mail to its owner; it takes none. */
+        smtpd__reply(s, 502, "5.5.1",
+                     "%s not accepted on the ODMR port: AUTH, then ATRN (RFC 2645); send mail "
+                     "to the SMTP port",
+                     smtp_cmd_verb_name(c.verb));
         smtpd__bad(s);
         return;
     }

@@ -50,11 +50,16 @@ void flush_set_port(struct sockaddr_storage *ss, int port)
         ((struct sockaddr_in6 *)(void *)ss)->sin6_port = htons((uint16_t)port);
 }
 
-static struct flush_run *flush_find_active(struct flush *fl, const char *domain)
+struct flush_run *flush_find_active(struct flush *fl, const char *domain)
 {
-    for (size_t i = 0; i < fl->nactive; i++)
-        if (strcmp(fl->active[i]->domain, domain) == 0)
-            return fl->active[i];
+    for (size_t i = 0; i < fl->nactive; i++) {
+        struct flush_run *r = fl->active[i];
+        if (strcmp(r->domain, domain) == 0)
+            return r;
+        for (size_t j = 0; j < r->nalso; j++) /* an ATRN run of several domains */
+            if (strcmp(r->also[j], domain) == 0)
+                return r;
+    }
     return NULL;
 }
 
@@ -238,6 +243,9 @@ void flush_run_free(struct flush_run *run)
     for (size_t i = 0; i < run->nitems; i++)
         free(run->items[i].rcpts);
     free(run->items);
+    for (size_t i = 0; i < run->nalso; i++)
+        free(run->also[i]);
+    free(run->also);
     relayd_snap_unref(run->snap);
     free(run);
 }
@@ -275,6 +283,13 @@ static void flush_run_maybe_finish(struct flush_run *run)
              (unsigned long long)run->sum.sent, (unsigned long long)run->sum.deferred,
              (unsigned long long)run->sum.failed, (long long)(flush_now() - run->started),
              run->sum.error[0] ? " last_error=" : "", run->sum.error[0] ? run->sum.error : "");
+    if (run->audit[0]) /* ATRN: who released what, from where (flush_atrn.c) */
+        log_info("atrn done %s messages=%llu bytes=%llu sent=%llu deferred=%llu bounced=%llu "
+                 "duration=%llds",
+                 run->audit, (unsigned long long)run->sum.messages,
+                 (unsigned long long)run->bytes, (unsigned long long)run->sum.sent,
+                 (unsigned long long)run->sum.deferred, (unsigned long long)run->sum.failed,
+                 (long long)(flush_now() - run->started));
     if (run->watched && run->watch.done)
         run->watch.done(run->watch.arg, run->watch.token, &run->sum);
     idmap_del(&fl->runs, run->id);
@@ -365,7 +380,7 @@ static void flush_worker_done(struct flush_run *run, struct flush_worker *w)
     flush_run_maybe_finish(run);
 }
 
-static const struct flush_conn_owner flush_run_conn_owner = {
+const struct flush_conn_owner flush_run_conn_owner = {
     .tls_policy = flush_tls_policy,
     .take = flush_take,
     .record = flush_record,
@@ -568,20 +583,13 @@ int flush_start(struct relayd *rd, const char *domain, const char *reason,
     return flush_start_run(rd, domain, reason, watch, false);
 }
 
-static int flush_start_run(struct relayd *rd, const char *domain, const char *reason,
-                           const struct flush_watch *watch, bool due_only)
+struct flush_run *flush_run_new(struct relayd *rd, const char *domain, const char *reason,
+                                const struct flush_watch *watch)
 {
     struct flush *fl = rd->flush;
-    if (!fl || fl->stopping)
-        return -ESHUTDOWN;
-    if (flush_find_active(fl, domain))
-        return -EBUSY;
-    struct queue_domain_stats ds;
-    if (queue_domain_stats(rd->q, domain, &ds) == 0 && ds.held)
-        return -EPERM;
     struct flush_run *run = calloc(1, sizeof(*run));
     if (!run)
-        return -ENOMEM;
+        return NULL;
     run->fl = fl;
     run->snap = relayd_snap_ref(rd->snap);
     run->id = ++fl->next_id;
@@ -594,39 +602,75 @@ static int flush_start_run(struct relayd *rd, const char *domain, const char *re
     }
     run->started = flush_now();
     run->now = run->started;
-    run->due_only = due_only;
+    return run;
+}
+
+int flush_run_load(struct flush_run *run, const char *domain)
+{
+    struct relayd *rd = run->fl->rd;
+    size_t first = run->nitems;
     struct flush_load ld = {run, 0};
     int rc = queue_scan_rcpts(rd->q, domain, false, flush_load_rcpt, &ld);
     if (rc == 0)
         rc = ld.err;
     /* Messages the operator holds stay where they are. */
-    size_t kept = 0;
-    for (size_t i = 0; rc == 0 && i < run->nitems; i++) {
+    size_t kept = first;
+    for (size_t i = first; rc == 0 && i < run->nitems; i++) {
         struct flush_item *it = &run->items[i];
         int r = queue_get_env(rd->q, it->id, &it->env);
         if (r < 0 || (it->env.flags & QUEUE_F_HELD)) {
             free(it->rcpts);
             continue;
         }
+        run->bytes += it->env.size;
         run->items[kept++] = *it;
     }
     if (rc == 0)
         run->nitems = kept;
+    run->sum.messages = run->nitems;
+    return rc;
+}
+
+int flush_run_register(struct flush_run *run)
+{
+    struct flush *fl = run->fl;
+    struct flush_run **v = realloc(fl->active, (fl->nactive + 1) * sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    fl->active = v;
+    if (idmap_put(&fl->runs, run->id, run) < 0)
+        return -ENOMEM;
+    fl->active[fl->nactive++] = run;
+    log_info("flush domain=%s reason=%s messages=%zu started", run->domain, run->reason,
+             run->nitems);
+    return 0;
+}
+
+static int flush_start_run(struct relayd *rd, const char *domain, const char *reason,
+                           const struct flush_watch *watch, bool due_only)
+{
+    struct flush *fl = rd->flush;
+    if (!fl || fl->stopping)
+        return -ESHUTDOWN;
+    if (flush_find_active(fl, domain))
+        return -EBUSY;
+    struct queue_domain_stats ds;
+    if (queue_domain_stats(rd->q, domain, &ds) == 0 && ds.held)
+        return -EPERM;
+    struct flush_run *run = flush_run_new(rd, domain, reason, watch);
+    if (!run)
+        return -ENOMEM;
+    run->due_only = due_only;
+    int rc = flush_run_load(run, domain);
     if (rc < 0 || run->nitems == 0) {
         flush_run_free(run);
         return rc < 0 ? rc : -ENOENT;
     }
-    run->sum.messages = run->nitems;
-    struct flush_run **v = realloc(fl->active, (fl->nactive + 1) * sizeof(*v));
-    if (!v || idmap_put(&fl->runs, run->id, run) < 0) {
-        if (v)
-            fl->active = v;
+    rc = flush_run_register(run);
+    if (rc < 0) {
         flush_run_free(run);
-        return -ENOMEM;
+        return rc;
     }
-    fl->active = v;
-    fl->active[fl->nactive++] = run;
-    log_info("flush domain=%s reason=%s messages=%zu started", domain, reason, run->nitems);
 
     const struct cfg_domain *cd = cfg_find_domain(rd->cfg, domain);
     if (cd && cd->next_hop) {

@@ -382,8 +382,11 @@ static void flush_on_read(struct conn *c, const char *data, size_t len)
         }
         w->line[w->line_len++] = ch;
     }
-    /* RFC 5321 4.5.3.2: 5 minutes per reply, 10 for the final dot. */
-    conn_set_timeout(c, w->sc.state == SMTPC_ST_DOT ? 600000 : 300000);
+    /* RFC 5321 4.5.3.2: 5 minutes per reply, 10 for the final dot; ATRN its own. */
+    if (w->adopted)
+        conn_set_timeout(c, w->reply_timeout_ms);
+    else
+        conn_set_timeout(c, w->sc.state == SMTPC_ST_DOT ? 600000 : 300000);
 }
 
 static void flush_on_eof(struct conn *c, int status)
@@ -489,16 +492,21 @@ static void flush_conn_begin(struct flush_worker *w, struct conn *c)
         .mode = SMTPC_MODE_DELIVER,
         .helo = run->fl->rd->prm.hostname,
         .log_id = run->domain,
-        .tls = strcmp(policy, "none") == 0  ? SMTPC_TLS_NEVER
-               : strcmp(policy, "may") == 0 ? SMTPC_TLS_OPPORTUNISTIC
-                                            : SMTPC_TLS_REQUIRED,
+        .tls = w->adopted                   ? SMTPC_TLS_NEVER
+               : strcmp(policy, "none") == 0 ? SMTPC_TLS_NEVER
+               : strcmp(policy, "may") == 0  ? SMTPC_TLS_OPPORTUNISTIC
+                                             : SMTPC_TLS_REQUIRED,
     };
     /* dane: TLS is mandatory only where secure TLSA records exist (RFC 7672 2.2); an
      * exchanger without them is treated opportunistically. */
-    if (strcmp(policy, "dane") == 0 &&
+    if (!w->adopted && strcmp(policy, "dane") == 0 &&
         !(run->tlsa[w->attempt].secure && run->tlsa[w->attempt].n > 0))
         o.tls = SMTPC_TLS_OPPORTUNISTIC;
     snprintf(w->tls_desc, sizeof(w->tls_desc), "none");
+    struct tls_conn *t = w->adopted ? conn_tls(c) : NULL;
+    if (t) /* the client's own TLS session, from before ATRN */
+        snprintf(w->tls_desc, sizeof(w->tls_desc), "%s,%s,client-session", tls_version(t),
+                 tls_cipher(t));
     w->why[0] = '\0';
     w->tls_switch = false;
     if (smtpc_init(&w->sc, &o) < 0) {
@@ -509,7 +517,7 @@ static void flush_conn_begin(struct flush_worker *w, struct conn *c)
     w->line_len = 0;
     log_debug("flush domain=%s relay=%s connected", run->domain, w->relay);
     conn_read_start(c);
-    conn_set_timeout(c, 300000);
+    conn_set_timeout(c, w->adopted ? w->reply_timeout_ms : 300000);
 }
 
 static const struct conn_ops flush_conn_ops = {
@@ -553,4 +561,19 @@ void flush_conn_start(struct flush_worker *w)
                  hf_errname(rc));
     }
     flush_worker_end(w);
+}
+
+void flush_conn_adopt(struct flush_worker *w, struct conn *c, const char *relay, const char *pre,
+                      size_t prelen, uint64_t timeout_ms)
+{
+    w->adopted = true;
+    w->reply_timeout_ms = timeout_ms;
+    w->attempt = 0;
+    w->conn = c;
+    snprintf(w->relay, sizeof(w->relay), "%s", relay);
+    w->own->note(w->run, w->relay, NULL);
+    conn_set_owner(c, &flush_conn_ops, w);
+    flush_conn_begin(w, c);
+    if (prelen && w->sc_live && conn_data(c) == w)
+        flush_on_read(c, pre, prelen);
 }

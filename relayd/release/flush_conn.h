@@ -6,6 +6,9 @@
 #ifndef HF_FLUSH_CONN_H
 #define HF_FLUSH_CONN_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 struct flush_item;
 struct flush_run;
 struct flush_worker;
@@ -36,5 +39,14 @@ struct flush_conn_owner {
  * refuses the session. When no attempt is left, ends w through w->own->worker_done and
  * frees it. */
 void flush_conn_start(struct flush_worker *w);
+
+/* ATRN (RFC 2645 4.3): w (w->run and w->own set) takes over c, an inbound connection whose
+ * ATRN was just answered 250, as an SMTP client: waits for the client's 220 with
+ * timeout_ms per reply, delivers what w->own hands out, QUIT. pre[0..prelen) are octets the
+ * client sent after ATRN (read already; fed first). relay names the peer for logs. TLS
+ * that the session negotiated stays; no STARTTLS is tried. Ends w like flush_conn_start. */
+struct conn;
+void flush_conn_adopt(struct flush_worker *w, struct conn *c, const char *relay, const char *pre,
+                      size_t prelen, uint64_t timeout_ms);
 
 #endif

@@ -47,6 +47,9 @@ struct flush_worker {
     char line[FLUSH_LINE_MAX];
     size_t line_len;
     bool tls_switch;              /* STARTTLS accepted: drop the rest of this read */
+    bool adopted;                 /* ATRN: the client's own connection, reversed (RFC 2645);
+                                     TLS is what the session had, never STARTTLS again */
+    uint64_t reply_timeout_ms;    /* adopted: how long each reply may take */
     bool dane_required;           /* usable DNSSEC-signed TLSA records must match */
     char why[400];                /* why this connection failed, when we know better than
                                      the dialogue (a TLS check) */
@@ -103,6 +106,10 @@ struct flush_run {
     int64_t now;
     struct flush_summary sum;
     char last_relay[MX_NAME_MAX + 64]; /* the last exchanger a connection was tried to */
+    char **also;                       /* ATRN: the run's other domains (malloc'd) */
+    size_t nalso;
+    uint64_t bytes;  /* sum of the sizes of the run's messages */
+    char audit[800]; /* ATRN: "user=U client=[A] domains=D tls=T", logged at the end */
 };
 
 struct flush {
@@ -119,8 +126,21 @@ struct flush {
     bool stopping;
 };
 
-/* Shared by flush.c and flush_setup.c. */
+/* Shared by flush.c, flush_setup.c and flush_atrn.c. */
 void flush_set_port(struct sockaddr_storage *ss, int port);
 void flush_run_free(struct flush_run *run);
+/* The run releasing domain now (as its domain or one of an ATRN run's), or NULL. */
+struct flush_run *flush_find_active(struct flush *fl, const char *domain);
+/* A new run (not yet active) for domain, with its snapshot reference; NULL without memory. */
+struct flush_run *flush_run_new(struct relayd *rd, const char *domain, const char *reason,
+                                const struct flush_watch *watch);
+/* Appends domain's waiting recipients (not failed, not busy in expiry, not of held messages)
+ * to run's items. Returns 0 or a negative code. */
+int flush_run_load(struct flush_run *run, const char *domain);
+/* Makes run active (one run per domain) and logs its start. Returns 0 or -ENOMEM (the
+ * caller frees run). */
+int flush_run_register(struct flush_run *run);
+/* What a run lends its connections (flush.c). */
+extern const struct flush_conn_owner flush_run_conn_owner;
 
 #endif

@@ -31,6 +31,10 @@ static void test_restart_keys(void **state)
     } cases[] = {
         {CFG_SEC_GLOBAL, "listen", true},
         {CFG_SEC_GLOBAL, "listen_tls", true},
+        {CFG_SEC_GLOBAL, "listen_odmr", true},
+        {CFG_SEC_GLOBAL, "listen_odmr_tls", true},
+        {CFG_SEC_GLOBAL, "cram_file", false},
+        {CFG_SEC_GLOBAL, "timeout_atrn", false},
         {CFG_SEC_GLOBAL, "queue_dir", true},
         {CFG_SEC_GLOBAL, "control_socket", true},
         {CFG_SEC_GLOBAL, "user", true},
@@ -54,7 +58,7 @@ static void test_restart_keys(void **state)
     size_t n = 0;
     for (size_t i = 0; i < cfg_nkeys; i++)
         n += cfg_key_is_restart(&cfg_keys[i]);
-    assert_int_equal(n, 19);
+    assert_int_equal(n, 21);
 }
 
 static void test_man_entries(void **state)

@@ -33,6 +33,7 @@
 #include <cmocka.h>
 
 #include "cfg.h"
+#include "cram.h"
 #include "hf_err.h"
 #include "log.h"
 #include "policy.h"
@@ -136,6 +137,29 @@ static const struct smtpd_params P_TLS_NOSUB = {.hostname = "mx.test",
                                                 .etrn = true,
                                                 .tls_available = true,
                                                 .auth_available = true};
+/* An ODMR listener (RFC 2645) with CRAM-MD5 secrets and a certificate; and the SMTP port of a
+ * relay that has one (atrn_where) or none. */
+static const struct smtpd_params P_ODMR = {.hostname = "mx.test",
+                                           .max_size = 1000000,
+                                           .max_rcpts = 3,
+                                           .max_bad = 10,
+                                           .odmr = true,
+                                           .cram_available = true,
+                                           .tls_available = true,
+                                           .auth_available = true};
+static const struct smtpd_params P_ODMR_NOCRAM = {.hostname = "mx.test",
+                                                  .max_size = 1000000,
+                                                  .max_rcpts = 3,
+                                                  .max_bad = 10,
+                                                  .odmr = true,
+                                                  .tls_available = true,
+                                                  .auth_available = true};
+static const struct smtpd_params P_SMTP_ODMR = {.hostname = "mx.test",
+                                                .max_size = 1000000,
+                                                .max_rcpts = 3,
+                                                .max_bad = 10,
+                                                .etrn = true,
+                                                .atrn_where = "192.0.2.1:366"};
 static const struct smtpd_params P_TLS_NOAUTH = {.hostname = "mx.test",
                                                  .max_size = 1000000,
                                                  .max_rcpts = 3,
@@ -239,6 +263,21 @@ struct dcase {
 #define R_AUTH_OK     "235 2.7.0 Authentication successful\r\n"
 #define R_AUTH_BAD    "535 5.7.8 Authentication credentials invalid\r\n"
 #define R_CLOSE_BAD   "421 4.7.0 Too many errors, closing connection\r\n"
+/* ODMR: EHLO before and after TLS, CRAM-MD5 for session id 7 (challenge <0.7@mx.test>,
+ * the digest from Python's hmac with the secret "secret"). */
+#define EHLO_ODMR                                                                                  \
+    "250-mx.test Hello client.test [127.0.0.1]\r\n250-ENHANCEDSTATUSCODES\r\n250-STARTTLS\r\n"    \
+    "250-AUTH CRAM-MD5\r\n250-ATRN\r\n250 HELP\r\n"
+#define EHLO_ODMR_TLS                                                                              \
+    "250-mx.test Hello client.test [127.0.0.1]\r\n250-ENHANCEDSTATUSCODES\r\n"                    \
+    "250-AUTH CRAM-MD5 PLAIN LOGIN\r\n250-ATRN\r\n250 HELP\r\n"
+#define CRAM_CHAL     "334 PDAuN0BteC50ZXN0Pg==\r\n"
+#define CRAM_ALICE    "YWxpY2UgYjE1YmZjODczNDI0MzUyZjQyMTY0MDk3YmQ3MTRjZmU=\r\n"
+#define CRAM_WRONG    "YWxpY2UgYmY1NjBkYjJkZTNiMTk0MWYzMDFlZmU2YTBkZjg1NDI=\r\n"
+#define R_ODMR_NOMAIL(v)                                                                           \
+    "502 5.5.1 " v " not accepted on the ODMR port: AUTH, then ATRN (RFC 2645); send mail to "     \
+    "the SMTP port\r\n"
+#define R_REVERSE "250 2.0.0 OK now reversing the connection\r\n"
 
 #define MAIL_A     "MAIL FROM:<a@example.org>\r\n"
 #define RCPT_ALICE "RCPT TO:<alice@branch.test>\r\n"
@@ -872,6 +911,88 @@ static const struct dcase cases[] = {
                 R_MAIL "503 5.5.1 ETRN not allowed inside a mail transaction\r\n", "MAIL"},
                {RCPT_ALICE "ETRN branch.test\r\n",
                 R_RCPT "503 5.5.1 ETRN not allowed inside a mail transaction\r\n", "RCPT"}}},
+
+    /* ---- ODMR (RFC 2645) ----------------------------------------------------------------- */
+    {.name = "odmr: EHLO offers AUTH CRAM-MD5 and ATRN; mail is refused",
+     .prm = &P_ODMR,
+     .steps = {{"ATRN\r\n", "503 5.5.1 Send EHLO first\r\n", "GREET"},
+               {"EHLO client.test\r\n", EHLO_ODMR, "READY"},
+               {"ATRN branch.test\r\n", "530 5.7.0 Authentication required\r\n", "READY"},
+               {MAIL_A RCPT_ALICE "DATA\r\nETRN branch.test\r\nBDAT 3 LAST\r\n",
+                R_ODMR_NOMAIL("MAIL") R_ODMR_NOMAIL("RCPT") R_ODMR_NOMAIL("DATA")
+                    R_ODMR_NOMAIL("ETRN") R_ODMR_NOMAIL("BDAT"),
+                "READY"},
+               {"RSET\r\n", R_OK, "READY"}}},
+    {.name = "odmr: AUTH refusals before TLS, TURN, HELP",
+     .prm = &P_ODMR,
+     .steps = {{"EHLO client.test\r\n", EHLO_ODMR, "READY"},
+               {"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n",
+                "538 5.7.11 Encryption required for requested authentication mechanism\r\n",
+                "READY"},
+               {"AUTH CRAM-MD5 xyz\r\n", "501 5.5.4 CRAM-MD5 takes no initial response\r\n",
+                "READY"},
+               {"AUTH DIGEST-MD5\r\n",
+                "504 5.5.4 Unrecognized authentication type (CRAM-MD5 offered; PLAIN and LOGIN "
+                "after STARTTLS)\r\n",
+                "READY"},
+               {"TURN\r\n", "502 5.5.1 TURN refused: *\r\n", "READY"},
+               {"HELP\r\n",
+                "214 2.0.0 Commands: HELO EHLO RSET NOOP QUIT VRFY HELP STARTTLS AUTH ATRN; HELP "
+                "command for its syntax\r\n",
+                "READY"}}},
+    {.name = "odmr: CRAM-MD5, wrong digest, cancel, then right; ATRN reverses",
+     .prm = &P_ODMR,
+     .steps = {{"EHLO client.test\r\n", EHLO_ODMR, "READY"},
+               {"AUTH CRAM-MD5\r\n", CRAM_CHAL, "AUTH"},
+               {CRAM_WRONG, R_AUTH_BAD, "READY"},
+               {"AUTH CRAM-MD5\r\n", CRAM_CHAL, "AUTH"},
+               {"*\r\n", "501 5.0.0 Authentication cancelled\r\n", "READY"},
+               {"AUTH CRAM-MD5\r\n", CRAM_CHAL, "AUTH"},
+               {"YWxpY2UgMDEyMw==\r\n", "501 5.5.2 *\r\n", "READY"}, /* "alice 0123" */
+               {"AUTH CRAM-MD5\r\n" CRAM_ALICE, CRAM_CHAL R_AUTH_OK, "READY"},
+               {"EHLO client.test\r\n",
+                "250-mx.test Hello client.test [127.0.0.1]\r\n250-ENHANCEDSTATUSCODES\r\n"
+                "250-STARTTLS\r\n250-ATRN\r\n250 HELP\r\n",
+                "READY"},
+               {"ATRN other.test\r\n", "450 4.7.1 ATRN request refused\r\n", "READY"},
+               {"ATRN none.test\r\n", "453 4.2.0 You have no mail\r\n", "READY"},
+               {"ATRN busy.test\r\n", "451 4.3.0 Unable to process ATRN request now\r\n",
+                "READY"},
+               {"ATRN a..test\r\n", "501 5.5.4 Syntax error in ATRN\r\n", "READY"},
+               {"ATRN branch.test,Second.test\r\nQUIT\r\n", R_REVERSE, "REVERSED"}},
+     .etrn_arg = "branch.test,Second.test"},
+    {.name = "odmr: PLAIN after STARTTLS, ATRN without argument",
+     .prm = &P_ODMR,
+     .steps = {{"EHLO client.test\r\n", EHLO_ODMR, "READY"},
+               S_STARTTLS,
+               {"EHLO client.test\r\n", EHLO_ODMR_TLS, "READY"},
+               {"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n", R_AUTH_OK, "READY"},
+               {"ATRN\r\n", R_REVERSE, "REVERSED"}}},
+    {.name = "odmr without CRAM secrets: AUTH only after TLS",
+     .prm = &P_ODMR_NOCRAM,
+     .steps = {{"EHLO client.test\r\n",
+                "250-mx.test Hello client.test [127.0.0.1]\r\n250-ENHANCEDSTATUSCODES\r\n"
+                "250-STARTTLS\r\n250-ATRN\r\n250 HELP\r\n",
+                "READY"},
+               {"AUTH CRAM-MD5\r\n",
+                "538 5.7.11 Encryption required for requested authentication mechanism\r\n",
+                "READY"}}},
+    {.name = "smtp port: ATRN names the ODMR port, TURN refused, ATRN not in HELP",
+     .prm = &P_SMTP_ODMR,
+     .steps = {S_EHLO,
+               {"ATRN branch.test\r\n",
+                "502 5.5.1 ATRN is served on the ODMR port 192.0.2.1:366, not here (RFC 2645)\r\n",
+                "READY"},
+               {"TURN\r\n",
+                "502 5.5.1 TURN refused: it gives mail to whoever asks; use ETRN, or AUTH and "
+                "ATRN (RFC 2645)\r\n",
+                "READY"},
+               {"HELP ATRN\r\n", R_NOHELP, "READY"}}},
+    {.name = "smtp port without ODMR: ATRN not offered",
+     .steps = {S_EHLO,
+               {"ATRN\r\n", "502 5.5.1 ATRN not offered: this relay has no ODMR listener; use "
+                             "ETRN\r\n",
+                "READY"}}},
 };
 
 /* ---- the driver ------------------------------------------------------------------------ */
@@ -889,6 +1010,7 @@ struct drv {
     unsigned owe;   /* actions waiting for their answer */
     char *auth_user, *auth_pass;
     char etrn_arg[SMTP_CMD_LINE_MAX + 1];
+    bool auth_cram;
     char replies[65536];
     size_t rlen;
     struct smtpd_msg *msgs[8];
@@ -900,7 +1022,7 @@ struct drv {
 static bool st_waiting(enum smtpd_state st)
 {
     return st == SMTPD_ST_COMMIT || st == SMTPD_ST_WAIT || st == SMTPD_ST_CLOSED ||
-           st == SMTPD_ST_TLS;
+           st == SMTPD_ST_TLS || st == SMTPD_ST_REVERSED;
 }
 
 /* Takes the replies and actions out of s.out, as the glue does after every event. */
@@ -928,9 +1050,22 @@ static void collect(struct drv *d)
         memcpy(d->etrn_arg, o->etrn_arg, sizeof(d->etrn_arg));
         d->owe |= SMTPD_ACT_ETRN;
     }
+    if (act & SMTPD_ACT_ATRN) {
+        if (d->s.st != SMTPD_ST_WAIT)
+            fail_msg("%s: ATRN in state %s", d->where, smtpd_state_name(d->s.st));
+        memcpy(d->etrn_arg, o->etrn_arg, sizeof(d->etrn_arg));
+        d->owe |= SMTPD_ACT_ATRN;
+    }
+    if (act & SMTPD_ACT_REVERSE) {
+        /* The glue hands the connection over: nothing more is read as commands. */
+        if (d->s.st != SMTPD_ST_REVERSED)
+            fail_msg("%s: REVERSE in state %s", d->where, smtpd_state_name(d->s.st));
+        d->closed = true;
+    }
     if (act & SMTPD_ACT_AUTH) {
         if (d->s.st != SMTPD_ST_WAIT)
             fail_msg("%s: AUTH in state %s", d->where, smtpd_state_name(d->s.st));
+        d->auth_cram = o->auth_cram;
         assert_non_null(o->auth_user);
         assert_non_null(o->auth_pass);
         free(d->auth_user);
@@ -973,9 +1108,26 @@ static void answer(struct drv *d)
         smtpd_committed(&d->s, d->c->commit_status, "ID");
     if (owe & SMTPD_ACT_ETRN)
         smtpd_etrn_done(&d->s, 250, "2.0.0", "Queuing started");
+    if (owe & SMTPD_ACT_ATRN) {
+        /* The release of this test: branch.test (and second.test) have mail, none.test has
+         * none, busy.test is being released, anything else is not alice's. */
+        const char *a = d->etrn_arg;
+        if (a[0] == '\0' || strcmp(a, "branch.test,Second.test") == 0)
+            smtpd_atrn_done(&d->s, 250, "2.0.0", "OK now reversing the connection");
+        else if (strcmp(a, "none.test") == 0)
+            smtpd_atrn_done(&d->s, 453, "4.2.0", "You have no mail");
+        else if (strcmp(a, "busy.test") == 0)
+            smtpd_atrn_done(&d->s, 451, "4.3.0", "Unable to process ATRN request now");
+        else
+            smtpd_atrn_done(&d->s, 450, "4.7.1", "ATRN request refused");
+    }
     if (owe & SMTPD_ACT_AUTH) {
-        /* The credentials store of this test: alice / secret; "tempfail" cannot be checked. */
-        bool ok = strcmp(d->auth_user, "alice") == 0 && strcmp(d->auth_pass, "secret") == 0;
+        /* The credentials store of this test: alice / secret (CRAM-MD5 too, against the
+         * session's own challenge); "tempfail" cannot be checked. */
+        bool ok = strcmp(d->auth_user, "alice") == 0 &&
+                  (d->auth_cram ? cram_md5_check(d->auth_pass, "secret", 6, d->s.cram_chal,
+                                                 strlen(d->s.cram_chal))
+                                : strcmp(d->auth_pass, "secret") == 0);
         bool temp = strcmp(d->auth_user, "tempfail") == 0;
         smtpd_auth_done(&d->s, ok, temp, d->auth_user);
         free(d->auth_user);
@@ -1247,10 +1399,11 @@ static void test_state_names(void **state)
         {SMTPD_ST_RCPT, "RCPT"},   {SMTPD_ST_DATA, "DATA"},     {SMTPD_ST_COMMIT, "COMMIT"},
         {SMTPD_ST_WAIT, "WAIT"},   {SMTPD_ST_CLOSED, "CLOSED"}, {SMTPD_ST_TLS, "TLS"},
         {SMTPD_ST_AUTH, "AUTH"},   {SMTPD_ST_CHUNK, "CHUNK"},   {SMTPD_ST_BDAT, "BDAT"},
+        {SMTPD_ST_REVERSED, "REVERSED"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         assert_string_equal(smtpd_state_name(names[i].st), names[i].name);
-    assert_string_equal(smtpd_state_name((enum smtpd_state)12), "?");
+    assert_string_equal(smtpd_state_name((enum smtpd_state)13), "?");
     assert_string_equal(smtpd_state_name((enum smtpd_state) - 1), "?");
 }
 
