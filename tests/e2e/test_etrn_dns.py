@@ -126,7 +126,7 @@ class DNSDecides(etrnlib.ETRNTestCase):
         sent = r.log_lines(r" to=<u\d@static\.test>, .*status=sent", after=mark)
         self.assertEqual(len(sent), 2, sent)
         for line in sent:
-            self.assertRegex(line, r" relay=static[^ ]*\[127\.0\.0\.5\]:%d " % port)
+            self.assertRegex(line, r" relay=static[^ ]*\[127\.0\.0\.5\]:%d, " % port)
         self.assertQueueEmpty()
 
 

@@ -150,7 +150,7 @@ class EqualPreference(etrnlib.ETRNTestCase):
         self.assertEqual(self.sinks["127.0.0.4"].snapshot(), [])
         relays = set()
         for line in r.log_lines(r" status=sent ", after=mark):
-            relays.add(line.split(" relay=", 1)[1].split(" ", 1)[0])
+            relays.add(line.split(" relay=", 1)[1].split(",", 1)[0])
         self.assertTrue(relays <= {"a.tie.test[127.0.0.2]:%d" % self.sinks.port,
                                    "b.tie.test[127.0.0.3]:%d" % self.sinks.port}, relays)
         self.assertQueueEmpty()

@@ -370,7 +370,7 @@ class PostmasterWarning(LifecycleCase):
         text = msg.get_content()
         self.assertRegex(text, r"messages: +2 \(3 recipients, \d+ octets\)")
         self.assertIn("ETRN hold.test", text)
-        self.assertIn("relayctl action=flush target=hold.test", text)
+        self.assertIn("relayctl flush hold.test", text)
         self.assertRegex(text, r"oldest: +arrived ")
         self.assertRegex(text, r"expires: +\w{3}, ")
         # Once per period, also across a restart.
