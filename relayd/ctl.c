@@ -196,7 +196,8 @@ static void ctl_flush(struct ctl_client *c, const char *what, bool wait)
             ctl_send(c, "err flush domain=%s failed: %s\n", ds.v[i], hf_strerror(rc));
         }
     }
-    log_info("relayctl action=flush target=%s%s domains=%zu", what, wait ? " wait" : "", ds.n);
+    log_info("relayctl action=flush target=%s wait=%s domains=%zu", what, wait ? "yes" : "no",
+             ds.n);
     free(ds.v);
     ctl_maybe_end(c);
 }
@@ -273,7 +274,7 @@ static void ctl_deleted_domain(int status, uint64_t token, struct queue_update *
     for (size_t i = 0; i < n; i++)
         if (status == 0 && ups[i].result == 0)
             done++;
-    log_info("relayctl action=delete-domain removed rcpts=%zu of %zu%s%s", done, n,
+    log_info("relayctl action=delete-domain rcpts=%zu removed=%zu%s%s", n, done,
              status < 0 ? " err=" : "", status < 0 ? hf_errname(status) : "");
     struct ctl_client *c = idmap_get(&ctl->clients, token);
     if (!c)
