@@ -32,7 +32,7 @@ const char *release_unsupported(const struct cfg_relay *relay);
 const char *release_tls_problem(const struct cfg_relay *relay);
 
 /* The relay's `tls` as smtpc's policy: no -> NEVER, may -> OPPORTUNISTIC, require (and
- * anything else) -> REQUIRED. */
+ * anything else) -> REQUIRED. Unset: may for mode = etrn, require for mode = atrn. */
 enum smtpc_tls release_tls_policy(const struct cfg_relay *relay);
 
 /* Whether the relay's certificate must verify (chain to a trusted CA and the host name):

@@ -15,7 +15,8 @@ relay's client on the turned connection) and a python3-aiosmtpd local MTA.
   - 453 ends quietly (exit 0, one connection); 450 is reported and not retried (exit 1);
     451 is retried with the backoff (retry_limit + 1 connections, exit 1).
   - STARTTLS (tls = require, the stand-in's certificate from the test CA, checked) and AUTH
-    PLAIN under TLS; the whole turned session stays under TLS.
+    PLAIN under TLS; a certificate for another name is refused before AUTH; without a tls
+    key ATRN requires TLS (a relay without STARTTLS gets no AUTH and no ATRN).
   - two [relay] sections released in the same run, each retried on its own (one answers
     451 first).
   - LMTP as the local protocol (aiosmtpd's LMTP server).
@@ -231,6 +232,21 @@ class ATRNCase(unittest.TestCase):
                          [("PLAIN", True, True)])
         self.assertEqual(mta.got(), [("a@example.org", ["u@branch.test"], BODY1)])
         self.assertRegex(text, r"tls established version=TLS\S+ cipher=\S+ verified=yes")
+
+    def test_tls_required_by_default(self):
+        # mode = atrn without a tls key means tls = require: a relay without STARTTLS gets
+        # neither AUTH nor ATRN.
+        mta = self.local()
+        relay = self.relay([Held("Q1", "a@example.org", ["u@branch.test"], BODY1)])
+        f = self.fetchd({"isp": (relay, {})}, mta.port, retry_limit="0")
+        del f.relays["isp"]["tls"]
+        f.write_config()
+        rc, text = self.run_once(f)
+        self.assertEqual(rc, 1, text)
+        self.assertEqual(relay.auth, [])
+        self.assertNotIn("ATRN", [e for _, e, _ in relay.log])
+        self.assertRegex(text, r"TLS required but the server does not offer STARTTLS")
+        self.assertEqual(relay.held_rcpts(), [("Q1", "u@branch.test")])
 
     def test_two_relays_in_parallel(self):
         mta = self.local()

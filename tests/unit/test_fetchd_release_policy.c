@@ -38,6 +38,15 @@ static void test_unsupported_relays(void **state)
     assert_null(release_tls_problem(&r));
     r.mode = "etrn";
     assert_non_null(strstr(release_tls_problem(&r), "needs TLS"));
+    /* tls unset: may for ETRN, require (and so a checked certificate) for ATRN. */
+    r.tls = NULL;
+    r.auth_user = NULL;
+    r.auth_password_file = NULL;
+    assert_int_equal(release_tls_policy(&r), SMTPC_TLS_OPPORTUNISTIC);
+    assert_false(release_tls_verify(&r));
+    r.mode = "atrn";
+    assert_int_equal(release_tls_policy(&r), SMTPC_TLS_REQUIRED);
+    assert_true(release_tls_verify(&r));
 }
 
 struct tls_key_case {
