@@ -58,6 +58,13 @@ const char *release_tls_problem(const struct cfg_relay *relay)
     return NULL;
 }
 
+unsigned release_port(const struct cfg_relay *relay)
+{
+    if (relay->port)
+        return (unsigned)relay->port;
+    return release_is(relay->mode, "atrn") ? 366 : 25;
+}
+
 enum smtpc_tls release_tls_policy(const struct cfg_relay *relay)
 {
     if (release_is(release_tls_of(relay), "no"))

@@ -176,7 +176,8 @@ const struct cfg_key cfg_keys[] = {
     /* [relay NAME] (fetchd) */
     {CFG_SEC_RELAY, "host", CFG_T_STR, R(host), 0, 0, NULL, NULL,
      "relay host name or address (empty or absent: every MX host of each domain)"},
-    {CFG_SEC_RELAY, "port", CFG_T_U64, R(port), 1, 65535, NULL, "25", "relay SMTP port"},
+    {CFG_SEC_RELAY, "port", CFG_T_U64, R(port), 1, 65535, NULL, NULL,
+     "relay port (default: 25 for mode = etrn, 366, ODMR, for mode = atrn)"},
     {CFG_SEC_RELAY, "domains", CFG_T_STR, R(domains), 0, 0, NULL, NULL,
      "domains to release from this relay"},
     {CFG_SEC_RELAY, "mode", CFG_T_ENUM, R(mode), 0, 0, "etrn|atrn", "etrn", "how to release"},

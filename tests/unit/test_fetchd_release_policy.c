@@ -47,6 +47,12 @@ static void test_unsupported_relays(void **state)
     r.mode = "atrn";
     assert_int_equal(release_tls_policy(&r), SMTPC_TLS_REQUIRED);
     assert_true(release_tls_verify(&r));
+    /* port unset: 25 for ETRN, 366 (RFC 2645 3) for ATRN; set: as set. */
+    assert_int_equal(release_port(&r), 366);
+    r.mode = "etrn";
+    assert_int_equal(release_port(&r), 25);
+    r.port = 2525;
+    assert_int_equal(release_port(&r), 2525);
 }
 
 struct tls_key_case {
