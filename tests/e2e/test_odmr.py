@@ -200,6 +200,18 @@ class ODMRRelease(odmrlib.ODMRCase):
         self.assertTrue(cmds[0].startswith("EHLO "), cmds)
         self.assertEqual([m[2] for m in got], list(held.values()))
 
+    def test_shutdown_while_waiting_for_220(self):
+        """relayd is stopped while a reversed connection waits for the client's 220: it stops
+        in its usual time, and the mail stays queued for the next release."""
+        r = self.relayd
+        self.hold("branch.test", 2)
+        c = self.login("branch")
+        self.assertEqual(c.cmd("ATRN branch.test")[0], 250)
+        r.wait_log(r"atrn start user=branch ")
+        r.stop()  # fails the test if relayd needs SIGKILL or leaves a sanitizer report
+        self.assertEqual(len(r.rcpts()), 2)
+        self.assertTrue(r.log_lines(r"atrn done user=branch .* sent=0 deferred=2 bounced=0"))
+
     def test_busy_domain_451(self):
         self.hold("branch.test", 1)
         first = self.login("branch")
