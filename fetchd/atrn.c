@@ -23,6 +23,7 @@ struct atrn_sess {
     struct atrn_srv srv;
     struct lmta *l;
     size_t nmsgs;
+    size_t nrefusals_logged;
 };
 
 static void atrn_act(struct atrn_sess *s);
@@ -202,6 +203,14 @@ static void atrn_act(struct atrn_sess *s)
         unsigned act = atrn_srv_take_actions(&s->srv);
         if (!act)
             return;
+        if (s->srv.nrefusals != s->nrefusals_logged) {
+            /* Our own refusals (syntax, sequence, a message refused by the decoder). */
+            char text[200];
+            atrn_log_text(s->srv.refusal, text, sizeof(text));
+            log_info("relay=%s refused count=%zu last=\"%s\"", s->relay,
+                     s->srv.nrefusals - s->nrefusals_logged, text);
+            s->nrefusals_logged = s->srv.nrefusals;
+        }
         if (act & ATRN_SRV_ACT_WRITE) {
             size_t len = 0;
             char *out = atrn_srv_out_take(&s->srv, &len);

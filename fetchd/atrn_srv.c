@@ -62,6 +62,11 @@ static int atrn_srv_reply(struct atrn_srv *s, int code, const char *enh, bool mo
         return -ENOMEM;
     memcpy(s->out + s->out_len, line, (size_t)n);
     s->out_len += (size_t)n;
+    if (code >= 400 && !s->answering) {
+        s->nrefusals++;
+        snprintf(s->refusal, sizeof(s->refusal), "%d%s%s %s", code, enh ? " " : "", enh ? enh : "",
+                 text);
+    }
     s->actions |= ATRN_SRV_ACT_WRITE;
     return 0;
 }
@@ -374,7 +379,9 @@ int atrn_srv_answer(struct atrn_srv *s, int code, const char *enh, const char *t
         s->ntemp++;
     s->event = ATRN_SRV_EV_NONE;
     s->state = s->wait_from;
+    s->answering = true;
     int rc = atrn_srv_reply(s, code, enh && enh[0] ? enh : NULL, false, "%s", text ? text : "");
+    s->answering = false;
     switch (ev) {
     case ATRN_SRV_EV_MAIL:
         if (cls == 2)

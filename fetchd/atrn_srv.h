@@ -91,6 +91,9 @@ struct atrn_srv {
     size_t nmsgs_refused; /* end of data answered 4xx/5xx (ours or the glue's) */
     size_t ntemp;         /* answers of the glue that were temporary (4xx), any event */
     bool quit;            /* the session ended with QUIT (not cut, not aborted) */
+    size_t nrefusals;     /* 4xx/5xx replies of our own (not the glue's answers), for the
+                             glue's log; the latest is in refusal ("554 5.6.0 text") */
+    char refusal[160];
     /* private */
     char name[ATRN_SRV_NAME_MAX + 1];
     uint64_t size_max;
@@ -107,6 +110,7 @@ struct atrn_srv {
     char *hold; /* input kept during WAIT */
     size_t hold_len;
     enum atrn_srv_state wait_from; /* the state an open event returns to */
+    bool answering;                /* the reply being queued is the glue's answer */
 };
 
 /* Places a server in s and queues the 220 greeting. Returns 0, -EINVAL (bad name or

@@ -698,7 +698,7 @@ int fetchd_etrn_start(const struct release_params *p, release_done_cb cb, void *
         return -ENOMEM;
     run->loop = p->loop;
     run->dns = p->dns;
-    run->port = (int)p->relay->port;
+    run->port = (int)release_port(p->relay);
     run->connect_timeout_ms = p->connect_timeout_ms;
     run->reply_timeout_ms = p->reply_timeout_ms;
     run->tls = release_tls_policy(p->relay);

@@ -31,8 +31,12 @@ const char *release_unsupported(const struct cfg_relay *relay);
  * yes with tls = no. Pure. */
 const char *release_tls_problem(const struct cfg_relay *relay);
 
+/* The relay's port: `port`, or 25 (SMTP) for mode = etrn and 366 (ODMR, RFC 2645 3) for
+ * mode = atrn when it is unset. */
+unsigned release_port(const struct cfg_relay *relay);
+
 /* The relay's `tls` as smtpc's policy: no -> NEVER, may -> OPPORTUNISTIC, require (and
- * anything else) -> REQUIRED. */
+ * anything else) -> REQUIRED. Unset: may for mode = etrn, require for mode = atrn. */
 enum smtpc_tls release_tls_policy(const struct cfg_relay *relay);
 
 /* Whether the relay's certificate must verify (chain to a trusted CA and the host name):

@@ -503,7 +503,9 @@ int runner_new(uv_loop_t *loop, const struct runner_opts *o, struct runner **out
             rr->usable = true;
             usable++;
             log_debug("relay=%s tls=%s tls_verify=%s auth=%s", rr->cfg->name,
-                      rr->cfg->tls ? rr->cfg->tls : "may",
+                      release_tls_policy(rr->cfg) == SMTPC_TLS_NEVER           ? "no"
+                      : release_tls_policy(rr->cfg) == SMTPC_TLS_OPPORTUNISTIC ? "may"
+                                                                               : "require",
                       release_tls_verify(rr->cfg) ? "yes" : "no",
                       rr->has_password ? rr->cfg->auth_user : "-");
         }

@@ -12,10 +12,13 @@ relay's client on the turned connection) and a python3-aiosmtpd local MTA.
     run delivers everything, once.
   - the connection cut in the middle of a message's data: the local MTA gets nothing of it;
     the retry delivers it once.
+  - a message with a bare LF: 554 5.6.0 from fetchd itself (bounced by the relay), never at
+    the local MTA, logged.
   - 453 ends quietly (exit 0, one connection); 450 is reported and not retried (exit 1);
     451 is retried with the backoff (retry_limit + 1 connections, exit 1).
   - STARTTLS (tls = require, the stand-in's certificate from the test CA, checked) and AUTH
-    PLAIN under TLS; the whole turned session stays under TLS.
+    PLAIN under TLS; a certificate for another name is refused before AUTH; without a tls
+    key ATRN requires TLS (a relay without STARTTLS gets no AUTH and no ATRN).
   - two [relay] sections released in the same run, each retried on its own (one answers
     451 first).
   - LMTP as the local protocol (aiosmtpd's LMTP server).
@@ -231,6 +234,35 @@ class ATRNCase(unittest.TestCase):
                          [("PLAIN", True, True)])
         self.assertEqual(mta.got(), [("a@example.org", ["u@branch.test"], BODY1)])
         self.assertRegex(text, r"tls established version=TLS\S+ cipher=\S+ verified=yes")
+
+    def test_bad_message_refused_and_logged(self):
+        # A bare LF in the content (RFC 5321 2.3.8): refused by fetchd itself with 554 5.6.0
+        # (the relay bounces it), never handed to the local MTA, and logged.
+        mta = self.local()
+        relay = self.relay([Held("Q1", "a@example.org", ["u@branch.test"],
+                                 b"Subject: bad\r\n\r\nbare\nLF\r\n"),
+                            Held("Q2", "b@example.org", ["w@branch.test"], BODY1)])
+        f = self.fetchd({"isp": (relay, {})}, mta.port)
+        rc, text = self.run_once(f)
+        self.assertEqual(rc, 0, text)
+        self.assertEqual(relay.bounced, [("Q1", "u@branch.test", 554)])
+        self.assertEqual(mta.got(), [("b@example.org", ["w@branch.test"], BODY1)])
+        self.assertRegex(text, r'relay=isp refused count=1 last="554 5\.6\.0 bare CR or LF')
+
+    def test_tls_required_by_default(self):
+        # mode = atrn without a tls key means tls = require: a relay without STARTTLS gets
+        # neither AUTH nor ATRN.
+        mta = self.local()
+        relay = self.relay([Held("Q1", "a@example.org", ["u@branch.test"], BODY1)])
+        f = self.fetchd({"isp": (relay, {})}, mta.port, retry_limit="0")
+        del f.relays["isp"]["tls"]
+        f.write_config()
+        rc, text = self.run_once(f)
+        self.assertEqual(rc, 1, text)
+        self.assertEqual(relay.auth, [])
+        self.assertNotIn("ATRN", [e for _, e, _ in relay.log])
+        self.assertRegex(text, r"TLS required but the server does not offer STARTTLS")
+        self.assertEqual(relay.held_rcpts(), [("Q1", "u@branch.test")])
 
     def test_two_relays_in_parallel(self):
         mta = self.local()

@@ -127,9 +127,10 @@ static void dialogue(const char *in, size_t len, size_t split, bool answer_now, 
     assert_int_equal(atrn_srv_feed(&s, in + split, len - split), 0);
     glue_run(&s, out, events, answer_now);
     glue_run(&s, out, events, true);
-    char tail[64];
-    snprintf(tail, sizeof(tail), "END %s taken=%zu refused=%zu temp=%zu quit=%d",
-             atrn_srv_state_name(s.state), s.nmsgs_taken, s.nmsgs_refused, s.ntemp, s.quit);
+    char tail[128];
+    snprintf(tail, sizeof(tail), "END %s taken=%zu refused=%zu temp=%zu quit=%d own=%zu",
+             atrn_srv_state_name(s.state), s.nmsgs_taken, s.nmsgs_refused, s.ntemp, s.quit,
+             s.nrefusals);
     buf_str(events, tail);
     atrn_srv_close(&s);
 }
@@ -198,7 +199,7 @@ static void test_transaction_per_recipient(void **state)
                    "MAIL<a@x.test>8|RCPT<u@branch.test>|RCPT<bad@branch.test>|"
                    "RCPT<full@branch.test>|MSG n=1 len=26 [Subject: t\r\n\r\n.dot\r\nline\r\n]|"
                    "MAIL<>|RCPT<v@branch.test>|MSG n=1 len=11 [REJECT me\r\n]|CLOSE|"
-                   "END done taken=1 refused=1 temp=1 quit=1");
+                   "END done taken=1 refused=1 temp=1 quit=1 own=0");
 }
 
 static void test_local_down_and_odd_answers(void **state)
@@ -228,7 +229,7 @@ static void test_local_down_and_odd_answers(void **state)
                                        "354 end data with <CR><LF>.<CR><LF>\r\n"
                                        "451 4.3.0 local: try later\r\n",
                    "MAIL<down@x.test>|MAIL<a@x.test>|RCPT<odd@branch.test>|RCPT<u@branch.test>|"
-                   "MSG n=1 len=7 [DEFER\r\n]|END ready taken=0 refused=1 temp=3 quit=0");
+                   "MSG n=1 len=7 [DEFER\r\n]|END ready taken=0 refused=1 temp=3 quit=0 own=3");
 }
 
 static void test_commands_in_every_state(void **state)
@@ -287,7 +288,7 @@ static void test_commands_in_every_state(void **state)
                             "500 5.5.2 bare LF: lines end with CRLF\r\n"
                             "250 2.0.0 reset\r\n",
                    "MAIL<a@x.test>|RESET|MAIL<c@x.test>|RCPT<u@branch.test>|RESET|"
-                   "END ready taken=0 refused=0 temp=0 quit=0");
+                   "END ready taken=0 refused=0 temp=0 quit=0 own=17");
 }
 
 static void test_message_refused_here(void **state)
@@ -330,7 +331,7 @@ static void test_message_refused_here(void **state)
     snprintf(want_ev, sizeof(want_ev),
              "MAIL<a@x.test>|RCPT<u@b.test>|RESET|MAIL<a@x.test>|RCPT<u@b.test>|RESET|"
              "MAIL<a@x.test>|RCPT<u@b.test>|MSG n=1 len=1000 [%s\r\n]|"
-             "MAIL<a@x.test>|RCPT<u@b.test>|RESET|END ready taken=1 refused=3 temp=0 quit=0",
+             "MAIL<a@x.test>|RCPT<u@b.test>|RESET|END ready taken=1 refused=3 temp=0 quit=0 own=3",
              l1000);
     check_dialogue(in, 1010, want, want_ev);
 }
