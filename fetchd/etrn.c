@@ -18,7 +18,13 @@
  * handshake ("hostname mismatch"), authentication ("authentication failed user=..."). A
  * session that failed for a reason of its own (code 0, outcome FAIL: AUTH refused before
  * anything was sent) is fatal for its domains; a TLS failure is retried like an
- * unreachable relay. */
+ * unreachable relay.
+ *
+ * ATRN (mode = atrn, RFC 2645): the same connection, TLS and AUTH, then smtpc sends one
+ * "ATRN d1,d2" (SMTPC_MODE_ATRN). On 250 (SMTPC_ACT_TURN) the connection is handed to an
+ * ATRN session (atrn.h), which acts as its SMTP server until the relay quits or the
+ * connection ends; the session's verdict is then every domain's. Other replies: see
+ * fetchd_atrn_verdict. */
 #include "fetchd_etrn.h"
 
 #include <arpa/inet.h>
@@ -33,6 +39,8 @@
 #include "dns.h"
 #include "hf_err.h"
 #include "log.h"
+#include "atrn.h"
+#include "cram.h"
 #include "smtpc.h"
 #include "tls.h"
 
@@ -55,9 +63,11 @@ struct etrn_target {
     int connect_err; /* the last connection attempt's error */
     struct smtpc sc;
     bool sc_live;
-    bool answered;   /* results recorded */
-    bool drop_input; /* TLS just started: the rest of this read is discarded */
-    char why[200];   /* what went wrong here (TLS), preferred to smtpc's generic text */
+    struct atrn_sess *sess; /* ATRN: the turned connection's server side */
+    int atrn_verdict;       /* ATRN: the session's verdict, once it ended (0: none) */
+    bool answered;          /* results recorded */
+    bool drop_input;        /* TLS just started: the rest of this read is discarded */
+    char why[200];          /* what went wrong here (TLS), preferred to smtpc's generic text */
     char line[ETRN_LINE_MAX];
     size_t line_len;
     char label[MX_NAME_MAX + INET6_ADDRSTRLEN + 64]; /* "NAME[addr]:port", "mx=host" */
@@ -76,6 +86,9 @@ struct fetchd_etrn_run {
     struct tls_ctx *tls_ctx;   /* borrowed */
     const char *auth_user;     /* borrowed (the relay's config) or NULL */
     const char *auth_password; /* borrowed (the runner's) or NULL */
+    bool atrn;
+    const char *local_mta; /* borrowed (the runner's config) */
+    bool local_lmtp;
     char **domains;
     size_t ndomains;
     unsigned *seen; /* ETRN_SEEN_* per domain */
@@ -176,7 +189,12 @@ static void etrn_target_results(struct etrn_target *t)
     for (size_t k = 0; k < t->ndoms; k++) {
         const struct smtpc_result *r = &t->sc.etrn_res[k];
         if (r->outcome != SMTPC_PENDING) {
-            etrn_record(t, k, r->code, r->text, fetchd_etrn_verdict(r->code));
+            enum release_verdict v =
+                !t->run->atrn ? fetchd_etrn_verdict(r->code)
+                : r->code == 250
+                    ? (t->atrn_verdict ? (enum release_verdict)t->atrn_verdict : RELEASE_RETRY)
+                    : atrn_reply_verdict(r->code);
+            etrn_record(t, k, r->code, r->text, v);
             continue;
         }
         /* No answer to this ETRN: the session ended first (a refused greeting or EHLO, 421,
@@ -336,6 +354,26 @@ static void etrn_act(struct etrn_target *t)
             if (t->conn && !conn_is_closing(t->conn))
                 conn_close(t->conn, false);
         }
+        if ((act & SMTPC_ACT_TURN) && t->conn && !conn_is_closing(t->conn)) {
+            struct atrn_sess_params sp = {
+                .loop = t->run->loop,
+                .dns = t->run->dns,
+                .conn = t->conn,
+                .label = t->label,
+                .relay = t->run->relay,
+                .local_mta = t->run->local_mta,
+                .lmtp = t->run->local_lmtp,
+                .helo = t->run->helo,
+                .timeout_ms = t->run->reply_timeout_ms,
+                .size_max = ATRN_SIZE_MAX,
+            };
+            int rc = atrn_sess_start(&sp, &t->sess);
+            if (rc < 0) {
+                t->sess = NULL;
+                log_err("relay=%s cannot take the server role err=%s", t->label, hf_errname(rc));
+                conn_close(t->conn, true);
+            }
+        }
     }
 }
 
@@ -357,9 +395,17 @@ static void etrn_log_auth(struct etrn_target *t)
 static void etrn_on_read(struct conn *c, const char *data, size_t len)
 {
     struct etrn_target *t = conn_data(c);
+    if (t && t->sess) {
+        atrn_sess_on_read(t->sess, data, len);
+        return;
+    }
     if (!t || !t->sc_live)
         return;
     for (size_t i = 0; i < len; i++) {
+        if (t->sess) { /* turned (ATRN 250): the rest belongs to the server side */
+            atrn_sess_on_read(t->sess, data + i, len - i);
+            return;
+        }
         if (t->sc.state == SMTPC_ST_DONE)
             return;
         char ch = data[i];
@@ -421,7 +467,7 @@ static void etrn_on_connect(struct conn *c, int status)
         return; /* conn.c closes it; etrn_on_close tries the next address */
     }
     struct smtpc_opts o = {
-        .mode = SMTPC_MODE_ETRN,
+        .mode = run->atrn ? SMTPC_MODE_ATRN : SMTPC_MODE_ETRN,
         .helo = run->helo,
         .log_id = t->label,
         .tls = run->tls,
@@ -429,6 +475,7 @@ static void etrn_on_connect(struct conn *c, int status)
         .netrn = t->ndoms,
         .auth_user = run->auth_user,
         .auth_pass = run->auth_user ? run->auth_password : NULL,
+        .cram = run->atrn ? cram_md5_response : NULL, /* RFC 2645 names CRAM-MD5 */
     };
     int rc = smtpc_init(&t->sc, &o);
     if (rc < 0) {
@@ -452,6 +499,10 @@ static void etrn_on_close(struct conn *c)
     struct fetchd_etrn_run *run = t->run;
     t->conn = NULL;
     run->active--;
+    if (t->sess) {
+        t->atrn_verdict = (int)atrn_sess_finish(t->sess);
+        t->sess = NULL;
+    }
     /* Only a connection that never opened moves on to the host's next address. */
     if (!t->sc_live && !run->cancelled && t->next_addr < t->naddrs) {
         etrn_target_connect(t);
@@ -647,7 +698,7 @@ int fetchd_etrn_start(const struct release_params *p, release_done_cb cb, void *
         return -ENOMEM;
     run->loop = p->loop;
     run->dns = p->dns;
-    run->port = (int)p->relay->port;
+    run->port = (int)release_port(p->relay);
     run->connect_timeout_ms = p->connect_timeout_ms;
     run->reply_timeout_ms = p->reply_timeout_ms;
     run->tls = release_tls_policy(p->relay);
@@ -657,6 +708,9 @@ int fetchd_etrn_start(const struct release_params *p, release_done_cb cb, void *
         run->auth_user = p->relay->auth_user;
         run->auth_password = p->auth_password;
     }
+    run->atrn = p->relay->mode && strcmp(p->relay->mode, "atrn") == 0;
+    run->local_mta = p->local_mta;
+    run->local_lmtp = p->local_lmtp;
     run->cb = cb;
     run->arg = arg;
     run->relay = strdup(p->relay->name);

@@ -25,6 +25,7 @@ struct fetchd_etrn_run;
  * or of class 1 or 3, which no ETRN reply should be. */
 enum release_verdict fetchd_etrn_verdict(int code);
 
+
 /* Starts the ETRN step described by p (see release.h; p->relay->mode is not checked
  * here). Returns 0 and *out (cb runs exactly once, from the loop), -EINVAL (no domains, a
  * domain not fit for an ETRN line), -ENOMEM; then nothing runs. */

@@ -1,6 +1,7 @@
-/* The release step's dispatch by mode (see release.h). ETRN is the only mode for now;
- * ATRN (RFC 2645) slots in as a second member of the union and a second case below, with
- * the same verdict per domain. The pure reading of a relay's keys that the checks and the
+/* The release step's dispatch by mode (see release.h). ETRN and ATRN (RFC 2645) share the
+ * connection step of etrn.c (resolve, connect, STARTTLS, AUTH), which sends ETRN or ATRN by
+ * the relay's mode and, for ATRN, hands the turned connection to atrn.c; the verdict per
+ * domain is the same either way. The pure reading of a relay's keys that the checks and the
  * steps share is in release_policy.c, which the steps call instead of this file. */
 #include "release.h"
 
@@ -45,7 +46,12 @@ int release_step_start(const struct release_params *p, release_done_cb cb, void 
         return -ENOMEM;
     s->cb = cb;
     s->arg = arg;
-    s->mode = RELEASE_MODE_ETRN;
+    s->mode = p->relay->mode && strcmp(p->relay->mode, "atrn") == 0 ? RELEASE_MODE_ATRN
+                                                                    : RELEASE_MODE_ETRN;
+    if (s->mode == RELEASE_MODE_ATRN && !p->local_mta) {
+        free(s);
+        return -EINVAL;
+    }
     int rc = fetchd_etrn_start(p, release_on_done, s, &s->u.etrn);
     if (rc < 0) {
         free(s);
@@ -61,9 +67,8 @@ void release_step_cancel(struct release_step *s)
         return;
     switch (s->mode) {
     case RELEASE_MODE_ETRN:
-        fetchd_etrn_cancel(s->u.etrn);
-        break;
     case RELEASE_MODE_ATRN:
+        fetchd_etrn_cancel(s->u.etrn);
         break;
     }
 }

@@ -1,8 +1,8 @@
 /* One release step for one relay: ask the relay (or each MX host of the relay's domains)
  * to send the held mail, and report one verdict per domain. The step is chosen by the
- * relay's mode: ETRN (etrn.c: the relay opens a fresh connection to our MX) now, ATRN
- * (RFC 2645: the relay turns our connection around and we hand the mail to the local MTA)
- * later, behind the same interface.
+ * relay's mode: ETRN (etrn.c: the relay opens a fresh connection to our MX) or ATRN
+ * (RFC 2645: the relay turns our connection around and we hand the mail to the local MTA,
+ * atrn.c), behind the same interface.
  *
  * The verdicts and the pure reading of a relay's keys are in release_policy.h (included
  * here). The runner (runner.c) decides when a step runs, retries the domains whose verdict is
@@ -44,6 +44,8 @@ struct release_params {
                                   when relay->tls is "no" */
     const char *auth_password; /* relay->auth_user's password (borrowed for the step's life),
                                   or NULL when the relay has no auth_user */
+    const char *local_mta;     /* ATRN: where the mail goes ("host:port", borrowed) */
+    bool local_lmtp;           /* ATRN: local_mta speaks LMTP */
 };
 
 /* Starts the step for p->relay's mode. Returns 0 and *out (the callback will run exactly

@@ -20,17 +20,23 @@ enum release_verdict {
 /* A static name for logs: "pending", "done", "retry", "fatal". */
 const char *release_verdict_name(enum release_verdict v);
 
-/* Why a relay cannot run at all with this build (mode = atrn), as a static sentence, or NULL
- * when it can. Pure; fetchd -t reports it and the runner skips the relay. */
+/* Why a relay cannot run at all with this build, as a static sentence, or NULL when it can
+ * (every mode is built in now: always NULL). Pure; fetchd -t reports it and the runner
+ * skips the relay. */
 const char *release_unsupported(const struct cfg_relay *relay);
 
 /* Why the relay's TLS and AUTH keys do not go together, as a static sentence, or NULL:
  * auth_user without auth_password_file or the reverse, AUTH with tls = no (credentials
- * never go in clear), tls_verify = yes with tls = no. Pure. */
+ * never go in clear; allowed for mode = atrn, which then uses CRAM-MD5 only), tls_verify =
+ * yes with tls = no. Pure. */
 const char *release_tls_problem(const struct cfg_relay *relay);
 
+/* The relay's port: `port`, or 25 (SMTP) for mode = etrn and 366 (ODMR, RFC 2645 3) for
+ * mode = atrn when it is unset. */
+unsigned release_port(const struct cfg_relay *relay);
+
 /* The relay's `tls` as smtpc's policy: no -> NEVER, may -> OPPORTUNISTIC, require (and
- * anything else) -> REQUIRED. */
+ * anything else) -> REQUIRED. Unset: may for mode = etrn, require for mode = atrn. */
 enum smtpc_tls release_tls_policy(const struct cfg_relay *relay);
 
 /* Whether the relay's certificate must verify (chain to a trusted CA and the host name):

@@ -306,6 +306,8 @@ static void runner_step_start(struct runner_relay *rr)
         .reply_timeout_ms = RUNNER_REPLY_TIMEOUT_MS,
         .tls_ctx = r->tls,
         .auth_password = rr->has_password ? rr->password : NULL,
+        .local_mta = r->cfg->local_mta && r->cfg->local_mta[0] ? r->cfg->local_mta : "127.0.0.1:25",
+        .local_lmtp = r->cfg->local_mta_protocol && strcmp(r->cfg->local_mta_protocol, "lmtp") == 0,
     };
     rr->state = RUNNER_R_RUNNING;
     int rc = release_step_start(&p, runner_on_step, rr, &rr->step);
@@ -501,7 +503,9 @@ int runner_new(uv_loop_t *loop, const struct runner_opts *o, struct runner **out
             rr->usable = true;
             usable++;
             log_debug("relay=%s tls=%s tls_verify=%s auth=%s", rr->cfg->name,
-                      rr->cfg->tls ? rr->cfg->tls : "may",
+                      release_tls_policy(rr->cfg) == SMTPC_TLS_NEVER           ? "no"
+                      : release_tls_policy(rr->cfg) == SMTPC_TLS_OPPORTUNISTIC ? "may"
+                                                                               : "require",
                       release_tls_verify(rr->cfg) ? "yes" : "no",
                       rr->has_password ? rr->cfg->auth_user : "-");
         }

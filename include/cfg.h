@@ -48,7 +48,7 @@ struct cfg_relay {
     char *name;
     int line;
     char *host;    /* host or address of the relay */
-    uint64_t port; /* its SMTP port */
+    uint64_t port; /* its port; 0 when unset (fetchd: 25 for etrn, 366 for atrn) */
     char *domains; /* space-separated domains to release there */
     char *mode;    /* etrn | atrn */
     char *tls;     /* no | may | require */
@@ -123,6 +123,7 @@ struct cfg {
     uint64_t interval;
     uint64_t debounce;
     char *local_mta;
+    char *local_mta_protocol; /* smtp | lmtp (ATRN: how mail is handed to local_mta) */
     uint64_t local_mta_wait;
     uint64_t retry_limit;
     uint64_t retry_delay;

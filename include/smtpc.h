@@ -32,10 +32,15 @@
  * the session fails (FAIL, code 0, "refusing to send credentials without TLS"); so it does
  * when the current EHLO does not advertise AUTH with PLAIN (what was advertised before TLS
  * does not count, RFC 4954 4). Nothing but QUIT is sent after such a failure.
- *  - SMTPC_MODE_ATRN: reserved (RFC 2645, fetchd's "pull"): after EHLO and AUTH it will
- *    send "ATRN d1,d2", and on 250 raise an action that turns the connection around so
- *    the glue hands it to the server-side machine. smtpc_init() refuses it for now
- *    (-ENOTSUP); the AUTH state and the turn-around action go in here. */
+ * CRAM-MD5 (RFC 2195, the mechanism RFC 2645 names for ODMR) with opts.cram set: used when
+ * PLAIN cannot be (no TLS, or the EHLO lists CRAM-MD5 but not PLAIN): "AUTH CRAM-MD5", the
+ * 334 challenge decoded, the response (no password on the wire) sent base64. Without TLS
+ * it is the only mechanism ever tried.
+ *  - SMTPC_MODE_ATRN (RFC 2645, fetchd's "pull"): greeting, EHLO, optionally STARTTLS and
+ *    EHLO again, optionally AUTH, then one "ATRN d1,d2" with every argument of opts.etrn
+ *    (its reply kept in every etrn_res[]). On 250 the state becomes DONE and SMTPC_ACT_TURN
+ *    is raised (no CLOSE): the glue keeps the connection and hands it to the server-side
+ *    machine; any other reply is followed by QUIT as in ETRN mode. */
 #ifndef HF_SMTPC_H
 #define HF_SMTPC_H
 
@@ -50,7 +55,7 @@
 enum smtpc_mode {
     SMTPC_MODE_DELIVER = 0,
     SMTPC_MODE_ETRN,
-    SMTPC_MODE_ATRN, /* reserved, see above */
+    SMTPC_MODE_ATRN,
 };
 
 enum smtpc_tls {
@@ -89,6 +94,8 @@ enum smtpc_action {
     SMTPC_ACT_MSG_DONE = 1u << 3, /* the current message's results are final */
     SMTPC_ACT_NEXT = 1u << 4,     /* idle: smtpc_msg_begin() the next message, or smtpc_quit() */
     SMTPC_ACT_CLOSE = 1u << 5,    /* close the connection: the session is over */
+    SMTPC_ACT_TURN = 1u << 6,     /* ATRN got 250: the connection is now the peer's client
+                                     side; keep it open and act as its server */
 };
 
 /* Supported service extensions seen in the EHLO reply (smtpc.ext). */
@@ -105,6 +112,7 @@ enum smtpc_ext {
     SMTPC_EXT_AUTH = 1u << 9,        /* AUTH with any mechanism */
     SMTPC_EXT_AUTH_PLAIN = 1u << 10, /* AUTH listing PLAIN */
     SMTPC_EXT_CHUNKING = 1u << 11,   /* BDAT (RFC 3030) */
+    SMTPC_EXT_AUTH_CRAM = 1u << 12,  /* AUTH listing CRAM-MD5 */
 };
 
 enum smtpc_outcome {
@@ -145,6 +153,11 @@ struct smtpc_msg {
     size_t nrcpt; /* >= 1 */
 };
 
+/* Writes the CRAM-MD5 response "user SP hex-digest" for challenge chal into out (outsz
+ * octets, NUL-terminated). Returns 0 or a negative code. cram.h's cram_md5_response. */
+typedef int (*smtpc_cram_fn)(const char *user, const void *secret, size_t slen, const void *chal,
+                             size_t clen, char *out, size_t outsz);
+
 struct smtpc_opts {
     enum smtpc_mode mode;
     const char *helo;   /* our host name for EHLO/HELO (borrowed for c's life) */
@@ -156,6 +169,9 @@ struct smtpc_opts {
     const char *auth_user;   /* AUTH PLAIN authcid (1-255 octets), or NULL: no AUTH; with
                                 auth_pass borrowed for c's life */
     const char *auth_pass;   /* its password (1-255 octets); NULL when auth_user is */
+    smtpc_cram_fn cram;      /* CRAM-MD5 (RFC 2195) response function (cram_md5_response,
+                                which this pure module cannot call itself), or NULL: PLAIN
+                                only. See AUTH above. */
 };
 
 /* Dot-stuffing encoder state (RFC 5321 4.5.2) for a body split into chunks anywhere. */
@@ -222,8 +238,8 @@ size_t smtpc_stuff(struct smtpc_stuff *st, const char *in, size_t len, bool last
 
 /* Places a machine in c for one connection. opts is copied, its strings borrowed.
  * Returns 0, -EINVAL (no helo; ETRN mode without arguments; auth_user without auth_pass or
- * the reverse; either empty or over 255 octets), -ENOTSUP (ATRN mode),
- * -ENOMEM. The machine starts in SMTPC_ST_GREET, waiting for the greeting. */
+ * the reverse; either empty or over 255 octets), -ENOMEM. The machine starts in SMTPC_ST_GREET,
+ * waiting for the greeting. */
 int smtpc_init(struct smtpc *c, const struct smtpc_opts *opts);
 
 /* Releases what c holds (the output buffer too, wiped first: it may hold the AUTH line). */

@@ -57,8 +57,10 @@ int cfg_reference_md(char *buf, size_t sz)
     for (size_t i = 0; i < cfg_nkeys; i++) {
         const struct cfg_key *k = &cfg_keys[i];
         char def[96];
-        if (k->choices)
-            snprintf(def, sizeof(def), "`%s` (%s)", k->def ? k->def : "", k->choices);
+        if (k->choices && k->def)
+            snprintf(def, sizeof(def), "`%s` (%s)", k->def, k->choices);
+        else if (k->choices) /* the default depends on other keys: the help says how */
+            snprintf(def, sizeof(def), "(none) (%s)", k->choices);
         else if (k->def && *k->def)
             snprintf(def, sizeof(def), "`%s`", k->def);
         else

@@ -16,9 +16,11 @@
  * a malformed or unexpected reply, 421) every recipient that is not final is deferred:
  * a recipient is never lost, at worst it is delivered twice (RFC 5321 6.1).
  *
- * AUTH: only PLAIN with an initial response (RFC 4954 4, RFC 4616), only under TLS and only
- * when the EHLO answered under TLS lists it. The line carrying the credentials is built in
- * a local buffer that is wiped after use; the output buffer is wiped when freed here. */
+ * AUTH: PLAIN with an initial response (RFC 4954 4, RFC 4616), only under TLS and only
+ * when the EHLO answered under TLS lists it; or CRAM-MD5 (RFC 2195) when the glue gave a
+ * response function and PLAIN is not possible (the only mechanism sent without TLS). The line
+ * carrying the credentials is built in a local buffer that is wiped after use; the output buffer is
+ * wiped when freed here. */
 #include "smtpc.h"
 
 #include <errno.h>
@@ -42,7 +44,7 @@ static int smtpc_ehlo(struct smtpc *c)
 /* Greeted and (if wanted) under TLS: start the mode's work. */
 static int smtpc_ready(struct smtpc *c)
 {
-    if (c->o.mode == SMTPC_MODE_ETRN)
+    if (c->o.mode == SMTPC_MODE_ETRN || c->o.mode == SMTPC_MODE_ATRN)
         return smtpc__etrn_next(c);
     smtpc__enter(c, SMTPC_ST_IDLE);
     c->actions |= SMTPC_ACT_NEXT;
@@ -83,10 +85,76 @@ static int smtpc_auth_refuse(struct smtpc *c, const char *what)
     return smtpc__session_fail(c, &why);
 }
 
-/* After EHLO (under TLS): AUTH PLAIN with the initial response, or a refusal to send the
- * credentials at all. */
+/* Standard base64 (RFC 4648 4) of in[0..len) into out (outsz octets). Returns the length
+ * decoded, or -EINVAL (not base64, or too long for out). */
+static long smtpc_unb64(const char *in, size_t len, unsigned char *out, size_t outsz)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t o = 0, pad = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = in[i];
+        int v = ch >= 'A' && ch <= 'Z'   ? ch - 'A'
+                : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26
+                : ch >= '0' && ch <= '9' ? ch - '0' + 52
+                : ch == '+'              ? 62
+                : ch == '/'              ? 63
+                                         : -1;
+        if (ch == '=') {
+            pad++;
+            continue;
+        }
+        if (v < 0 || pad)
+            return -EINVAL;
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o >= outsz)
+                return -EINVAL;
+            out[o++] = (unsigned char)(acc >> bits);
+        }
+    }
+    if ((len % 4) != 0 || pad > 2)
+        return -EINVAL;
+    return (long)o;
+}
+
+/* The reply to "AUTH CRAM-MD5": 334 carries the challenge; answer it. */
+static int smtpc_cram_answer(struct smtpc *c, const struct smtp_reply *r)
+{
+    unsigned char chal[SMTPC_TEXT_MAX];
+    char resp[2 * SMTPC_AUTH_FIELD_MAX + 64];
+    char line[4 * (sizeof(resp) + 2) / 3 + 4];
+    long n = smtpc_unb64(r->text, strcspn(r->text, "\n "), chal, sizeof(chal));
+    struct smtpc_result why;
+    if (n <= 0) {
+        smtpc__result_local(&why, SMTPC_FAIL, "5.7.0",
+                            "AUTH CRAM-MD5: the challenge is not base64");
+        return smtpc__session_fail(c, &why);
+    }
+    if (c->o.cram(c->o.auth_user, c->o.auth_pass, strlen(c->o.auth_pass), chal, (size_t)n, resp,
+                  sizeof(resp)) < 0) {
+        smtpc__result_local(&why, SMTPC_FAIL, "5.7.0",
+                            "AUTH CRAM-MD5: cannot compute the response");
+        return smtpc__session_fail(c, &why);
+    }
+    size_t len = smtpc_b64((const unsigned char *)resp, strlen(resp), line);
+    int rc = smtpc__send_line(c, SMTPC_K_AUTH, 3, line, len);
+    explicit_bzero(resp, sizeof(resp));
+    explicit_bzero(line, sizeof(line));
+    return rc;
+}
+
+/* After EHLO: AUTH PLAIN with the initial response under TLS, CRAM-MD5 when PLAIN is not
+ * possible and the glue can compute it, or a refusal to send the credentials at all. */
 static int smtpc_auth(struct smtpc *c)
 {
+    bool plain = c->tls_active && (c->ext & SMTPC_EXT_AUTH_PLAIN);
+    if (!plain && c->o.cram && (c->ext & SMTPC_EXT_AUTH_CRAM)) {
+        smtpc__enter(c, SMTPC_ST_AUTH);
+        return smtpc__send(c, SMTPC_K_AUTH, 2, "AUTH CRAM-MD5");
+    }
     if (!c->tls_active)
         return smtpc_auth_refuse(c, "refusing to send credentials without TLS");
     if (!(c->ext & SMTPC_EXT_AUTH))
@@ -118,6 +186,8 @@ static int smtpc_after_tls(struct smtpc *c)
 
 static int smtpc_on_auth(struct smtpc *c, const struct smtp_reply *r, uint32_t idx)
 {
+    if (idx == 2 && r->code == 334)
+        return smtpc_cram_answer(c, r);
     if (idx == 1) {
         /* The reply to our "*": the exchange is over, without authentication. */
         struct smtpc_result why;
@@ -200,6 +270,8 @@ static void smtpc_parse_ext(struct smtpc *c, const struct smtp_reply *r)
             size_t n = strcspn(p, " \n");
             if (n == 5 && strncasecmp(p, "PLAIN", 5) == 0)
                 c->ext |= SMTPC_EXT_AUTH_PLAIN;
+            if (n == 8 && strncasecmp(p, "CRAM-MD5", 8) == 0)
+                c->ext |= SMTPC_EXT_AUTH_CRAM;
             p += n;
             while (*p == ' ')
                 p++;
@@ -376,9 +448,8 @@ void smtpc_on_closed(struct smtpc *c, int err)
 int smtpc_init(struct smtpc *c, const struct smtpc_opts *opts)
 {
     memset(c, 0, sizeof(*c));
-    if (opts->mode == SMTPC_MODE_ATRN)
-        return -ENOTSUP;
-    if (opts->mode != SMTPC_MODE_DELIVER && opts->mode != SMTPC_MODE_ETRN)
+    if (opts->mode != SMTPC_MODE_DELIVER && opts->mode != SMTPC_MODE_ETRN &&
+        opts->mode != SMTPC_MODE_ATRN)
         return -EINVAL;
     if (!opts->helo || !smtpc__is_clean(opts->helo, true))
         return -EINVAL;
@@ -388,7 +459,7 @@ int smtpc_init(struct smtpc *c, const struct smtpc_opts *opts)
             strlen(opts->auth_pass) > SMTPC_AUTH_FIELD_MAX)
             return -EINVAL;
     }
-    if (opts->mode == SMTPC_MODE_ETRN) {
+    if (opts->mode == SMTPC_MODE_ETRN || opts->mode == SMTPC_MODE_ATRN) {
         if (opts->netrn == 0 || opts->netrn > UINT32_MAX || !opts->etrn)
             return -EINVAL;
         for (size_t i = 0; i < opts->netrn; i++)

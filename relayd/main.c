@@ -282,9 +282,12 @@ int main(int argc, char **argv)
     const struct cfg *cfgp = &snap->cfg;
     if (test_only) {
         relayd_snap_warnings(snap, warn_stderr, (void *)m.path);
-        printf("relayd: %s: configuration ok (%zu domain%s%s%s)\n", path, cfgp->ndomains,
+        bool odmr = (cfgp->listen_odmr && cfgp->listen_odmr[0]) ||
+                    (cfgp->listen_odmr_tls && cfgp->listen_odmr_tls[0]);
+        printf("relayd: %s: configuration ok (%zu domain%s%s%s%s%s)\n", path, cfgp->ndomains,
                cfgp->ndomains == 1 ? "" : "s", m.rd.tls_server ? ", TLS" : "",
-               snap->auth_loaded ? ", AUTH" : "");
+               snap->auth_loaded ? ", AUTH" : "", odmr ? ", ODMR" : "",
+               snap->cram_loaded ? ", CRAM-MD5" : "");
         tls_ctx_free(m.rd.tls_server);
         tls_ctx_free(m.rd.tls_client);
         relayd_snap_unref(snap);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <strings.h>
 #include <termios.h>
 #include <unistd.h>
@@ -567,34 +568,56 @@ int auth_store_parse(const char *text, size_t len, const char *file, struct auth
     return bad ? HF_ECONFIG : 0;
 }
 
-int auth_store_load(const char *path, struct auth_store *out, struct cfg_errors *errs)
+int auth_file_read(const char *path, bool private_only, char **text, size_t *len,
+                   struct cfg_errors *errs)
 {
-    memset(out, 0, sizeof(*out));
+    *text = NULL;
+    *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
         int e = errno;
         int rc = cfg_errors_add(errs, path, 0, "cannot read: %s", strerror(e));
         return rc < 0 ? rc : HF_ECONFIG;
     }
-    char *text = malloc(AUTH_FILE_MAX + 1);
-    if (!text) {
+    struct stat st;
+    if (private_only && fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO))) {
+        fclose(f);
+        int rc = cfg_errors_add(errs, path, 0,
+                                "mode %04o lets group or others read the secrets; chmod 600 it",
+                                (unsigned)(st.st_mode & 07777));
+        return rc < 0 ? rc : HF_ECONFIG;
+    }
+    char *buf = malloc(AUTH_FILE_MAX + 1);
+    if (!buf) {
         fclose(f);
         return -ENOMEM;
     }
-    size_t len = fread(text, 1, AUTH_FILE_MAX + 1, f);
+    size_t n = fread(buf, 1, AUTH_FILE_MAX + 1, f);
     int rerr = ferror(f);
     fclose(f);
-    int rc;
-    if (rerr)
-        rc = cfg_errors_add(errs, path, 0, "read error");
-    else if (len > AUTH_FILE_MAX)
-        rc = cfg_errors_add(errs, path, 0, "file larger than 1 MiB");
-    else
-        rc = auth_store_parse(text, len, path, out, errs);
+    if (rerr || n > AUTH_FILE_MAX) {
+        auth_wipe(buf, n);
+        free(buf);
+        int rc = cfg_errors_add(errs, path, 0, "%s",
+                                rerr ? "read error" : "file larger than 1 MiB");
+        return rc < 0 ? rc : HF_ECONFIG;
+    }
+    *text = buf;
+    *len = n;
+    return 0;
+}
+
+int auth_store_load(const char *path, struct auth_store *out, struct cfg_errors *errs)
+{
+    memset(out, 0, sizeof(*out));
+    char *text;
+    size_t len;
+    int rc = auth_file_read(path, false, &text, &len, errs);
+    if (rc < 0)
+        return rc;
+    rc = auth_store_parse(text, len, path, out, errs);
     auth_wipe(text, len);
     free(text);
-    if (rerr || len > AUTH_FILE_MAX)
-        return rc < 0 ? rc : HF_ECONFIG;
     return rc;
 }
 

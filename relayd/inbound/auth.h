@@ -60,6 +60,12 @@ struct auth_store {
 int auth_store_parse(const char *text, size_t len, const char *file, struct auth_store *out,
                      struct cfg_errors *errs);
 
+/* Reads a credentials or secrets file whole into *text (malloc'd; the caller wipes and frees
+ * it) and *len: at most 1 MiB; with private_only refused when group or others may read it.
+ * A problem is one error with line 0. Returns 0, HF_ECONFIG, -ENOMEM. */
+int auth_file_read(const char *path, bool private_only, char **text, size_t *len,
+                   struct cfg_errors *errs);
+
 /* Reads path (at most 1 MiB) and parses it. An unreadable file is one error with line 0.
  * Returns as auth_store_parse. */
 int auth_store_load(const char *path, struct auth_store *out, struct cfg_errors *errs);

@@ -6,12 +6,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "auth.h"
 #include "hf_err.h"
-
-#define CRAM_FILE_MAX (1024 * 1024)
 
 static int cram_add_error(struct cfg_errors *errs, const char *file, int line, const char *why)
 {
@@ -97,36 +94,12 @@ int cram_store_parse(const char *text, size_t len, const char *file, struct cram
 int cram_store_load(const char *path, struct cram_store *out, struct cfg_errors *errs)
 {
     memset(out, 0, sizeof(*out));
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        char why[300];
-        snprintf(why, sizeof(why), "cannot read: %s", strerror(errno));
-        return cram_add_error(errs, path, 0, why);
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO))) {
-        fclose(f);
-        char why[200];
-        snprintf(why, sizeof(why),
-                 "mode %04o lets group or others read CRAM-MD5 secrets; chmod 600 it",
-                 (unsigned)(st.st_mode & 07777));
-        return cram_add_error(errs, path, 0, why);
-    }
-    char *text = malloc(CRAM_FILE_MAX + 1);
-    if (!text) {
-        fclose(f);
-        return -ENOMEM;
-    }
-    size_t len = fread(text, 1, CRAM_FILE_MAX + 1, f);
-    int rerr = ferror(f);
-    fclose(f);
-    int rc;
-    if (rerr)
-        rc = cram_add_error(errs, path, 0, "read error");
-    else if (len > CRAM_FILE_MAX)
-        rc = cram_add_error(errs, path, 0, "file larger than 1 MiB");
-    else
-        rc = cram_store_parse(text, len, path, out, errs);
+    char *text;
+    size_t len;
+    int rc = auth_file_read(path, true, &text, &len, errs);
+    if (rc < 0)
+        return rc;
+    rc = cram_store_parse(text, len, path, out, errs);
     auth_wipe(text, len);
     free(text);
     return rc;

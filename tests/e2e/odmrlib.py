@@ -131,13 +131,14 @@ class ODMRClient:
 
     # -- after the 250: the SMTP server side --
     def serve(self, answer=None, cut_in_message=None, name="odmr-client.test",
-              offer=("8BITMIME", "ENHANCEDSTATUSCODES")):
+              offer=("8BITMIME", "ENHANCEDSTATUSCODES"), greet=True):
         """Plays the server until relayd's QUIT (or the cut). answer(rcpt) gives the reply
         line for each RCPT (default 250). cut_in_message=n closes the socket inside the
         content of the n-th message (1-based), after its first line. Returns a list of
         (mail_from, [rcpts accepted], content bytes) and the transcript of commands."""
         got, cmds = [], []
-        self.send(("220 %s ESMTP odmr test server\r\n" % name).encode())
+        if greet:
+            self.send(("220 %s ESMTP odmr test server\r\n" % name).encode())
         mail, rcpts = None, []
         while True:
             ln = self.line().decode("utf-8", "replace")

@@ -134,7 +134,7 @@ class ODMRRelease(odmrlib.ODMRCase):
         self.assertTrue(cmds[0].startswith("EHLO "), cmds)
         self.assertEqual(cmds[-1], "QUIT")
         self.assertEqual(sorted(m[2] for m in got), sorted(held.values()))
-        self.assertEqual(self.queued_domains(), ["other.test"])
+        # The results are committed before the run's last line (not before our 250s).
         done = r.wait_log(r"atrn done user=branch client=\[127\.0\.0\.1\]:\d+ "
                           r"domains=(\S+) tls=none messages=(\d+) bytes=(\d+) sent=(\d+) "
                           r"deferred=0 bounced=0", after=mark)[0]
@@ -142,6 +142,7 @@ class ODMRRelease(odmrlib.ODMRCase):
         self.assertEqual(int(done.group(2)), 4)
         self.assertEqual(int(done.group(4)), 4)
         self.assertEqual(int(done.group(3)), sum(len(b) for b in held.values()))
+        self.assertEqual(self.queued_domains(), ["other.test"])
         self.assertEqual(len(r.log_lines(r"to=<user\d@(branch|second)\.test>,? "
                                          r"relay=odmr\[127\.0\.0\.1\]:\d+,? .*status=sent",
                                          after=mark)), 4)
@@ -184,7 +185,32 @@ class ODMRRelease(odmrlib.ODMRCase):
         self.assertEqual(c2.cmd("ATRN branch.test")[0], 250)
         got2, _ = c2.serve()
         self.assertEqual(sorted([got[0][2]] + [m[2] for m in got2]), sorted(held.values()))
+        r.wait_log(r"atrn done user=branch .* sent=2 deferred=0 bounced=0")
         self.assertEqual(r.rcpts(), {})
+
+    def test_greeting_sent_with_atrn(self):
+        """A client that sends its 220 in the same packet as ATRN (not waiting for the 250):
+        the octets read with the ATRN are the release's first input, not lost."""
+        held = self.hold("branch.test", 1)
+        c = self.login("branch")
+        c.send(b"ATRN branch.test\r\n220 eager.test ESMTP ready\r\n")
+        code, lines = c.reply()
+        self.assertEqual(code, 250, lines)
+        got, cmds = c.serve(greet=False)
+        self.assertTrue(cmds[0].startswith("EHLO "), cmds)
+        self.assertEqual([m[2] for m in got], list(held.values()))
+
+    def test_shutdown_while_waiting_for_220(self):
+        """relayd is stopped while a reversed connection waits for the client's 220: it stops
+        in its usual time, and the mail stays queued for the next release."""
+        r = self.relayd
+        self.hold("branch.test", 2)
+        c = self.login("branch")
+        self.assertEqual(c.cmd("ATRN branch.test")[0], 250)
+        r.wait_log(r"atrn start user=branch ")
+        r.stop()  # fails the test if relayd needs SIGKILL or leaves a sanitizer report
+        self.assertEqual(len(r.rcpts()), 2)
+        self.assertTrue(r.log_lines(r"atrn done user=branch .* sent=0 deferred=2 bounced=0"))
 
     def test_busy_domain_451(self):
         self.hold("branch.test", 1)
@@ -249,6 +275,63 @@ class ODMRImplicitTLS(odmrlib.ODMRCase):
         r.wait_log(r"atrn done user=branch .*domains=second\.test tls=TLSv1\.[23],\S+ "
                    r"messages=2 .* sent=2 ")
         self.assertEqual(r.rcpts(), {})
+
+
+class ODMRConfigCheck(unittest.TestCase):
+    """relayd -t on ODMR settings: each mistake is named, with the file."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="hf-odmr-conf-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.auth, self.cram = odmrlib.write_odmr_files(self.dir)
+
+    def check(self, extra, cram_lines=None):
+        if cram_lines is not None:
+            with open(self.cram, "w") as f:
+                f.write("".join(x + "\n" for x in cram_lines))
+        conf = os.path.join(self.dir, "relayd.conf")
+        with open(conf, "w") as f:
+            f.write("listen = 127.0.0.1:%d\nqueue_dir = %s/q\ncontrol_socket = %s/s\n"
+                    "[domain branch.test]\n" % (etrnlib.free_port(), self.dir, self.dir))
+        with open(conf) as f:
+            body = f.read()
+        with open(conf, "w") as f:
+            f.write("".join(x + "\n" for x in extra) + body)
+        p = odmrlib.tlslib.run([odmrlib.RELAYD, "-c", conf, "-t"], check=False)
+        return p.returncode, (p.stdout + p.stderr).decode("utf-8", "replace")
+
+    def test_good(self):
+        rc, out = self.check(["listen_odmr = 127.0.0.1:2366", "auth_file = " + self.auth,
+                              "cram_file = " + self.cram])
+        self.assertEqual(rc, 0, out)
+        self.assertIn("ODMR, CRAM-MD5", out)
+
+    def test_mistakes(self):
+        rc, out = self.check(["listen_odmr = 127.0.0.1:2366"])
+        self.assertEqual(rc, 1, out)
+        self.assertIn("listen_odmr needs auth_file", out)
+        rc, out = self.check(["auth_file = " + self.auth, "cram_file = " + self.cram])
+        self.assertEqual(rc, 1, out)
+        self.assertIn("cram_file is only used on ODMR listeners", out)
+        os.chmod(self.cram, 0o644)
+        rc, out = self.check(["listen_odmr = 127.0.0.1:2366", "auth_file = " + self.auth,
+                              "cram_file = " + self.cram])
+        self.assertEqual(rc, 1, out)
+        self.assertIn("mode 0644", out)
+        os.chmod(self.cram, 0o600)
+        rc, out = self.check(["listen_odmr = 127.0.0.1:2366", "auth_file = " + self.auth,
+                              "cram_file = " + self.cram],
+                             cram_lines=["branch:c2VjcmV0", "broken line", "ghost:c2VjcmV0"])
+        self.assertEqual(rc, 1, out)
+        self.assertRegex(out, r"odmr-cram:2: expected user:base64-secret")
+        rc, out = self.check(["listen_odmr = 127.0.0.1:2366", "auth_file = " + self.auth,
+                              "cram_file = " + self.cram],
+                             cram_lines=["branch:c2VjcmV0", "ghost:c2VjcmV0"])
+        self.assertEqual(rc, 0, out)  # allowed, but said: ghost could release nothing
+        self.assertRegex(out, r"line 2: ghost is not in auth_file")
+        rc, out = self.check(["listen_odmr_tls = 127.0.0.1:2367", "auth_file = " + self.auth])
+        self.assertEqual(rc, 1, out)
+        self.assertIn("listen_odmr_tls needs tls_cert", out)
 
 
 class FetchmailODMR(odmrlib.ODMRCase):

@@ -30,7 +30,29 @@ static void test_unsupported_relays(void **state)
     assert_null(release_unsupported(&r));
     r.tls = "may";
     r.mode = "atrn";
-    assert_non_null(strstr(release_unsupported(&r), "ATRN"));
+    assert_null(release_unsupported(&r));
+    /* ATRN may authenticate without TLS (CRAM-MD5 only); ETRN may not. */
+    r.tls = "no";
+    r.auth_user = "u";
+    r.auth_password_file = "f";
+    assert_null(release_tls_problem(&r));
+    r.mode = "etrn";
+    assert_non_null(strstr(release_tls_problem(&r), "needs TLS"));
+    /* tls unset: may for ETRN, require (and so a checked certificate) for ATRN. */
+    r.tls = NULL;
+    r.auth_user = NULL;
+    r.auth_password_file = NULL;
+    assert_int_equal(release_tls_policy(&r), SMTPC_TLS_OPPORTUNISTIC);
+    assert_false(release_tls_verify(&r));
+    r.mode = "atrn";
+    assert_int_equal(release_tls_policy(&r), SMTPC_TLS_REQUIRED);
+    assert_true(release_tls_verify(&r));
+    /* port unset: 25 for ETRN, 366 (RFC 2645 3) for ATRN; set: as set. */
+    assert_int_equal(release_port(&r), 366);
+    r.mode = "etrn";
+    assert_int_equal(release_port(&r), 25);
+    r.port = 2525;
+    assert_int_equal(release_port(&r), 2525);
 }
 
 struct tls_key_case {

@@ -1,0 +1,446 @@
+/* fetchd's server role after ATRN: the dialogue as a pure state machine (see atrn_srv.h).
+ * Lines are framed here (CRLF only), checked with smtp_cmd_parse() and answered by state;
+ * MAIL and RCPT that pass the checks wait for the glue (the local MTA's answer to the same
+ * command); the message is decoded with smtp_data and kept in memory (at most size_max
+ * octets) until the glue says what the local MTA did with it. */
+#include "atrn_srv.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hf_err.h"
+#include "smtp_reply.h"
+
+#define ATRN_SRV_CHUNK 4096 /* DATA input decoded per step */
+
+const char *atrn_srv_event_name(enum atrn_srv_event ev)
+{
+    static const char *const names[] = {"none", "mail", "rcpt", "msg"};
+    return (unsigned)ev < sizeof(names) / sizeof(names[0]) ? names[ev] : "?";
+}
+
+const char *atrn_srv_state_name(enum atrn_srv_state st)
+{
+    static const char *const names[] = {"greet", "ready", "mail", "rcpt", "data", "wait", "done"};
+    return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
+}
+
+static int atrn_srv_reserve(char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 1024;
+    while (n < need)
+        n *= 2;
+    char *p = realloc(*buf, n);
+    if (!p)
+        return -ENOMEM;
+    *buf = p;
+    *cap = n;
+    return 0;
+}
+
+/* Queues one reply line; more=true for a continuation line. */
+static int atrn_srv_reply(struct atrn_srv *s, int code, const char *enh, bool more, const char *fmt,
+                          ...) __attribute__((format(printf, 5, 6)));
+static int atrn_srv_reply(struct atrn_srv *s, int code, const char *enh, bool more, const char *fmt,
+                          ...)
+{
+    char text[SMTP_CMD_LINE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    char line[SMTP_CMD_LINE_MAX + 32];
+    int n = smtp_reply_fmt(line, sizeof(line), code, enh, more, "%s", text);
+    if (n < 0)
+        n = smtp_reply_fmt(line, sizeof(line), code, enh, more, "%s", "(reply text too long)");
+    if (n < 0 || atrn_srv_reserve(&s->out, &s->out_cap, s->out_len + (size_t)n) < 0)
+        return -ENOMEM;
+    memcpy(s->out + s->out_len, line, (size_t)n);
+    s->out_len += (size_t)n;
+    if (code >= 400 && !s->answering) {
+        s->nrefusals++;
+        snprintf(s->refusal, sizeof(s->refusal), "%d%s%s %s", code, enh ? " " : "", enh ? enh : "",
+                 text);
+    }
+    s->actions |= ATRN_SRV_ACT_WRITE;
+    return 0;
+}
+
+static void atrn_srv_txn_reset(struct atrn_srv *s)
+{
+    /* MAIL was answered 2xx: the local MTA has a transaction open that must go too. */
+    if (s->state == ATRN_SRV_ST_MAIL || s->state == ATRN_SRV_ST_RCPT ||
+        s->state == ATRN_SRV_ST_DATA)
+        s->actions |= ATRN_SRV_ACT_RESET;
+    s->msg.sender[0] = '\0';
+    s->msg.nrcpt = 0;
+    s->msg.len = 0;
+    s->msg.eight_bit = false;
+    s->msg.body_8bit = false;
+    s->too_big = false;
+    if (s->state != ATRN_SRV_ST_GREET && s->state != ATRN_SRV_ST_DONE)
+        s->state = ATRN_SRV_ST_READY;
+}
+
+int atrn_srv_init(struct atrn_srv *s, const struct atrn_srv_opts *o)
+{
+    memset(s, 0, sizeof(*s));
+    if (!o->name || !o->name[0] || strlen(o->name) > ATRN_SRV_NAME_MAX || !o->size_max ||
+        strpbrk(o->name, " \r\n"))
+        return -EINVAL;
+    snprintf(s->name, sizeof(s->name), "%s", o->name);
+    s->size_max = o->size_max;
+    s->msg.rcpts = calloc(ATRN_SRV_RCPT_MAX, sizeof(*s->msg.rcpts));
+    if (!s->msg.rcpts)
+        return -ENOMEM;
+    s->state = ATRN_SRV_ST_GREET;
+    /* RFC 2645 4.2: after the turn the new server greets, as on a fresh connection. */
+    if (atrn_srv_reply(s, 220, NULL, false, "%s ESMTP fetchd (ATRN)", s->name) < 0) {
+        atrn_srv_close(s);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void atrn_srv_close(struct atrn_srv *s)
+{
+    free(s->out);
+    free(s->msg.rcpts);
+    free(s->msg.body);
+    free(s->hold);
+    memset(s, 0, sizeof(*s));
+    s->state = ATRN_SRV_ST_DONE;
+}
+
+/* Ends the session from our side: 421 and CLOSE. */
+static int atrn_srv_abort(struct atrn_srv *s, const char *why)
+{
+    int rc = atrn_srv_reply(s, 421, "4.3.0", false, "%s %s, closing", s->name, why);
+    s->state = ATRN_SRV_ST_DONE;
+    s->actions |= ATRN_SRV_ACT_CLOSE;
+    return rc;
+}
+
+/* ---- commands ---------------------------------------------------------------------------- */
+
+/* Hands an event to the glue: nothing more is read until atrn_srv_answer(). */
+static int atrn_srv_wait(struct atrn_srv *s, enum atrn_srv_event ev)
+{
+    s->wait_from = s->state;
+    s->state = ATRN_SRV_ST_WAIT;
+    s->event = ev;
+    s->actions |= ATRN_SRV_ACT_EVENT;
+    return 0;
+}
+
+static int atrn_srv_ehlo(struct atrn_srv *s, bool ehlo)
+{
+    atrn_srv_txn_reset(s);
+    s->state = ATRN_SRV_ST_READY;
+    if (!ehlo)
+        return atrn_srv_reply(s, 250, NULL, false, "%s", s->name);
+    int rc = atrn_srv_reply(s, 250, NULL, true, "%s", s->name);
+    if (rc == 0)
+        rc = atrn_srv_reply(s, 250, NULL, true, "PIPELINING");
+    if (rc == 0)
+        rc = atrn_srv_reply(s, 250, NULL, true, "8BITMIME");
+    if (rc == 0)
+        rc = atrn_srv_reply(s, 250, NULL, true, "SIZE %llu", (unsigned long long)s->size_max);
+    if (rc == 0)
+        rc = atrn_srv_reply(s, 250, NULL, false, "ENHANCEDSTATUSCODES");
+    return rc;
+}
+
+static int atrn_srv_mail(struct atrn_srv *s, const struct smtp_cmd *c)
+{
+    if (s->state == ATRN_SRV_ST_GREET)
+        return atrn_srv_reply(s, 503, "5.5.1", false, "EHLO or HELO first");
+    if (s->state != ATRN_SRV_ST_READY)
+        return atrn_srv_reply(s, 503, "5.5.1", false, "nested MAIL command");
+    if (c->smtputf8)
+        return atrn_srv_reply(s, 555, "5.5.4", false, "SMTPUTF8 not offered");
+    if (c->body == SMTP_BODY_BINARYMIME)
+        return atrn_srv_reply(s, 555, "5.5.4", false, "BODY=BINARYMIME not offered");
+    if (c->has_size && c->size > s->size_max)
+        return atrn_srv_reply(s, 552, "5.3.4", false, "message size exceeds fixed maximum of %llu",
+                              (unsigned long long)s->size_max);
+    snprintf(s->msg.sender, sizeof(s->msg.sender), "%s", c->path_null ? "" : c->path);
+    s->msg.body_8bit = c->body == SMTP_BODY_8BITMIME;
+    return atrn_srv_wait(s, ATRN_SRV_EV_MAIL);
+}
+
+static int atrn_srv_rcpt(struct atrn_srv *s, const struct smtp_cmd *c)
+{
+    if (s->state != ATRN_SRV_ST_MAIL && s->state != ATRN_SRV_ST_RCPT)
+        return atrn_srv_reply(s, 503, "5.5.1", false, "need MAIL before RCPT");
+    if (c->notify || c->orcpt[0])
+        return atrn_srv_reply(s, 555, "5.5.4", false, "DSN not offered");
+    if (s->msg.nrcpt >= ATRN_SRV_RCPT_MAX)
+        return atrn_srv_reply(s, 452, "4.5.3", false, "too many recipients");
+    /* Counted when the local MTA took it: its answer is the relay's answer. */
+    snprintf(s->msg.rcpts[s->msg.nrcpt], SMTP_PATH_MAX + 1, "%s", c->path);
+    return atrn_srv_wait(s, ATRN_SRV_EV_RCPT);
+}
+
+static int atrn_srv_data(struct atrn_srv *s)
+{
+    if (s->state == ATRN_SRV_ST_MAIL)
+        return atrn_srv_reply(s, 554, "5.5.1", false, "no valid recipients");
+    if (s->state != ATRN_SRV_ST_RCPT)
+        return atrn_srv_reply(s, 503, "5.5.1", false, "need RCPT before DATA");
+    smtp_data_init(&s->dec, SMTP_TEXT_LINE_MAX, SMTP_DATA_BARE_REJECT);
+    s->msg.len = 0;
+    s->too_big = false;
+    s->state = ATRN_SRV_ST_DATA;
+    return atrn_srv_reply(s, 354, NULL, false, "end data with <CR><LF>.<CR><LF>");
+}
+
+static int atrn_srv_parse_error(struct atrn_srv *s, int err, enum smtp_verb verb)
+{
+    switch (err) {
+    case HF_EUNKNOWN:
+        return atrn_srv_reply(s, 500, "5.5.1", false, "command unrecognized");
+    case HF_EPARAM:
+        return atrn_srv_reply(s, 555, "5.5.4", false, "parameter not recognized");
+    case HF_EADDR:
+        return atrn_srv_reply(s, 501, verb == SMTP_V_RCPT ? "5.1.3" : "5.1.7", false,
+                              "bad address syntax");
+    case HF_ELONGLINE:
+        return atrn_srv_reply(s, 500, "5.5.2", false, "line too long");
+    case HF_EBARELF:
+        return atrn_srv_reply(s, 500, "5.5.2", false, "bare CR or LF in command");
+    default:
+        return atrn_srv_reply(s, 501, "5.5.4", false, "syntax error");
+    }
+}
+
+static int atrn_srv_command(struct atrn_srv *s, const char *line, size_t len)
+{
+    struct smtp_cmd *c = &s->cmd;
+    int rc = smtp_cmd_parse(line, len, c);
+    if (rc < 0)
+        return atrn_srv_parse_error(s, rc, c->verb);
+    switch (c->verb) {
+    case SMTP_V_EHLO:
+        return atrn_srv_ehlo(s, true);
+    case SMTP_V_HELO:
+        return atrn_srv_ehlo(s, false);
+    case SMTP_V_MAIL:
+        return atrn_srv_mail(s, c);
+    case SMTP_V_RCPT:
+        return atrn_srv_rcpt(s, c);
+    case SMTP_V_DATA:
+        return atrn_srv_data(s);
+    case SMTP_V_RSET:
+        atrn_srv_txn_reset(s);
+        return atrn_srv_reply(s, 250, "2.0.0", false, "reset");
+    case SMTP_V_NOOP:
+        return atrn_srv_reply(s, 250, "2.0.0", false, "ok");
+    case SMTP_V_QUIT:
+        rc = atrn_srv_reply(s, 221, "2.0.0", false, "%s closing", s->name);
+        atrn_srv_txn_reset(s);
+        s->quit = true;
+        s->state = ATRN_SRV_ST_DONE;
+        s->actions |= ATRN_SRV_ACT_CLOSE;
+        return rc;
+    default:
+        /* VRFY, EXPN, HELP, BDAT, ETRN, ATRN, TURN, STARTTLS, AUTH, SEND...: not here. */
+        return atrn_srv_reply(s, 502, "5.5.1", false, "%s not implemented",
+                              smtp_cmd_verb_name(c->verb));
+    }
+}
+
+/* ---- input ------------------------------------------------------------------------------- */
+
+/* The end of data was seen: refuse a bad message at once, hand a good one over. */
+static int atrn_srv_end_of_data(struct atrn_srv *s)
+{
+    s->msg.eight_bit = s->dec.eight_bit;
+    if (s->dec.err == HF_EBARELF || s->dec.err == HF_ELONGLINE || s->too_big) {
+        int rc = s->too_big ? atrn_srv_reply(s, 552, "5.3.4", false, "message too big")
+                 : s->dec.err == HF_EBARELF
+                     ? atrn_srv_reply(s, 554, "5.6.0", false,
+                                      "bare CR or LF in message (only CRLF ends a line)")
+                     : atrn_srv_reply(s, 500, "5.5.2", false, "text line over 1000 octets");
+        s->nmsgs_refused++;
+        atrn_srv_txn_reset(s);
+        return rc;
+    }
+    s->msg.seq++;
+    return atrn_srv_wait(s, ATRN_SRV_EV_MSG);
+}
+
+/* Consumes message octets; returns how many, or -ENOMEM. */
+static long atrn_srv_body(struct atrn_srv *s, const char *in, size_t len)
+{
+    char out[SMTP_DATA_OUT_MAX(ATRN_SRV_CHUNK)];
+    size_t n = len < ATRN_SRV_CHUNK ? len : ATRN_SRV_CHUNK;
+    size_t olen = 0;
+    size_t used = smtp_data_feed(&s->dec, in, n, out, &olen);
+    if (!s->too_big && s->msg.len + olen > s->size_max)
+        s->too_big = true;
+    if (!s->too_big && olen) {
+        if (atrn_srv_reserve(&s->msg.body, &s->body_cap, s->msg.len + olen) < 0)
+            return -ENOMEM;
+        memcpy(s->msg.body + s->msg.len, out, olen);
+        s->msg.len += olen;
+    }
+    if (s->dec.done && atrn_srv_end_of_data(s) < 0)
+        return -ENOMEM;
+    return (long)used;
+}
+
+/* One command line's octets; the line ends at LF. Returns octets consumed or -ENOMEM. */
+static long atrn_srv_line(struct atrn_srv *s, const char *in, size_t len)
+{
+    const char *lf = memchr(in, '\n', len);
+    size_t take = lf ? (size_t)(lf - in) + 1 : len;
+    size_t body = lf ? take - 1 : take; /* octets before the LF */
+    if (!s->line_long) {
+        if (s->line_len + body > sizeof(s->line) - 1) {
+            s->line_long = true;
+        } else {
+            memcpy(s->line + s->line_len, in, body);
+            s->line_len += body;
+        }
+    }
+    if (!lf)
+        return (long)take;
+    int rc;
+    if (s->line_long) {
+        rc = atrn_srv_reply(s, 500, "5.5.2", false, "line too long");
+    } else if (s->line_len == 0 || s->line[s->line_len - 1] != '\r') {
+        rc = atrn_srv_reply(s, 500, "5.5.2", false, "bare LF: lines end with CRLF");
+    } else {
+        rc = atrn_srv_command(s, s->line, s->line_len - 1);
+    }
+    s->line_len = 0;
+    s->line_long = false;
+    return rc < 0 ? rc : (long)take;
+}
+
+static int atrn_srv_run(struct atrn_srv *s, const char *in, size_t len)
+{
+    size_t off = 0;
+    while (off < len) {
+        if (s->state == ATRN_SRV_ST_DONE)
+            return 0;
+        if (s->state == ATRN_SRV_ST_WAIT) {
+            size_t rest = len - off;
+            if (s->hold_len + rest > ATRN_SRV_HOLD_MAX) {
+                atrn_srv_abort(s, "too much input while delivering");
+                return -ENOBUFS;
+            }
+            char *h = realloc(s->hold, s->hold_len + rest);
+            if (!h) {
+                atrn_srv_abort(s, "out of memory");
+                return -ENOMEM;
+            }
+            memcpy(h + s->hold_len, in + off, rest);
+            s->hold = h;
+            s->hold_len += rest;
+            return 0;
+        }
+        long n = s->state == ATRN_SRV_ST_DATA ? atrn_srv_body(s, in + off, len - off)
+                                              : atrn_srv_line(s, in + off, len - off);
+        if (n < 0) {
+            atrn_srv_abort(s, "out of memory");
+            return (int)n;
+        }
+        off += (size_t)n;
+    }
+    return 0;
+}
+
+int atrn_srv_feed(struct atrn_srv *s, const char *in, size_t len)
+{
+    return atrn_srv_run(s, in, len);
+}
+
+int atrn_srv_answer(struct atrn_srv *s, int code, const char *enh, const char *text)
+{
+    if (s->state != ATRN_SRV_ST_WAIT || s->event == ATRN_SRV_EV_NONE)
+        return -EBUSY;
+    enum atrn_srv_event ev = s->event;
+    if (code < 200 || code > 599 || code / 100 == 3) {
+        code = 451;
+        enh = "4.3.0";
+    }
+    /* RFC 3463 2: the enhanced code's class is the reply's. */
+    if (enh && (enh[0] - '0' != code / 100 || enh[1] != '.'))
+        enh = NULL;
+    int cls = code / 100;
+    if (cls == 4)
+        s->ntemp++;
+    s->event = ATRN_SRV_EV_NONE;
+    s->state = s->wait_from;
+    s->answering = true;
+    int rc = atrn_srv_reply(s, code, enh && enh[0] ? enh : NULL, false, "%s", text ? text : "");
+    s->answering = false;
+    switch (ev) {
+    case ATRN_SRV_EV_MAIL:
+        if (cls == 2)
+            s->state = ATRN_SRV_ST_MAIL;
+        else
+            s->msg.sender[0] = '\0';
+        break;
+    case ATRN_SRV_EV_RCPT:
+        if (cls == 2) {
+            s->msg.nrcpt++;
+            s->state = ATRN_SRV_ST_RCPT;
+        }
+        break;
+    case ATRN_SRV_EV_MSG:
+        if (cls == 2)
+            s->nmsgs_taken++;
+        else
+            s->nmsgs_refused++;
+        /* The local MTA ended its transaction with its answer: no RESET needed. */
+        s->state = ATRN_SRV_ST_READY;
+        atrn_srv_txn_reset(s);
+        break;
+    case ATRN_SRV_EV_NONE:
+        break;
+    }
+    if (rc < 0)
+        return rc;
+    /* Go on with what arrived meanwhile; a second WAIT keeps the rest again. */
+    char *held = s->hold;
+    size_t n = s->hold_len;
+    s->hold = NULL;
+    s->hold_len = 0;
+    rc = held ? atrn_srv_run(s, held, n) : 0;
+    free(held);
+    return rc;
+}
+
+void atrn_srv_on_closed(struct atrn_srv *s)
+{
+    if (s->state != ATRN_SRV_ST_WAIT)
+        s->state = ATRN_SRV_ST_DONE;
+}
+
+unsigned atrn_srv_take_actions(struct atrn_srv *s)
+{
+    unsigned a = s->actions;
+    s->actions = 0;
+    return a;
+}
+
+char *atrn_srv_out_take(struct atrn_srv *s, size_t *len)
+{
+    if (!s->out_len) {
+        *len = 0;
+        return NULL;
+    }
+    char *p = s->out;
+    *len = s->out_len;
+    s->out = NULL;
+    s->out_len = s->out_cap = 0;
+    return p;
+}
