@@ -115,16 +115,17 @@ static void postq_write(FILE *f, const struct queue_env *e, const struct postq_m
         const struct queue_rcpt *r = &m->r[i];
         if (postq_domain_held(m->q, r->domain))
             hold = true;
-        if (r->state != QUEUE_RS_PENDING || r->attempts > 0 ||
-            postq_etrn_only(m->opt, r->domain))
+        if (r->state != QUEUE_RS_PENDING || r->attempts > 0 || postq_etrn_only(m->opt, r->domain))
             deferred = true;
     }
     char idstr[QUEUE_ID_STR];
     fprintf(f,
             "{\"queue_name\":\"%s\",\"queue_id\":\"%s\",\"arrival_time\":%" PRId64
             ",\"message_size\":%" PRIu64 ",\"forced_expire\":false,\"sender\":",
-            hold ? "hold" : deferred ? "deferred" : "active", queue_id_str(e->id, idstr),
-            e->arrival, e->size);
+            hold       ? "hold"
+            : deferred ? "deferred"
+                       : "active",
+            queue_id_str(e->id, idstr), e->arrival, e->size);
     relayctl_json_str(f, e->sender);
     fputs(",\"recipients\":[", f);
     for (size_t i = 0; i < m->n; i++) {
@@ -135,8 +136,7 @@ static void postq_write(FILE *f, const struct queue_env *e, const struct postq_m
         if (etrn || r->last_error[0]) {
             char reason[QUEUE_ERR_MAX + 64];
             if (etrn && r->last_error[0])
-                snprintf(reason, sizeof(reason), "held for ETRN (last attempt: %s)",
-                         r->last_error);
+                snprintf(reason, sizeof(reason), "held for ETRN (last attempt: %s)", r->last_error);
             else
                 snprintf(reason, sizeof(reason), "%s", etrn ? "held for ETRN" : r->last_error);
             fputs(",\"delay_reason\":", f);
@@ -151,8 +151,8 @@ int relayctl_cmd_postq(struct queue *q, const struct relayctl_opts *opt,
                        const struct relayctl_args *a)
 {
     struct postq_scan s = {0};
-    int rc = queue_scan_rcpts(q, a->has_domain ? a->domain : NULL, a->subdomains,
-                              postq_ref_add, &s);
+    int rc =
+        queue_scan_rcpts(q, a->has_domain ? a->domain : NULL, a->subdomains, postq_ref_add, &s);
     if (rc != 0) {
         fprintf(stderr, "relayctl: cannot scan the recipients: %s\n", hf_strerror(rc));
         free(s.v);
