@@ -179,7 +179,7 @@ struct queue_update {
     int64_t next_attempt; /* DEFERRED */
     char domain[256];     /* HOLD/RELEASE_DOMAIN */
     char error[QUEUE_ERR_MAX];
-    int result; /* out: 0, or -ENOENT when the id/idx/domain was not found (not fatal) */
+    int result;   /* out: 0, or -ENOENT when the id/idx/domain was not found (not fatal) */
     bool removed; /* out: the message left the queue with this update (its last recipient) */
 };
 

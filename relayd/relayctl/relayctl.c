@@ -44,6 +44,10 @@
  *     With DOMAIN only the recipients in that domain are listed (and only messages that
  *     have one); with @DOMAIN those in the domain and all its subdomains.
  *
+ *   relayctl mailq [DOMAIN|@DOMAIN] --json
+ *     Not this schema: one object per line per message with the field names and meanings
+ *     of Postfix's "postqueue -j" (see relayctl_postq.c).
+ *
  *   relayctl show ID --json
  *     MESSAGE plus "headers": the stored header block as one string, from the first octet
  *     up to (not including) the first empty line, line ends as stored (CRLF); at most
@@ -92,6 +96,12 @@ static int ctl_check_none(int argc, char **argv, struct relayctl_args *a)
     return 0;
 }
 
+/* mailq prints Postfix's listing, or with --json what postqueue -j prints. */
+static int ctl_mailq(struct queue *q, const struct relayctl_opts *o, const struct relayctl_args *a)
+{
+    return o->json ? relayctl_cmd_postq(q, o, a) : relayctl_cmd_mailq(q, o, a);
+}
+
 /* Commands. Those that change the queue (flush, hold, release, delete, requeue) belong
  * here too once relayd's control socket exists; they will connect to it instead of
  * opening the queue, so they get a run function of their own kind (see main()). */
@@ -100,9 +110,10 @@ static const struct ctl_cmd ctl_cmds[] = {
      "per-domain summary: messages, recipients, size, oldest, policy, last attempt and its "
      "result, running flush; and totals",
      0, 0, CTL_OPT_JSON, ctl_check_none, relayctl_cmd_queue, NULL},
-    {"mailq", "mailq [DOMAIN|@DOMAIN]",
-     "Sendmail/Postfix-compatible listing (also when run as 'mailq' through a symlink)", 0, 1, 0,
-     relayctl_check_domain, relayctl_cmd_mailq, NULL},
+    {"mailq", "mailq [DOMAIN|@DOMAIN] [--json]",
+     "Sendmail/Postfix-compatible listing (also when run as 'mailq' through a symlink); "
+     "--json: one object per message with postqueue -j's fields",
+     0, 1, CTL_OPT_JSON, relayctl_check_domain, ctl_mailq, NULL},
     {"list", "list [DOMAIN|@DOMAIN] [--json]",
      "every queued message with its recipients (@DOMAIN: with subdomains)", 0, 1, CTL_OPT_JSON,
      relayctl_check_domain, relayctl_cmd_list, NULL},

@@ -121,6 +121,10 @@ int relayctl_cmd_show(struct queue *q, const struct relayctl_opts *opt,
 int relayctl_cmd_mailq(struct queue *q, const struct relayctl_opts *opt,
                        const struct relayctl_args *a);
 
+/* mailq --json (relayctl_postq.c): postqueue -j's objects, one line per message. */
+int relayctl_cmd_postq(struct queue *q, const struct relayctl_opts *opt,
+                       const struct relayctl_args *a);
+
 /* ---- actions through the control socket (relayctl_act.c) ---- */
 
 /* Prints one answer line of relayd (ok/err/event/stat/running) and records it in arg

@@ -179,17 +179,17 @@ static void flush_record(struct flush_run *run, struct flush_item *it, const cha
          * a = held before this run, d = this run so far (b, c are not measured apart). */
         char to[300], dsn[16];
         int64_t held = run->started > it->env.arrival ? run->started - it->env.arrival : 0;
+        const char *dflt = op == QUEUE_OP_DELIVERED ? "2.0.0"
+                           : op == QUEUE_OP_BOUNCED ? "5.0.0"
+                                                    : "4.0.0";
         log_svc(LOG_LVL_INFO, "smtp",
-                "%s: to=<%s>, relay=%s, delay=%lld, delays=%lld/0/0/%lld, dsn=%s, status=%s (%s)%s%s",
+                "%s: to=<%s>, relay=%s, delay=%lld, delays=%lld/0/0/%lld, dsn=%s, status=%s "
+                "(%s)%s%s",
                 qid, log_safe(qr->addr, to, sizeof(to)), relay && *relay ? relay : "none",
                 (long long)(now - it->env.arrival), (long long)held,
                 (long long)(now - it->env.arrival - held),
-                dsn_status_of(res->code, res->enh,
-                              op == QUEUE_OP_DELIVERED ? "2.0.0"
-                              : op == QUEUE_OP_BOUNCED ? "5.0.0"
-                                                       : "4.0.0",
-                              dsn),
-                status, text, tls ? " tls=" : "", tls ? tls : "");
+                dsn_status_of(res->code, res->enh, dflt, dsn), status, text, tls ? " tls=" : "",
+                tls ? tls : "");
         if (run->watched && run->watch.rcpt)
             run->watch.rcpt(run->watch.arg, run->watch.token, qid, qr->addr,
                             relay && *relay ? relay : "none", tls, status, text);
