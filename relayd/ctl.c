@@ -7,6 +7,7 @@
  * simply not found. */
 #include "ctl.h"
 #include "ctl_int.h"
+#include "ctl_names.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -195,7 +196,8 @@ static void ctl_flush(struct ctl_client *c, const char *what, bool wait)
             ctl_send(c, "err flush domain=%s failed: %s\n", ds.v[i], hf_strerror(rc));
         }
     }
-    log_info("relayctl flush %s%s domains=%zu", what, wait ? " wait" : "", ds.n);
+    log_info("relayctl action=flush target=%s wait=%s domains=%zu", what, wait ? "yes" : "no",
+             ds.n);
     free(ds.v);
     ctl_maybe_end(c);
 }
@@ -211,18 +213,11 @@ static void ctl_updated(int status, uint64_t token, struct queue_update *ups, si
         const char *target = ups[i].domain[0] ? ups[i].domain : queue_id_str(ups[i].id, qid);
         int rc = status < 0 ? status : ups[i].result;
         if (rc == 0)
-            log_info("%s relayctl op=%d done", target, (int)ups[i].op);
+            log_info("%s relayctl action=%s done", target, ctl_action_name(ups[i].op));
         if (!c)
             continue;
-        static const char *const done_word[] = {
-            [QUEUE_OP_DELIVERED] = "removed",    [QUEUE_OP_DEFERRED] = "deferred",
-            [QUEUE_OP_FAILED] = "failed",        [QUEUE_OP_DELETE_MSG] = "deleted",
-            [QUEUE_OP_HOLD_MSG] = "held",        [QUEUE_OP_RELEASE_MSG] = "released",
-            [QUEUE_OP_HOLD_DOMAIN] = "held",     [QUEUE_OP_RELEASE_DOMAIN] = "released",
-            [QUEUE_OP_REQUEUE_MSG] = "requeued",
-        };
         if (rc == 0)
-            ctl_send(c, "ok %s %s\n", done_word[ups[i].op], target);
+            ctl_send(c, "ok %s %s\n", ctl_done_word(ups[i].op), target);
         else if (rc == -ENOENT)
             ctl_send(c, "err %s: no such %s in the queue\n", target,
                      ups[i].domain[0] ? "domain" : "message");
@@ -279,7 +274,7 @@ static void ctl_deleted_domain(int status, uint64_t token, struct queue_update *
     for (size_t i = 0; i < n; i++)
         if (status == 0 && ups[i].result == 0)
             done++;
-    log_info("relayctl delete-domain removed rcpts=%zu of %zu%s%s", done, n,
+    log_info("relayctl action=delete-domain rcpts=%zu removed=%zu%s%s", n, done,
              status < 0 ? " err=" : "", status < 0 ? hf_errname(status) : "");
     struct ctl_client *c = idmap_get(&ctl->clients, token);
     if (!c)
@@ -317,7 +312,7 @@ static void ctl_change(struct ctl_client *c, const char *verb, char *args)
             ctl_maybe_end(c);
             return;
         }
-        log_info("relayctl delete domain=%s rcpts=%zu", d, cc.n);
+        log_info("relayctl action=delete domain=%s rcpts=%zu", d, cc.n);
         /* One answer line for the whole domain rather than one per recipient, sent once the
          * change is committed. */
         int rc = queue_wr_update(rd->wr, cc.ups, cc.n, ctl_deleted_domain, c->id, c->ctl);
@@ -375,7 +370,7 @@ static void ctl_change(struct ctl_client *c, const char *verb, char *args)
         ctl_maybe_end(c);
         return;
     }
-    log_info("relayctl %s targets=%zu", verb, n);
+    log_info("relayctl action=%s targets=%zu", verb, n);
     ctl_submit(c, ups, n);
     ctl_maybe_end(c);
 }

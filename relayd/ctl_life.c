@@ -112,7 +112,7 @@ static void ctl_life_bounce(struct relayd *rd, uint64_t client, bool by_domain, 
         ctl_reply_wait(rd, client, -1);
         return;
     }
-    log_info("relayctl bounce %s%s%s%s", domain ? "domain=" : "", domain ? domain : "",
+    log_info("relayctl action=bounce %s%s%s%s", domain ? "domain=" : "", domain ? domain : "",
              reason ? " reason=" : "", reason ? reason : "");
 }
 

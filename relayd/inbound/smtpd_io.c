@@ -14,6 +14,7 @@
 #include "hf_err.h"
 #include "smtpd_io_int.h"
 #include "log.h"
+#include "msghdr.h"
 #include "snap.h"
 #include "tls.h"
 
@@ -142,13 +143,32 @@ static void smtpd_io_resume(struct session *se)
 struct commit_ctx {
     struct relayd *rd;
     size_t mem;
+    /* The message's log lines, in Postfix's words (README, Logging), logged once the commit
+     * is durable: a message that never got its 250 was never received. */
+    char client[512];
+    char msgid[400];
+    char from[512];
+    char *rcpts; /* malloc'd "QID: accepted to=<a>" lines separated by NUL, or NULL */
+    size_t rcpts_len;
 };
+
+static void smtpd_io_log_accepted(const struct commit_ctx *cc)
+{
+    log_svc(LOG_LVL_INFO, "smtpd", "%s", cc->client);
+    log_svc(LOG_LVL_INFO, "cleanup", "%s", cc->msgid);
+    log_svc(LOG_LVL_INFO, "qmgr", "%s", cc->from);
+    for (size_t o = 0; cc->rcpts && o < cc->rcpts_len; o += strlen(cc->rcpts + o) + 1)
+        log_svc(LOG_LVL_INFO, "qmgr", "%s", cc->rcpts + o);
+}
 
 static void smtpd_io_committed(int status, uint64_t token, uint64_t id, void *arg)
 {
     struct commit_ctx *cc = arg;
     struct relayd *rd = cc->rd;
     rd->data_mem -= cc->mem;
+    if (status == 0)
+        smtpd_io_log_accepted(cc);
+    free(cc->rcpts);
     free(cc);
     struct session *se = idmap_get(&rd->sessions, token);
     char qid[QUEUE_ID_STR];
@@ -170,6 +190,42 @@ static void smtpd_io_committed(int status, uint64_t token, uint64_t id, void *ar
     smtpd_committed(&se->sm, status, qid);
     smtpd_io_flush_out(se);
     smtpd_io_resume(se);
+}
+
+/* Formats the accepted message's lines (logged by smtpd_io_committed):
+ *   QID: client=unknown[ADDR], c=N, helo=<NAME>[, sasl_username=USER][, tls=...]
+ *   QID: message-id=<...>
+ *   QID: from=<SENDER>, size=N, nrcpt=N (queue active)
+ *   QID: accepted to=<RCPT>          (one per recipient; not Postfix's, ours) */
+static void smtpd_io_log_prepare(struct session *se, const struct smtpd_msg *m,
+                                 const struct queue_new_msg *qm, const char *qid,
+                                 struct commit_ctx *cc)
+{
+    char a[300], b[300];
+    const struct smtpd *s = &se->sm;
+    int n = snprintf(cc->client, sizeof(cc->client), "%s: client=unknown[%s], c=%llu, helo=<%s>",
+                     qid, s->client_addr, (unsigned long long)se->id,
+                     log_safe(s->helo ? s->helo : "", a, sizeof(a)));
+    if (n > 0 && s->user && (size_t)n < sizeof(cc->client))
+        n += snprintf(cc->client + n, sizeof(cc->client) - (size_t)n, ", sasl_username=%s",
+                      log_safe(s->user, b, sizeof(b)));
+    if (n > 0 && s->tls && (size_t)n < sizeof(cc->client))
+        snprintf(cc->client + n, sizeof(cc->client) - (size_t)n, ", tls=%s",
+                 log_safe(s->tls_info, b, sizeof(b)));
+    char id[300];
+    if (msghdr_find(qm->body, qm->body_len, "Message-ID", id, sizeof(id)) < 0)
+        id[0] = '\0';
+    snprintf(cc->msgid, sizeof(cc->msgid), "%s: message-id=%s", qid, log_safe(id, a, sizeof(a)));
+    snprintf(cc->from, sizeof(cc->from), "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", qid,
+             log_safe(m->sender, a, sizeof(a)), qm->body_len, m->nrcpt);
+    size_t cap = m->nrcpt * (QUEUE_ID_STR + 330);
+    cc->rcpts = cap ? malloc(cap) : NULL;
+    for (size_t i = 0; cc->rcpts && i < m->nrcpt; i++) {
+        int l = snprintf(cc->rcpts + cc->rcpts_len, cap - cc->rcpts_len, "%s: accepted to=<%s>",
+                         qid, log_safe(m->rcpts[i].addr, a, sizeof(a)));
+        if (l > 0)
+            cc->rcpts_len += (size_t)l + 1;
+    }
 }
 
 static void smtpd_io_commit(struct session *se)
@@ -217,14 +273,10 @@ static void smtpd_io_commit(struct session *se)
         r->notify = m->rcpts[i].notify;
         r->state = QUEUE_RS_PENDING;
     }
-    char from[200];
-    log_info("%s accepted c=%llu from=<%s> size=%zu nrcpt=%zu client=[%s] helo=%s", qid,
-             (unsigned long long)se->id, log_safe(m->sender, from, sizeof(from)), qm->body_len,
-             m->nrcpt, se->sm.client_addr, se->sm.helo ? se->sm.helo : "");
-    for (size_t i = 0; i < m->nrcpt; i++)
-        log_info("%s to=<%s>", qid, log_safe(m->rcpts[i].addr, from, sizeof(from)));
     rd->stats.accepted_bytes += qm->body_len;
-    struct commit_ctx *cc = malloc(sizeof(*cc));
+    struct commit_ctx *cc = calloc(1, sizeof(*cc));
+    if (cc)
+        smtpd_io_log_prepare(se, m, qm, qid, cc);
     size_t mem = m->mem;
     smtpd_msg_free(m);
     m = NULL;
@@ -240,6 +292,7 @@ static void smtpd_io_commit(struct session *se)
     int rc = queue_wr_put(rd->wr, qm, smtpd_io_committed, se->id, cc);
     if (rc < 0) { /* the writer freed qm */
         rd->data_mem -= mem;
+        free(cc->rcpts);
         free(cc);
         smtpd_committed(&se->sm, rc, "");
         smtpd_io_flush_out(se);

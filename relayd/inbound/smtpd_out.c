@@ -92,7 +92,7 @@ static void smtpd_log_refusal(struct smtpd *s, const char *p, size_t n)
         snprintf(to, sizeof(to), " to=<%s>", log_safe(m->rcpts[0].addr, path, sizeof(path)));
     if (s->helo)
         snprintf(helo, sizeof(helo), " helo=<%s>", log_safe(s->helo, path, sizeof(path)));
-    log_info("NOQUEUE: reject: %s from unknown[%s]: %s;%s%s proto=%s%s c=%llu nrcpt=%zu%s%s%s%s",
+    log_svc(LOG_LVL_INFO, "smtpd", "NOQUEUE: reject: %s from unknown[%s]: %s;%s%s proto=%s%s c=%llu nrcpt=%zu%s%s%s%s",
              s->verb ? s->verb : "CONNECT", s->client_addr, reply, from, to,
              s->esmtp ? "ESMTP" : "SMTP", helo, (unsigned long long)s->id, m ? m->nrcpt : 0,
              s->user ? " user=" : "", s->user ? log_safe(s->user, path, sizeof(path)) : "",

@@ -180,6 +180,7 @@ struct queue_update {
     char domain[256];     /* HOLD/RELEASE_DOMAIN */
     char error[QUEUE_ERR_MAX];
     int result; /* out: 0, or -ENOENT when the id/idx/domain was not found (not fatal) */
+    bool removed; /* out: the message left the queue with this update (its last recipient) */
 };
 
 /* Applies n updates in one synced transaction, keeping the domain counters in step.

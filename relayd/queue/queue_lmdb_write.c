@@ -489,6 +489,7 @@ static int queue_apply_domain(struct queue *q, MDB_txn *txn, struct queue_update
 static int queue_apply_one(struct queue *q, MDB_txn *txn, struct queue_update *u)
 {
     u->result = 0;
+    u->removed = false;
     if (u->op == QUEUE_OP_HOLD_DOMAIN || u->op == QUEUE_OP_RELEASE_DOMAIN ||
         u->op == QUEUE_OP_DOMAIN_WARNED)
         return queue_apply_domain(q, txn, u);
@@ -524,8 +525,10 @@ static int queue_apply_one(struct queue *q, MDB_txn *txn, struct queue_update *u
             rc = queue_ent_remove(q, txn, &rec, (size_t)i);
         else
             rc = queue_rcpt_change(q, txn, &rec, (size_t)i, u);
-        if (rc == 0 && i >= 0 && removal)
+        if (rc == 0 && i >= 0 && removal) {
             rc = queue_msg_finish(q, txn, &rec);
+            u->removed = rc == 0 && rec.nent == 0;
+        }
         break;
     }
     case QUEUE_OP_DELETE_MSG:
@@ -533,6 +536,7 @@ static int queue_apply_one(struct queue *q, MDB_txn *txn, struct queue_update *u
             rc = queue_ent_remove(q, txn, &rec, rec.nent - 1);
         if (rc == 0)
             rc = queue_msg_finish(q, txn, &rec);
+        u->removed = rc == 0;
         break;
     case QUEUE_OP_HOLD_MSG:
     case QUEUE_OP_RELEASE_MSG:

@@ -254,6 +254,18 @@ static void *queue_wr_main(void *arg)
     return NULL;
 }
 
+/* Postfix's "QID: removed" (qmgr), once the commit that took a message's last recipient is
+ * durable, whatever took it (delivery, bounce, expiry, relayctl delete). */
+static void queue_wr_log_removed(const struct queue_wr_job *j)
+{
+    if (j->status != 0)
+        return;
+    char qid[QUEUE_ID_STR];
+    for (size_t i = 0; i < j->n; i++)
+        if (j->ups[i].removed)
+            log_svc(LOG_LVL_INFO, "qmgr", "%s: removed", queue_id_str(j->ups[i].id, qid));
+}
+
 /* Runs the callbacks of every finished job, on the loop thread. */
 static void queue_wr_drain(struct queue_wr *w)
 {
@@ -266,8 +278,10 @@ static void queue_wr_drain(struct queue_wr *w)
         struct queue_wr_job *next = j->next;
         if (j->kind == QUEUE_WR_PUT)
             j->put_cb(j->status, j->token, j->id, j->arg);
-        else
+        else {
+            queue_wr_log_removed(j);
             j->update_cb(j->status, j->token, j->ups, j->n, j->arg);
+        }
         free(j->ups);
         free(j);
         j = next;

@@ -326,7 +326,7 @@ static void bounce_committed(int status, uint64_t token, struct queue_update *up
             if (!s->dsn_id[kind])
                 continue;
             /* Postfix's grammar for the same event. */
-            log_info("%s: sender %s notification: %s", qid, what[kind],
+            log_svc(LOG_LVL_INFO, "bounce", "%s: sender %s notification: %s", qid, what[kind],
                      queue_id_str(s->dsn_id[kind], dsnid));
             char dom[256];
             if (bounce_target_ok(s->to, dom, sizeof(dom)) && s->rd->flush_due) {

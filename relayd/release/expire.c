@@ -286,8 +286,9 @@ static int expire_submit(struct expire *ex, const struct queue_env *env, struct 
             break;
         }
         snprintf(ups[i].error, sizeof(ups[i].error), "%s", diag);
-        log_info("%s to=<%s> relay=none delay=%llds status=%s (%s)", qid,
-                 log_safe(r->addr, to, sizeof(to)), (long long)(now - env->arrival), logst, diag);
+        log_svc(LOG_LVL_INFO, "qmgr", "%s: to=<%s>, relay=none, delay=%lld, dsn=%s, status=%s (%s)",
+                qid, log_safe(r->addr, to, sizeof(to)), (long long)(now - env->arrival),
+                f.status ? f.status : "4.0.0", logst, diag);
         if (ups[i].op == QUEUE_OP_BOUNCED)
             rd->stats.failed++;
         bounce_set_add(rd, bs, r, &f);

@@ -175,11 +175,21 @@ static void flush_record(struct flush_run *run, struct flush_item *it, const cha
                 *p = ' ';
         if (op != QUEUE_OP_DELIVERED)
             snprintf(run->sum.error, sizeof(run->sum.error), "%s", text);
-        char to[300];
-        log_info("%s to=<%s> relay=%s delay=%llds%s%s status=%s (%s)", qid,
-                 log_safe(qr->addr, to, sizeof(to)), relay && *relay ? relay : "none",
-                 (long long)(now - it->env.arrival), tls ? " tls=" : "", tls ? tls : "", status,
-                 text);
+        /* Postfix's delivery line (pflogsumm reads it), our fields after it. delays=a/b/c/d:
+         * a = held before this run, d = this run so far (b, c are not measured apart). */
+        char to[300], dsn[16];
+        int64_t held = run->started > it->env.arrival ? run->started - it->env.arrival : 0;
+        log_svc(LOG_LVL_INFO, "smtp",
+                "%s: to=<%s>, relay=%s, delay=%lld, delays=%lld/0/0/%lld, dsn=%s, status=%s (%s)%s%s",
+                qid, log_safe(qr->addr, to, sizeof(to)), relay && *relay ? relay : "none",
+                (long long)(now - it->env.arrival), (long long)held,
+                (long long)(now - it->env.arrival - held),
+                dsn_status_of(res->code, res->enh,
+                              op == QUEUE_OP_DELIVERED ? "2.0.0"
+                              : op == QUEUE_OP_BOUNCED ? "5.0.0"
+                                                       : "4.0.0",
+                              dsn),
+                status, text, tls ? " tls=" : "", tls ? tls : "");
         if (run->watched && run->watch.rcpt)
             run->watch.rcpt(run->watch.arg, run->watch.token, qid, qr->addr,
                             relay && *relay ? relay : "none", tls, status, text);
@@ -264,9 +274,12 @@ static void flush_run_maybe_finish(struct flush_run *run)
     if (any_left && run->pending_commits > 0)
         return; /* finish when those commits are in */
     run->finishing = true;
-    log_info("flush domain=%s reason=%s messages=%llu sent=%llu deferred=%llu bounced=%llu "
-             "duration=%llds%s%s",
-             run->domain, run->reason, (unsigned long long)run->sum.messages,
+    unsigned long long nrcpts = 0; /* what sent, deferred and bounced count */
+    for (size_t i = 0; i < run->nitems; i++)
+        nrcpts += run->items[i].nrcpt;
+    log_info("flush domain=%s reason=%s messages=%llu rcpts=%llu sent=%llu deferred=%llu "
+             "bounced=%llu duration=%llds%s%s",
+             run->domain, run->reason, (unsigned long long)run->sum.messages, nrcpts,
              (unsigned long long)run->sum.sent, (unsigned long long)run->sum.deferred,
              (unsigned long long)run->sum.failed, (long long)(flush_now() - run->started),
              run->sum.error[0] ? " last_error=" : "", run->sum.error[0] ? run->sum.error : "");

@@ -575,7 +575,7 @@ class Relayd:
     def wait_flush(self, domain, seconds=30, after=0):
         """Waits for the summary line of a queue run of domain; returns a dict of its
         counters (messages, sent, deferred, bounced) and the line."""
-        m = self.wait_log(r"flush domain=%s reason=\S+ messages=(\d+) sent=(\d+) "
+        m = self.wait_log(r"flush domain=%s reason=\S+ messages=(\d+) rcpts=\d+ sent=(\d+) "
                           r"deferred=(\d+) bounced=(\d+) duration=" % re.escape(domain),
                           seconds, after)[0]
         return {"messages": int(m.group(1)), "sent": int(m.group(2)),

@@ -101,7 +101,7 @@ class BackupMX(etrnlib.ETRNTestCase):
         # The stored bytes are untouched.
         for qid, st in ids.items():
             self.assertEqual(r.body(qid), st)
-        for line in r.log_lines(r" to=<u\d@downprimary\.test> ", after=mark):
+        for line in r.log_lines(r" to=<u\d@downprimary\.test>, ", after=mark):
             self.assertRegex(line, r" status=deferred ")
             self.assertNotIn(WORSE, line)
 
@@ -140,8 +140,8 @@ class BackupMX(etrnlib.ETRNTestCase):
         self.assertTrue(r.log_lines(r"flush domain=failover\.test relay=dead\.failover\.test"
                                     r"\[127\.0\.0\.3\]:\d+ connect failed", after=mark))
         for qid in ids:
-            self.assertEqual(len(r.log_lines(r"%s to=<u\d@failover\.test> relay=live\.failover"
-                                             r"\.test\[127\.0\.0\.2\]:\d+ .*status=sent" % qid,
+            self.assertEqual(len(r.log_lines(r"%s: to=<u\d@failover\.test>, relay=live\.failover"
+                                             r"\.test\[127\.0\.0\.2\]:\d+, .*status=sent" % qid,
                                              after=mark)), 1)
         self.assertQueueEmpty()
 

@@ -61,7 +61,7 @@ class DNSDecides(etrnlib.ETRNTestCase):
         self.assertEqual(sorted(rc), ["s@example.org"])
         for qid in ids:
             r.wait_log(r"%s: sender non-delivery notification: " % qid, after=mark)
-        lines = r.log_lines(r" to=<u\d@nullmx\.test> ", after=mark)
+        lines = r.log_lines(r" to=<u\d@nullmx\.test>, ", after=mark)
         self.assertEqual(len(lines), 2, lines)
         for line in lines:
             self.assertIn(" status=bounced ", line)
@@ -72,7 +72,7 @@ class DNSDecides(etrnlib.ETRNTestCase):
         reply = r.etrn("nullmx.test")
         r.wait_log(r" etrn arg=nullmx\.test .* reply=", after=mark2)
         self.assertEqual(r.log_lines(r"flush domain=nullmx\.test .*started", after=mark2), [])
-        self.assertEqual(r.log_lines(r" to=<u\d@nullmx\.test> ", after=mark2), [])
+        self.assertEqual(r.log_lines(r" to=<u\d@nullmx\.test>, ", after=mark2), [])
         with self.subTest("ETRN reply when every recipient was bounced"):
             self.assertETRN(reply, 251, r"OK, no messages waiting for node nullmx\.test")
 
@@ -107,8 +107,8 @@ class DNSDecides(etrnlib.ETRNTestCase):
         self.assertEqual((s["sent"], s["deferred"], s["bounced"]), (2, 0, 0), s["line"])
         self.assertEqual(sorted(m.data for m in self.sinks[IMPLICIT].snapshot()),
                          sorted(ids.values()))
-        self.assertEqual(len(r.log_lines(r" to=<u\d@implicit\.test> relay=implicit\.test"
-                                         r"\[127\.0\.0\.3\]:\d+ .*status=sent", after=mark)), 2)
+        self.assertEqual(len(r.log_lines(r" to=<u\d@implicit\.test>, relay=implicit\.test"
+                                         r"\[127\.0\.0\.3\]:\d+, .*status=sent", after=mark)), 2)
         self.assertQueueEmpty()
 
     def test_static_next_hop_without_dns(self):
@@ -123,10 +123,10 @@ class DNSDecides(etrnlib.ETRNTestCase):
         port = self.sinks.port
         self.assertEqual(len(r.log_lines(r"flush domain=static\.test next_hop=\[127\.0\.0\.5\]:%d"
                                          r" \(static, not DNS-verified\)" % port, after=mark)), 1)
-        sent = r.log_lines(r" to=<u\d@static\.test> .*status=sent", after=mark)
+        sent = r.log_lines(r" to=<u\d@static\.test>, .*status=sent", after=mark)
         self.assertEqual(len(sent), 2, sent)
         for line in sent:
-            self.assertRegex(line, r" relay=static[^ ]*\[127\.0\.0\.5\]:%d " % port)
+            self.assertRegex(line, r" relay=static[^ ]*\[127\.0\.0\.5\]:%d, " % port)
         self.assertQueueEmpty()
 
 

@@ -73,9 +73,9 @@ class Outcomes(etrnlib.ETRNTestCase):
         r.wait_log(r"%s: sender non-delivery notification: %s" % (qid, dsn["id"]))
         # The message and its bytes are kept for the remaining recipients.
         self.assertEqual(r.body(qid), stored)
-        self.assertRegex("\n".join(r.log_lines(r"to=<temp@outcomes\.test>", after=mark)),
+        self.assertRegex("\n".join(r.log_lines(r"to=<temp@outcomes\.test>, ", after=mark)),
                          r"status=deferred \(450 ")
-        self.assertRegex("\n".join(r.log_lines(r"to=<perm@outcomes\.test>", after=mark)),
+        self.assertRegex("\n".join(r.log_lines(r"to=<perm@outcomes\.test>, ", after=mark)),
                          r"status=bounced \(550 ")
 
         # A second ETRN offers the deferred recipient only, never the bounced one.

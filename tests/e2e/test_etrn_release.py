@@ -108,8 +108,9 @@ class ReleaseToBestMX(etrnlib.ETRNTestCase):
                             r"trusted=yes reply=253 messages=4", after=mark)
         self.assertEqual(len(asked), 1, "relayd's log of the ETRN from the asker")
         for qid in bodies:
-            lines = r.log_lines(r"%s to=<user\d@branch\.test> relay=mx1\.branch\.test"
-                                r"\[127\.0\.0\.2\]:%d delay=\d+s tls=none status=sent \(250 "
+            lines = r.log_lines(r"%s: to=<user\d@branch\.test>, relay=mx1\.branch\.test"
+                                r"\[127\.0\.0\.2\]:%d, delay=\d+, delays=\d+/0/0/\d+, "
+                                r"dsn=2\.\d\.\d, status=sent \(250 .*\) tls=none$"
                                 % (qid, self.sinks.port), after=mark)
             self.assertEqual(len(lines), 1, "log line for %s" % qid)
         self.assertQueueEmpty()
@@ -149,7 +150,7 @@ class EqualPreference(etrnlib.ETRNTestCase):
         self.assertEqual(self.sinks["127.0.0.4"].snapshot(), [])
         relays = set()
         for line in r.log_lines(r" status=sent ", after=mark):
-            relays.add(line.split(" relay=", 1)[1].split(" ", 1)[0])
+            relays.add(line.split(" relay=", 1)[1].split(",", 1)[0])
         self.assertTrue(relays <= {"a.tie.test[127.0.0.2]:%d" % self.sinks.port,
                                    "b.tie.test[127.0.0.3]:%d" % self.sinks.port}, relays)
         self.assertQueueEmpty()

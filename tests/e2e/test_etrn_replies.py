@@ -62,7 +62,7 @@ class Replies(etrnlib.ETRNTestCase):
         self.assertETRN(r.etrn("SLOW.TEST"), 458)
         # Another domain is not blocked by it.
         self.assertETRN(r.etrn("quick.test"), 251)
-        self.assertEqual(r.log_lines(r"flush domain=slow\.test reason=\S+ messages=\d+ sent=",
+        self.assertEqual(r.log_lines(r"flush domain=slow\.test reason=\S+ messages=\d+ rcpts=\d+ sent=",
                                      after=mark), [])
         sink.release()
         s = r.wait_flush("slow.test", after=mark)

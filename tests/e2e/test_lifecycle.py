@@ -107,7 +107,7 @@ class LifecycleCase(etrnlib.ETRNTestCase):
         commit), nothing may be left."""
         r = relayd or self.relayd
         for dsn in re.findall(r"notification: ([0-9A-F]{16})", r.log_text()):
-            sent = r.wait_log(r"%s to=<[^>]*@([^>]*)> .*status=sent" % dsn)[0]
+            sent = r.wait_log(r"%s: to=<[^>]*@([^>]*)>, .*status=sent" % dsn)[0]
             # The run's summary comes after its commits.
             with r.cond:
                 at = r.lines.index(sent.string)
@@ -163,7 +163,7 @@ class Lifecycle(LifecycleCase):
         # Logged as Postfix does, and nothing left behind.
         dsn = self.relayd.wait_log(r"%s: sender non-delivery notification: ([0-9A-F]{16})"
                                    % qid)[0].group(1)
-        self.relayd.wait_log(r"%s to=<%s> .*status=sent" % (dsn, re.escape(SENDER)))
+        self.relayd.wait_log(r"%s: to=<%s>, .*status=sent" % (dsn, re.escape(SENDER)))
         self.assertQueueEmpty()
 
     def test_null_mx_bounces(self):
@@ -215,7 +215,7 @@ class Lifecycle(LifecycleCase):
         s = self.release("bounce.test")
         self.assertEqual(s["deferred"], 1, s["line"])
         self.advance(4 * HOUR - 60)
-        self.assertEqual(self.relayd.log_lines(r"%s to=<temp@bounce\.test> .*status=delayed"
+        self.assertEqual(self.relayd.log_lines(r"%s: to=<temp@bounce\.test>, .*status=delayed"
                                                % qid), [])
         self.advance(120)  # past 4 h: the warning
         (_, msg), = self.dsns(1)
@@ -231,7 +231,7 @@ class Lifecycle(LifecycleCase):
         self.relayd.stop()
         self.relayd.start()
         self.advance(HOUR)
-        self.assertEqual(len(self.relayd.log_lines(r"%s to=<temp@bounce\.test> .*status=delayed"
+        self.assertEqual(len(self.relayd.log_lines(r"%s: to=<temp@bounce\.test>, .*status=delayed"
                                                    % qid)), 1)
         self.assertEqual(self.relayd.rcpts()["temp@bounce.test"]["state"], "deferred")
         # Expiry after max_queue_lifetime (5 days): a failure report, the recipient gone.
@@ -242,7 +242,7 @@ class Lifecycle(LifecycleCase):
         _, _, per_rcpt, _ = self.report(failed[0])
         self.assertEqual(per_rcpt[0]["Status"], "5.4.7")
         self.assertRegex(per_rcpt[0]["Diagnostic-Code"], r"delivery time expired.*450 4\.2\.1")
-        self.relayd.wait_log(r"%s to=<temp@bounce\.test> .*status=expired" % qid)
+        self.relayd.wait_log(r"%s: to=<temp@bounce\.test>, .*status=expired" % qid)
         self.assertQueueEmpty()
 
     def test_restart_keeps_the_schedule(self):
@@ -252,7 +252,7 @@ class Lifecycle(LifecycleCase):
         sink = self.sinks[MXB]
         mark = r.mark()
         self.send(SENDER, ["temp@retry.test"])
-        r.wait_log(r"to=<temp@retry\.test> .*status=deferred", after=mark)
+        r.wait_log(r"to=<temp@retry\.test>, .*status=deferred", after=mark)
         r.wait_flush("retry.test", after=mark)
         rec = r.rcpts()["temp@retry.test"]
         self.assertEqual(rec["attempts"], 1, rec)
@@ -278,7 +278,7 @@ class Lifecycle(LifecycleCase):
         qid = self.send(SENDER, ["x@hold.test"])
         self.advance(6 * DAY)  # past the global 5 days, and no warnings for hold.test
         self.assertIn("x@hold.test", self.relayd.rcpts())
-        self.assertEqual(self.relayd.log_lines(r"%s to=<x@hold\.test> .*status=" % qid), [])
+        self.assertEqual(self.relayd.log_lines(r"%s: to=<x@hold\.test>, .*status=" % qid), [])
         self.advance(22 * DAY)
         (_, msg), = self.dsns(1)
         _, _, per_rcpt, _ = self.report(msg)
@@ -315,7 +315,7 @@ class Lifecycle(LifecycleCase):
         self.assertEqual(per_rcpt[0]["Final-Recipient"], "rfc822; x@hold.test")
         self.assertEqual(per_rcpt[0]["Status"], "5.4.7")
         self.assertNotIn("x@hold.test", r.rcpts())
-        self.assertEqual(r.log_lines(r"%s to=<x@hold\.test> .*status=sent" % qid), [])
+        self.assertEqual(r.log_lines(r"%s: to=<x@hold\.test>, .*status=sent" % qid), [])
         self.assertQueueEmpty()
 
     def test_relayctl_bounce(self):

@@ -221,7 +221,7 @@ class Delete(RelayctlCase):
                              "recipients still listed right after `relayctl delete --domain "
                              "c.test --yes` returned (%s)" % (rnd + 1, rounds, c.out.strip()))
             self.assertEqual(c.out, "deleted 2 recipients\n", c)
-            r.wait_log(r"relayctl delete-domain removed rcpts=2 of 2$", after=mark)
+            r.wait_log(r"relayctl action=delete-domain rcpts=2 removed=2$", after=mark)
             self.assertEqual(self.listed("c.test"), {})
             self.assertTrue(set(ids[1:]) <= set(self.listed()))
 

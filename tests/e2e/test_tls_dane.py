@@ -47,8 +47,8 @@ from etrnlib import a, mx  # noqa: E402
 EE, TA, PLAIN, SECOND, SFAIL = "127.0.0.2", "127.0.0.3", "127.0.0.5", "127.0.0.6", "127.0.0.7"
 
 # "QID to=<rcpt> relay=HOST[ADDR]:PORT delay=Ns tls=TLSv1.3,CIPHER,verified status=sent (...)"
-DELIVERY_RE = (r"(?P<qid>[0-9A-F]{16}) to=<%s> (?P<fields>(?:\S+=\S+ )+)"
-               r"status=(?P<status>\w+) \((?P<text>.*)\)$")
+DELIVERY_RE = (r"(?P<qid>[0-9A-F]{16}): to=<%s>, (?P<fields>(?:[a-z]+=[^,\s]*, )+)"
+               r"status=(?P<status>\w+) \((?P<text>.*)\)(?P<extra>(?: [a-z]+=\S+)*)$")
 TLS_FIELD_RE = r"^(TLSv1\.[23]),(\S+),(verified|unverified)$"
 
 # What the last_error of a deferred recipient must name.
@@ -119,7 +119,8 @@ class Delivery:
     def __init__(self, m):
         self.string = m.string
         self.qid, self.status, self.text = m.group("qid"), m.group("status"), m.group("text")
-        fields = dict(f.split("=", 1) for f in m.group("fields").split())
+        fields = dict(f.split("=", 1) for f in (m.group("fields").replace(",", " ")
+                                                 + m.group("extra")).split())
         self.relay = fields.get("relay")
         self.tls = fields.get("tls")
 

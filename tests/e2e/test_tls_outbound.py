@@ -85,8 +85,8 @@ NO_STARTTLS_WHY = r"(?i)does not offer STARTTLS|STARTTLS not offered"
 
 # "QID to=<rcpt> relay=HOST[ADDR]:PORT delay=Ns tls=TLSv1.3,CIPHER,verified status=sent (...)"
 # (the fields between to= and status= in any order; tls= absent when no connection was made).
-DELIVERY_RE = (r"(?P<qid>[0-9A-F]{16}) to=<%s> (?P<fields>(?:\S+=\S+ )+)"
-               r"status=(?P<status>\w+) \((?P<text>.*)\)$")
+DELIVERY_RE = (r"(?P<qid>[0-9A-F]{16}): to=<%s>, (?P<fields>(?:[a-z]+=[^,\s]*, )+)"
+               r"status=(?P<status>\w+) \((?P<text>.*)\)(?P<extra>(?: [a-z]+=\S+)*)$")
 
 
 class Delivery:
@@ -95,7 +95,8 @@ class Delivery:
     def __init__(self, m):
         self.string = m.string
         self.qid, self.status, self.text = m.group("qid"), m.group("status"), m.group("text")
-        fields = dict(f.split("=", 1) for f in m.group("fields").split())
+        fields = dict(f.split("=", 1) for f in (m.group("fields").replace(",", " ")
+                                                 + m.group("extra")).split())
         self.relay = fields.get("relay")
         self.tls = fields.get("tls")
 
