@@ -275,7 +275,8 @@ static int atrn_srv_end_of_data(struct atrn_srv *s)
                  : s->dec.err == HF_EBARELF
                      ? atrn_srv_reply(s, 554, "5.6.0", false,
                                       "bare CR or LF in message (only CRLF ends a line)")
-                     : atrn_srv_reply(s, 500, "5.5.2", false, "text line over 1000 octets");
+                     : atrn_srv_reply(s, 554, "5.6.0", false,
+                                      "text line over 1000 octets (RFC 5321 4.5.3.1.6)");
         s->nmsgs_refused++;
         atrn_srv_txn_reset(s);
         return rc;

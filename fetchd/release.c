@@ -33,7 +33,7 @@ static void release_on_done(const enum release_verdict *results, size_t n, bool 
 int release_step_start(const struct release_params *p, release_done_cb cb, void *arg,
                        struct release_step **out)
 {
-    if (release_unsupported(p->relay) || release_tls_problem(p->relay))
+    if (release_tls_problem(p->relay))
         return -ENOTSUP;
     if (release_tls_policy(p->relay) != SMTPC_TLS_NEVER && !p->tls_ctx)
         return -EINVAL;

@@ -49,7 +49,7 @@ struct release_params {
 };
 
 /* Starts the step for p->relay's mode. Returns 0 and *out (the callback will run exactly
- * once), -ENOTSUP when release_unsupported() or release_tls_problem() says so, -EINVAL (no
+ * once), -ENOTSUP when release_tls_problem() says so, -EINVAL (no
  * domains; TLS wanted but no tls_ctx; auth_user but no auth_password), -ENOMEM; on error
  * nothing was started and the callback will not run. */
 int release_step_start(const struct release_params *p, release_done_cb cb, void *arg,

@@ -21,12 +21,6 @@ const char *release_verdict_name(enum release_verdict v)
     return "?";
 }
 
-const char *release_unsupported(const struct cfg_relay *relay)
-{
-    (void)relay; /* both modes are built in */
-    return NULL;
-}
-
 static bool release_is(const char *v, const char *want)
 {
     return v && strcmp(v, want) == 0;

@@ -20,11 +20,6 @@ enum release_verdict {
 /* A static name for logs: "pending", "done", "retry", "fatal". */
 const char *release_verdict_name(enum release_verdict v);
 
-/* Why a relay cannot run at all with this build, as a static sentence, or NULL when it can
- * (every mode is built in now: always NULL). Pure; fetchd -t reports it and the runner
- * skips the relay. */
-const char *release_unsupported(const struct cfg_relay *relay);
-
 /* Why the relay's TLS and AUTH keys do not go together, as a static sentence, or NULL:
  * auth_user without auth_password_file or the reverse, AUTH with tls = no (credentials
  * never go in clear; allowed for mode = atrn, which then uses CRAM-MD5 only), tls_verify =

@@ -132,11 +132,11 @@ int runner_check(const struct cfg *c, struct cfg_errors *errs)
         n++;
     }
     for (size_t i = 0; i < c->nrelays; i++) {
-        const char *why = release_unsupported(&c->relays[i]);
+        const char *why = NULL;
         char buf[512];
         char pw[SECRET_BUF];
         bool has_pw;
-        if (!why && runner_relay_problem(&c->relays[i], pw, sizeof(pw), &has_pw, buf, sizeof(buf)))
+        if (runner_relay_problem(&c->relays[i], pw, sizeof(pw), &has_pw, buf, sizeof(buf)))
             why = buf;
         explicit_bzero(pw, sizeof(pw));
         if (!why)
@@ -488,9 +488,9 @@ int runner_new(uv_loop_t *loop, const struct runner_opts *o, struct runner **out
         rr->cfg = &c->relays[i];
         if (runner_split_domains(rr) < 0)
             goto nomem;
-        const char *why = release_unsupported(rr->cfg);
+        const char *why = NULL;
         char buf[512];
-        if (!why && runner_relay_problem(rr->cfg, rr->password, sizeof(rr->password),
+        if (runner_relay_problem(rr->cfg, rr->password, sizeof(rr->password),
                                          &rr->has_password, buf, sizeof(buf)))
             why = buf;
         if (why) {

@@ -9,8 +9,7 @@
  * One step at a time per relay: a trigger that arrives while the relay's step runs is
  * remembered and runs once after it; a trigger that arrives while the relay waits for a
  * retry starts a fresh series at once (the link has just come up: that is the moment).
- * A relay that cannot run in this build (release_unsupported) or whose TLS and AUTH keys
- * cannot be used (runner_check) is reported and skipped. The runner reads each relay's
+ * A relay whose TLS and AUTH keys cannot be used (runner_check) is reported and skipped. The runner reads each relay's
  * password file once, at creation, and holds one TLS client context for all relays.
  *
  * In --once mode the runner reports, when every relay's series has ended, whether every
@@ -43,8 +42,8 @@ struct runner_opts {
 
 /* Checks what fetchd needs beyond cfg.c's rules and appends one error per problem to errs
  * (with the line of the key or section): no [relay] section, a local_mta that does not
- * parse, an unreadable tls_ca_file (line 0: global), a relay this build cannot run
- * (release_unsupported), TLS and AUTH keys that do not go together (release_tls_problem),
+ * parse, an unreadable tls_ca_file (line 0: global), TLS and AUTH keys that do not go
+ * together (release_tls_problem),
  * an auth_password_file that cannot be used (unreadable, empty, or open to group or others:
  * see secret.h). Returns the number of problems added, or -ENOMEM. */
 int runner_check(const struct cfg *c, struct cfg_errors *errs);

@@ -320,7 +320,7 @@ static void test_message_refused_here(void **state)
                       "554 5.6.0 bare CR or LF in message (only CRLF ends a line)\r\n"
                       "250 2.1.0 local: sender ok\r\n250 2.1.5 local: recipient ok\r\n"
                       "354 end data with <CR><LF>.<CR><LF>\r\n"
-                      "500 5.5.2 text line over 1000 octets\r\n"
+                      "554 5.6.0 text line over 1000 octets (RFC 5321 4.5.3.1.6)\r\n"
                       "250 2.1.0 local: sender ok\r\n250 2.1.5 local: recipient ok\r\n"
                       "354 end data with <CR><LF>.<CR><LF>\r\n"
                       "250 2.0.0 local: queued as X1\r\n"

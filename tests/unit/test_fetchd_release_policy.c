@@ -1,5 +1,4 @@
-/* Unit tests for fetchd/release_policy.c: which relays this build refuses
- * (release_unsupported), and how a relay's TLS and AUTH keys are read
+/* Unit tests for fetchd/release_policy.c: how a relay's TLS and AUTH keys are read
  * (release_tls_problem, release_tls_policy, release_tls_verify). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,15 +21,7 @@ static void test_unsupported_relays(void **state)
     memset(&r, 0, sizeof(r));
     r.name = "r";
     r.mode = "etrn";
-    r.tls = "may";
-    assert_null(release_unsupported(&r));
-    r.tls = "no";
-    assert_null(release_unsupported(&r));
-    r.tls = "require";
-    assert_null(release_unsupported(&r));
-    r.tls = "may";
     r.mode = "atrn";
-    assert_null(release_unsupported(&r));
     /* ATRN may authenticate without TLS (CRAM-MD5 only); ETRN may not. */
     r.tls = "no";
     r.auth_user = "u";
