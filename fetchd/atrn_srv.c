@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "hf_err.h"
+#include "log.h"
 #include "smtp_reply.h"
 
 #define ATRN_SRV_CHUNK 4096 /* DATA input decoded per step */
@@ -26,6 +27,14 @@ const char *atrn_srv_state_name(enum atrn_srv_state st)
 {
     static const char *const names[] = {"greet", "ready", "mail", "rcpt", "data", "wait", "done"};
     return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
+}
+
+/* Every state change goes through here (logged at debug level, STYLE.md). */
+static void atrn_srv_enter(struct atrn_srv *s, enum atrn_srv_state next)
+{
+    if (s->state != next)
+        log_debug("atrn_srv %s -> %s", atrn_srv_state_name(s->state), atrn_srv_state_name(next));
+    s->state = next;
 }
 
 static int atrn_srv_reserve(char **buf, size_t *cap, size_t need)
@@ -84,7 +93,7 @@ static void atrn_srv_txn_reset(struct atrn_srv *s)
     s->msg.body_8bit = false;
     s->too_big = false;
     if (s->state != ATRN_SRV_ST_GREET && s->state != ATRN_SRV_ST_DONE)
-        s->state = ATRN_SRV_ST_READY;
+        atrn_srv_enter(s, ATRN_SRV_ST_READY);
 }
 
 int atrn_srv_init(struct atrn_srv *s, const struct atrn_srv_opts *o)
@@ -114,14 +123,14 @@ void atrn_srv_close(struct atrn_srv *s)
     free(s->msg.body);
     free(s->hold);
     memset(s, 0, sizeof(*s));
-    s->state = ATRN_SRV_ST_DONE;
+    atrn_srv_enter(s, ATRN_SRV_ST_DONE);
 }
 
 /* Ends the session from our side: 421 and CLOSE. */
 static int atrn_srv_abort(struct atrn_srv *s, const char *why)
 {
     int rc = atrn_srv_reply(s, 421, "4.3.0", false, "%s %s, closing", s->name, why);
-    s->state = ATRN_SRV_ST_DONE;
+    atrn_srv_enter(s, ATRN_SRV_ST_DONE);
     s->actions |= ATRN_SRV_ACT_CLOSE;
     return rc;
 }
@@ -132,7 +141,7 @@ static int atrn_srv_abort(struct atrn_srv *s, const char *why)
 static int atrn_srv_wait(struct atrn_srv *s, enum atrn_srv_event ev)
 {
     s->wait_from = s->state;
-    s->state = ATRN_SRV_ST_WAIT;
+    atrn_srv_enter(s, ATRN_SRV_ST_WAIT);
     s->event = ev;
     s->actions |= ATRN_SRV_ACT_EVENT;
     return 0;
@@ -141,7 +150,7 @@ static int atrn_srv_wait(struct atrn_srv *s, enum atrn_srv_event ev)
 static int atrn_srv_ehlo(struct atrn_srv *s, bool ehlo)
 {
     atrn_srv_txn_reset(s);
-    s->state = ATRN_SRV_ST_READY;
+    atrn_srv_enter(s, ATRN_SRV_ST_READY);
     if (!ehlo)
         return atrn_srv_reply(s, 250, NULL, false, "%s", s->name);
     int rc = atrn_srv_reply(s, 250, NULL, true, "%s", s->name);
@@ -196,7 +205,7 @@ static int atrn_srv_data(struct atrn_srv *s)
     smtp_data_init(&s->dec, SMTP_TEXT_LINE_MAX, SMTP_DATA_BARE_REJECT);
     s->msg.len = 0;
     s->too_big = false;
-    s->state = ATRN_SRV_ST_DATA;
+    atrn_srv_enter(s, ATRN_SRV_ST_DATA);
     return atrn_srv_reply(s, 354, NULL, false, "end data with <CR><LF>.<CR><LF>");
 }
 
@@ -245,7 +254,7 @@ static int atrn_srv_command(struct atrn_srv *s, const char *line, size_t len)
         rc = atrn_srv_reply(s, 221, "2.0.0", false, "%s closing", s->name);
         atrn_srv_txn_reset(s);
         s->quit = true;
-        s->state = ATRN_SRV_ST_DONE;
+        atrn_srv_enter(s, ATRN_SRV_ST_DONE);
         s->actions |= ATRN_SRV_ACT_CLOSE;
         return rc;
     default:
@@ -378,21 +387,21 @@ int atrn_srv_answer(struct atrn_srv *s, int code, const char *enh, const char *t
     if (cls == 4)
         s->ntemp++;
     s->event = ATRN_SRV_EV_NONE;
-    s->state = s->wait_from;
+    atrn_srv_enter(s, s->wait_from);
     s->answering = true;
     int rc = atrn_srv_reply(s, code, enh && enh[0] ? enh : NULL, false, "%s", text ? text : "");
     s->answering = false;
     switch (ev) {
     case ATRN_SRV_EV_MAIL:
         if (cls == 2)
-            s->state = ATRN_SRV_ST_MAIL;
+            atrn_srv_enter(s, ATRN_SRV_ST_MAIL);
         else
             s->msg.sender[0] = '\0';
         break;
     case ATRN_SRV_EV_RCPT:
         if (cls == 2) {
             s->msg.nrcpt++;
-            s->state = ATRN_SRV_ST_RCPT;
+            atrn_srv_enter(s, ATRN_SRV_ST_RCPT);
         }
         break;
     case ATRN_SRV_EV_MSG:
@@ -401,7 +410,7 @@ int atrn_srv_answer(struct atrn_srv *s, int code, const char *enh, const char *t
         else
             s->nmsgs_refused++;
         /* The local MTA ended its transaction with its answer: no RESET needed. */
-        s->state = ATRN_SRV_ST_READY;
+        atrn_srv_enter(s, ATRN_SRV_ST_READY);
         atrn_srv_txn_reset(s);
         break;
     case ATRN_SRV_EV_NONE:
@@ -422,7 +431,7 @@ int atrn_srv_answer(struct atrn_srv *s, int code, const char *enh, const char *t
 void atrn_srv_on_closed(struct atrn_srv *s)
 {
     if (s->state != ATRN_SRV_ST_WAIT)
-        s->state = ATRN_SRV_ST_DONE;
+        atrn_srv_enter(s, ATRN_SRV_ST_DONE);
 }
 
 unsigned atrn_srv_take_actions(struct atrn_srv *s)

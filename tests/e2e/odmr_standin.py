@@ -13,6 +13,7 @@ recorded), 4xx or no answer stays held and goes again on the next ATRN.
 Every socket operation has a timeout; the accept loop ends on stop(). Only 127.0.0.1.
 """
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -293,6 +294,13 @@ class _LocalHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.mta.hold_first and not self.mta.entered.is_set():
+            # Holds the first message's answer until the test opens the gate (bounded),
+            # then refuses it for now: the local MTA keeps nothing of it.
+            self.mta.entered.set()
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self.mta.gate.wait, timeout(60))
+            return "451 4.3.0 not now"
         with self.mta.lock:
             self.mta.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
                                       envelope.original_content))
@@ -305,9 +313,15 @@ class _LMTPController(Controller):
 
 
 class LocalMTA:
-    def __init__(self, lmtp=False, port=None):
+    """hold_first: the first message's end of data is answered only after gate is set
+    (entered is set when it arrives), and then with 451."""
+
+    def __init__(self, lmtp=False, port=None, hold_first=False):
         self.port = port or free_port()
         self.lmtp = lmtp
+        self.hold_first = hold_first
+        self.entered = threading.Event()
+        self.gate = threading.Event()
         self.lock = threading.Lock()
         self.messages = []
         self.ctl = None
@@ -321,6 +335,7 @@ class LocalMTA:
         return self
 
     def stop(self):
+        self.gate.set()
         if self.ctl:
             self.ctl.stop()
             self.ctl = None

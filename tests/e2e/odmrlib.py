@@ -71,6 +71,9 @@ class ODMRClient:
 
     def __init__(self, port, host="127.0.0.1", context=None):
         self.sock = socket.create_connection((host, port), timeout=bound(20))
+        # Replies to pipelined commands go one send each: without this, Nagle holds the
+        # second until the first is acknowledged (a delayed ACK, ~40 ms per message).
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if context is not None:  # implicit TLS (listen_odmr_tls)
             self.sock = context.wrap_socket(self.sock, server_hostname=tlslib.SERVER_CN)
         self.buf = b""

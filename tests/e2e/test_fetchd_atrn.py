@@ -14,6 +14,8 @@ relay's client on the turned connection) and a python3-aiosmtpd local MTA.
     the retry delivers it once.
   - a message with a bare LF: 554 5.6.0 from fetchd itself (bounced by the relay), never at
     the local MTA, logged.
+  - SIGTERM while the local MTA holds a message's answer: fetchd exits 0 in time, the relay
+    keeps everything.
   - 453 ends quietly (exit 0, one connection); 450 is reported and not retried (exit 1);
     451 is retried with the backoff (retry_limit + 1 connections, exit 1).
   - STARTTLS (tls = require, the stand-in's certificate from the test CA, checked) and AUTH
@@ -29,13 +31,14 @@ Every wait is bounded; only 127.0.0.1.
 import os
 import re
 import shutil
+import signal
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tlslib  # noqa: E402
 from dnslib import A  # noqa: E402
-from fetchdlib import Fetchd, ZoneDNS  # noqa: E402
+from fetchdlib import Fetchd, ZoneDNS, wait_until  # noqa: E402
 from hfharness import free_port  # noqa: E402
 from odmr_standin import Held, LocalMTA, OdmrStandIn  # noqa: E402
 
@@ -248,6 +251,23 @@ class ATRNCase(unittest.TestCase):
         self.assertEqual(relay.bounced, [("Q1", "u@branch.test", 554)])
         self.assertEqual(mta.got(), [("b@example.org", ["w@branch.test"], BODY1)])
         self.assertRegex(text, r'relay=isp refused count=1 last="554 5\.6\.0 bare CR or LF')
+
+    def test_sigterm_mid_session(self):
+        # fetchd stopped (SIGTERM) while the local MTA holds the first message's answer: it
+        # exits in time, cleanly (no sanitizer report, no leak), and the relay keeps
+        # everything; nothing reached the local MTA.
+        mta = self.local(hold_first=True)
+        relay = self.relay([Held("Q1", "a@example.org", ["u@branch.test"], BODY1),
+                            Held("Q2", "b@example.org", ["w@branch.test"], BODY2)])
+        f = self.fetchd({"isp": (relay, {})}, mta.port)
+        f.start("-f")
+        wait_until(mta.entered.is_set, 60, "the first message at the local MTA")
+        f.signal(signal.SIGTERM)
+        self.assertEqual(f.wait_exit(30), 0, f.log_text())
+        mta.gate.set()
+        self.assertEqual(mta.got(), [])
+        self.assertEqual(relay.held_rcpts(), [("Q1", "u@branch.test"), ("Q2", "w@branch.test")])
+        self.assertEqual(relay.delivered, [])
 
     def test_tls_required_by_default(self):
         # mode = atrn without a tls key means tls = require: a relay without STARTTLS gets

@@ -14,6 +14,8 @@ far end of fetchd's link. Servers inside namespaces run as separate processes
     each message once; both queues are empty.
   - one node down: the other is released at once, the down one is retried (fetchd logs the
     retry), started again, and released by the retry; nothing twice.
+  - the same with a [relay] section per node (host = each node): the section whose node is
+    down is retried on its own; the other is asked once.
 
 Every wait is bounded; traffic stays on the namespaces' own loopbacks and veth link.
 """
@@ -112,9 +114,9 @@ class ATRNScaleOut(unittest.TestCase):
         with open(pw, "w") as f:
             f.write(odmrlib.ODMR_USERS["branch"][1] + "\n")  # the CRAM-MD5 secret
         os.chmod(pw, 0o600)
-        self.fetchd.relays["isp"] = {"port": ODMR_PORT, "domains": "branch.test",
-                                     "mode": "atrn", "tls": "no", "auth_user": "branch",
-                                     "auth_password_file": pw}
+        self.relay_opts = {"port": ODMR_PORT, "domains": "branch.test", "mode": "atrn",
+                           "tls": "no", "auth_user": "branch", "auth_password_file": pw}
+        self.fetchd.relays["isp"] = dict(self.relay_opts)
         self.fetchd.write_config()
         self.addCleanup(self._stop_fetchd)
         self.sent = []
@@ -213,6 +215,31 @@ class ATRNScaleOut(unittest.TestCase):
         n2.start()
         self.assertEqual(self.wait_arrived(6), sorted(self.sent))
         self.fetchd.wait_log(r"relay=isp released domains=1 done=1", 60, count=released + 1)
+        self.wait_emptied(n1)
+        self.wait_emptied(n2)
+
+
+    def test_relay_section_per_node_retried_independently(self):
+        # [relay one] host = node 1, [relay two] host = node 2: node 2 is down at the start,
+        # so relay two is retried while relay one is released at once and not asked again.
+        n1, n2 = self.nodes
+        self.fetchd.relays = {"one": dict(self.relay_opts, host=NODE1),
+                              "two": dict(self.relay_opts, host=NODE2)}
+        self.fetchd.write_config()
+        self.hold(n1, "a1")
+        self.hold(n2, "b1")
+        self.hold(n2, "b2")
+        n2.stop()
+        self.ns.link(True)
+        self.fetchd.start()
+        self.fetchd.wait_log(r"relay=two retry=1/", 30)
+        self.fetchd.wait_log(r"relay=one released domains=1 done=1 .*retries=0", 30)
+        self.assertEqual(len(self.arrived()), 1)
+        n2.start()
+        self.assertEqual(self.wait_arrived(3), sorted(self.sent))
+        self.fetchd.wait_log(r"relay=two released domains=1 done=1 .*retries=[1-9]", 60)
+        self.assertEqual(self.fetchd.count(r"relay=one\[%s\]:%d domain=branch\.test reply="
+                                           % (NODE1, ODMR_PORT)), 1)
         self.wait_emptied(n1)
         self.wait_emptied(n2)
 

@@ -12,6 +12,8 @@ pulls with mode = atrn and hands the mail to a python3-aiosmtpd local MTA.
     with 450 (relayd keeps it queued); the rest is delivered once.
   - the local MTA down: nothing is lost (relayd keeps every recipient, deferred); once it
     is up the next run delivers all of it.
+  - fetchd killed while relayd waits for the answer to a message: relayd keeps all of it
+    (deferred); the next run delivers each message once.
   - nothing held: 453, exit 0; a domain of another user: 450, exit 1, not retried.
 
 Every wait is bounded; only 127.0.0.1.
@@ -27,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import etrnlib  # noqa: E402
 import odmrlib  # noqa: E402
 import tlslib  # noqa: E402
-from fetchdlib import Fetchd  # noqa: E402
+from fetchdlib import Fetchd, wait_until  # noqa: E402
 from hfharness import free_port  # noqa: E402
 from odmr_standin import LocalMTA  # noqa: E402
 
@@ -51,8 +53,8 @@ class FetchdATRNRelayd(odmrlib.ODMRCase):
                 sys.stderr.write("\n---- fetchd log ----\n%s---- end ----\n" % f.log_text())
             shutil.rmtree(f.dir, ignore_errors=True)
 
-    def local(self, port=None):
-        m = LocalMTA(port=port).start()
+    def local(self, port=None, **kw):
+        m = LocalMTA(port=port, **kw).start()
         self.locals.append(m)
         return m
 
@@ -141,6 +143,32 @@ class FetchdATRNRelayd(odmrlib.ODMRCase):
         self.assertEqual(sorted(m[2] for m in mta.got()), sorted(held.values()))
         self.relayd.wait_log(r"atrn done user=branch .* sent=2 deferred=0 bounced=0", after=mark)
         self.assertEqual(self.relayd.rcpts(), {})
+
+    def test_fetchd_killed_mid_release_loses_nothing(self):
+        # fetchd dies (SIGKILL) while relayd waits for the answer to the first message's end
+        # of data: relayd keeps everything; the next run delivers each message once.
+        r = self.relayd
+        held = self.hold("branch.test", 3)
+        mta = self.local(hold_first=True)
+        f = self.fetchd(mta.port, domains="branch.test")
+        mark = r.mark()
+        f.start("--once")
+        wait_until(mta.entered.is_set, 60, "the first message at the local MTA")
+        f.proc.kill()
+        f.wait_exit(30)
+        f.stop()
+        mta.gate.set()
+        r.wait_log(r"atrn done user=branch .* sent=0 deferred=3 bounced=0", after=mark)
+        self.assertEqual(len(r.rcpts()), 3)
+        self.assertEqual(mta.got(), [])
+        mta.hold_first = False
+        mark = r.mark()
+        f.proc = None
+        rc, text = f.run("--once")
+        self.assertEqual(rc, 0, text)
+        self.assertEqual(sorted(m[2] for m in mta.got()), sorted(held.values()))
+        r.wait_log(r"atrn done user=branch .* sent=3 deferred=0 bounced=0", after=mark)
+        self.assertEqual(r.rcpts(), {})
 
     def test_453_and_450(self):
         mta = self.local()

@@ -336,6 +336,42 @@ static void test_message_refused_here(void **state)
     check_dialogue(in, 1010, want, want_ev);
 }
 
+static void test_recipient_and_size_limits(void **state)
+{
+    (void)state;
+    /* RFC 5321 4.5.3.1.8: 100 recipients must be taken; the 101st gets 452 4.5.3 (4.5.3.1.10),
+     * and the relay sends it again later. A message of exactly SIZE octets is taken. */
+    struct buf in = {0}, out = {0}, ev = {0};
+    buf_str(&in, "EHLO r\r\nMAIL FROM:<a@x.test>\r\n");
+    for (int i = 1; i <= 101; i++) {
+        char line[64];
+        snprintf(line, sizeof(line), "RCPT TO:<u%d@branch.test>\r\n", i);
+        buf_str(&in, line);
+    }
+    buf_str(&in, "DATA\r\n0123456789abcdef\r\n.\r\n"); /* 18 octets */
+    dialogue(in.p, in.len, in.len, true, 18, &out, &ev);
+    char *last452 = strstr(out.p, "452 4.5.3 too many recipients\r\n");
+    assert_non_null(last452);
+    assert_null(strstr(last452 + 1, "452 "));
+    size_t n250 = 0;
+    for (char *p = out.p; (p = strstr(p, "250 2.1.5 local: recipient ok")) != NULL; p++)
+        n250++;
+    assert_int_equal(n250, 100);
+    assert_non_null(strstr(ev.p, "MSG n=100 len=18 ["));
+    assert_non_null(strstr(out.p, "250 2.0.0 local: queued as X1\r\n"));
+    free(out.p);
+    free(ev.p);
+    out = (struct buf){0};
+    ev = (struct buf){0};
+    /* One octet more than SIZE: refused. */
+    dialogue(in.p, in.len, in.len, true, 17, &out, &ev);
+    assert_non_null(strstr(out.p, "552 5.3.4 message too big\r\n"));
+    assert_null(strstr(ev.p, "MSG "));
+    free(out.p);
+    free(ev.p);
+    free(in.p);
+}
+
 static void test_long_command_line(void **state)
 {
     (void)state;
@@ -401,6 +437,7 @@ int main(void)
         cmocka_unit_test(test_local_down_and_odd_answers),
         cmocka_unit_test(test_commands_in_every_state),
         cmocka_unit_test(test_message_refused_here),
+        cmocka_unit_test(test_recipient_and_size_limits),
         cmocka_unit_test(test_long_command_line),
         cmocka_unit_test(test_hold_limit_and_answer_without_event),
         cmocka_unit_test(test_names),
