@@ -46,7 +46,7 @@ from etrnlib import a, mx  # noqa: E402
 
 EE, TA, PLAIN, SECOND, SFAIL = "127.0.0.2", "127.0.0.3", "127.0.0.5", "127.0.0.6", "127.0.0.7"
 
-# "QID to=<rcpt> relay=HOST[ADDR]:PORT delay=Ns tls=TLSv1.3,CIPHER,verified status=sent (...)"
+# "QID: to=<rcpt>, relay=HOST[ADDR]:PORT, delay=N, ..., status=sent (...) tls=TLSv1.3,CIPHER,verified"
 DELIVERY_RE = (r"(?P<qid>[0-9A-F]{16}): to=<%s>, (?P<fields>(?:[a-z]+=[^,\s]*, )+)"
                r"status=(?P<status>\w+) \((?P<text>.*)\)(?P<extra>(?: [a-z]+=\S+)*)$")
 TLS_FIELD_RE = r"^(TLSv1\.[23]),(\S+),(verified|unverified)$"
