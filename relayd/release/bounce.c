@@ -45,6 +45,7 @@ struct bounce_set {
     int64_t now;
     /* Filled by the writer thread, read on the loop after the commit. */
     uint64_t dsn_id[BOUNCE_KINDS];
+    size_t dsn_size[BOUNCE_KINDS];
     /* The caller's callback. */
     queue_wr_update_cb cb;
     uint64_t token;
@@ -258,6 +259,7 @@ static struct queue_new_msg *bounce_make(struct queue *q, struct bounce_set *s, 
     bounce_target_ok(s->to, dr->domain, sizeof(dr->domain));
     dr->state = QUEUE_RS_PENDING;
     s->dsn_id[kind] = m->env.id;
+    s->dsn_size[kind] = len;
     return m;
 }
 
@@ -325,9 +327,14 @@ static void bounce_committed(int status, uint64_t token, struct queue_update *up
         for (int kind = 0; kind < BOUNCE_KINDS; kind++) {
             if (!s->dsn_id[kind])
                 continue;
-            /* Postfix's grammar for the same event. */
+            /* Postfix's grammar for the same event: bounce, then cleanup and qmgr for the
+             * new message (pflogsumm takes its size from the from= line). */
             log_svc(LOG_LVL_INFO, "bounce", "%s: sender %s notification: %s", qid, what[kind],
                     queue_id_str(s->dsn_id[kind], dsnid));
+            log_svc(LOG_LVL_INFO, "cleanup", "%s: message-id=<%s.%s@%s>", dsnid, dsnid, qid,
+                    s->host);
+            log_svc(LOG_LVL_INFO, "qmgr", "%s: from=<>, size=%zu, nrcpt=1 (queue active)", dsnid,
+                    s->dsn_size[kind]);
             char dom[256];
             if (bounce_target_ok(s->to, dom, sizeof(dom)) && s->rd->flush_due) {
                 /* The timer's kind of run: a hold = yes domain keeps it for ETRN. */

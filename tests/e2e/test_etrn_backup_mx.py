@@ -63,7 +63,7 @@ class BackupMX(etrnlib.ETRNTestCase):
         r = self.relayd
         now = sorted(m["id"] for m in r.list_json())
         self.assertEqual(now, sorted(ids_before), "relayd queued new mail (delivered to itself?)")
-        self.assertEqual(r.log_lines(r" accepted c=\d+ .*helo=relay\.holdfast\.test"), [])
+        self.assertEqual(r.log_lines(r": client=\S+, c=\d+, helo=<relay\.holdfast\.test>"), [])
 
     def test_delivery_goes_to_the_primary_only(self):
         r = self.relayd

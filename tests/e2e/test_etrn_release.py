@@ -114,7 +114,7 @@ class ReleaseToBestMX(etrnlib.ETRNTestCase):
                                 % (qid, self.sinks.port), after=mark)
             self.assertEqual(len(lines), 1, "log line for %s" % qid)
         self.assertQueueEmpty()
-        self.assertEqual(r.log_lines(r" accepted c=\d+ .*helo=relay\.holdfast\.test"), [])
+        self.assertEqual(r.log_lines(r": client=\S+, c=\d+, helo=<relay\.holdfast\.test>"), [])
 
         # Asked again: nothing waits.
         self.assertETRN(r.etrn("branch.test"), 251,

@@ -94,7 +94,7 @@ class Injection(tlslib.TLSRelaydCase):
         self.assertNoMoreReplies(c)
         self.assertDiscarded(mark, injected)
         self.assertEqual(self.relayd.list_json(), [], "the injected message was queued")
-        self.assertEqual(self.relayd.log_lines(r"accepted c=\d+", after=mark), [])
+        self.assertEqual(self.relayd.log_lines(r": client=\S+, c=\d+", after=mark), [])
 
     def test_injection_in_a_second_write(self):
         """STARTTLS, then at once a second write with a plaintext MAIL before the 220 was

@@ -83,7 +83,7 @@ SELFSIGNED_WHY = r"(?i)self.signed certificate"
 STATIC_WHY = r"(?i)needs an MX host name|cannot be (checked|verified)"
 NO_STARTTLS_WHY = r"(?i)does not offer STARTTLS|STARTTLS not offered"
 
-# "QID to=<rcpt> relay=HOST[ADDR]:PORT delay=Ns tls=TLSv1.3,CIPHER,verified status=sent (...)"
+# "QID: to=<rcpt>, relay=HOST[ADDR]:PORT, delay=N, ..., status=sent (...) tls=TLSv1.3,CIPHER,verified"
 # (the fields between to= and status= in any order; tls= absent when no connection was made).
 DELIVERY_RE = (r"(?P<qid>[0-9A-F]{16}): to=<%s>, (?P<fields>(?:[a-z]+=[^,\s]*, )+)"
                r"status=(?P<status>\w+) \((?P<text>.*)\)(?P<extra>(?: [a-z]+=\S+)*)$")
