@@ -68,6 +68,18 @@ struct relayctl_ref {
     uint32_t idx;
 };
 
+/* Recipients collected by relayctl_refs_load (v malloc'd: the caller frees it). */
+struct relayctl_refs {
+    struct relayctl_ref *v;
+    size_t n, cap;
+};
+
+struct relayctl_args;
+/* The recipients a listing asks for (a domain, @domain or all), sorted by message id and
+ * index, appended to *refs (zeroed by the caller). Returns 0, or an error already printed
+ * (refs->v freed). relayctl_read.c; list, show and mailq --json share it. */
+int relayctl_refs_load(struct queue *q, const struct relayctl_args *a, struct relayctl_refs *refs);
+
 /* Prints one message: the envelope, then the recipients whose idx is in want[0..nwant)
  * (every recipient when want is NULL). */
 struct relayctl_msg_out {

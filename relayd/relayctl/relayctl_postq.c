@@ -33,34 +33,6 @@
 #include "hf_err.h"
 #include "queue.h"
 
-struct postq_scan {
-    struct relayctl_ref *v;
-    size_t n, cap;
-};
-
-static int postq_ref_add(const struct queue_rcpt *r, void *arg)
-{
-    struct postq_scan *s = arg;
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 256;
-        struct relayctl_ref *v = realloc(s->v, cap * sizeof(*v));
-        if (v == NULL)
-            return -ENOMEM;
-        s->v = v;
-        s->cap = cap;
-    }
-    s->v[s->n++] = (struct relayctl_ref){r->id, r->idx};
-    return 0;
-}
-
-static int postq_ref_cmp(const void *a, const void *b)
-{
-    const struct relayctl_ref *x = a, *y = b;
-    if (x->id != y->id)
-        return x->id < y->id ? -1 : 1;
-    return x->idx < y->idx ? -1 : (x->idx > y->idx);
-}
-
 /* The recipients of one message, collected before the object is written (queue_name
  * depends on all of them). */
 struct postq_msg {
@@ -150,16 +122,10 @@ static void postq_write(FILE *f, const struct queue_env *e, const struct postq_m
 int relayctl_cmd_postq(struct queue *q, const struct relayctl_opts *opt,
                        const struct relayctl_args *a)
 {
-    struct postq_scan s = {0};
-    int rc =
-        queue_scan_rcpts(q, a->has_domain ? a->domain : NULL, a->subdomains, postq_ref_add, &s);
-    if (rc != 0) {
-        fprintf(stderr, "relayctl: cannot scan the recipients: %s\n", hf_strerror(rc));
-        free(s.v);
+    struct relayctl_refs s = {0};
+    int rc = relayctl_refs_load(q, a, &s);
+    if (rc != 0)
         return CTL_EX_ERROR;
-    }
-    if (s.n > 1)
-        qsort(s.v, s.n, sizeof(s.v[0]), postq_ref_cmp);
     int ex = CTL_EX_OK;
     for (size_t i = 0; i < s.n;) {
         size_t j = i;

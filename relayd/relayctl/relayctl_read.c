@@ -20,14 +20,9 @@
 
 /* ---- messages: collected ids, envelope and recipients ------------------------------ */
 
-struct ctl_refs {
-    struct relayctl_ref *v;
-    size_t n, cap;
-};
-
 static int ctl_refs_add(const struct queue_rcpt *r, void *arg)
 {
-    struct ctl_refs *refs = arg;
+    struct relayctl_refs *refs = arg;
     if (refs->n == refs->cap) {
         size_t cap = refs->cap ? refs->cap * 2 : 256;
         struct relayctl_ref *v = realloc(refs->v, cap * sizeof(*v));
@@ -271,9 +266,7 @@ int relayctl_cmd_queue(struct queue *q, const struct relayctl_opts *opt,
 
 /* ---- list -------------------------------------------------------------------------- */
 
-/* The recipients a listing asks for (a domain, @domain or all), sorted by message id. Returns
- * 0, or an error already printed (refs freed). */
-static int ctl_refs_load(struct queue *q, const struct relayctl_args *a, struct ctl_refs *refs)
+int relayctl_refs_load(struct queue *q, const struct relayctl_args *a, struct relayctl_refs *refs)
 {
     int rc =
         queue_scan_rcpts(q, a->has_domain ? a->domain : NULL, a->subdomains, ctl_refs_add, refs);
@@ -291,9 +284,9 @@ static int ctl_refs_load(struct queue *q, const struct relayctl_args *a, struct 
 int relayctl_cmd_list(struct queue *q, const struct relayctl_opts *opt,
                       const struct relayctl_args *a)
 {
-    struct ctl_refs refs = {0};
+    struct relayctl_refs refs = {0};
     int ex = CTL_EX_OK;
-    int rc = ctl_refs_load(q, a, &refs);
+    int rc = relayctl_refs_load(q, a, &refs);
     if (rc != 0)
         return CTL_EX_ERROR;
 
@@ -538,8 +531,8 @@ int relayctl_cmd_mailq(struct queue *q, const struct relayctl_opts *opt,
                        const struct relayctl_args *a)
 {
     (void)opt;
-    struct ctl_refs refs = {0};
-    if (ctl_refs_load(q, a, &refs) != 0)
+    struct relayctl_refs refs = {0};
+    if (relayctl_refs_load(q, a, &refs) != 0)
         return CTL_EX_ERROR;
     size_t nmsg = 0;
     uint64_t bytes = 0;
