@@ -81,6 +81,18 @@ static void atrn_msg_id(const struct atrn_srv_msg *m, char *out, size_t sz)
     }
 }
 
+/* Reading follows the machine: stopped while it keeps too much during an open event (with
+ * BDAT the whole message may follow MAIL at once), started again when it can take more. */
+static void atrn_flow(struct atrn_sess *s)
+{
+    if (!s->p.conn || conn_is_closing(s->p.conn))
+        return;
+    if (atrn_srv_paused(&s->srv))
+        conn_read_stop(s->p.conn);
+    else if (s->srv.state != ATRN_SRV_ST_DONE)
+        conn_read_start(s->p.conn);
+}
+
 static void atrn_answer(struct atrn_sess *s, int code, const char *enh, const char *text)
 {
     if (s->p.conn && !conn_is_closing(s->p.conn))
@@ -89,6 +101,7 @@ static void atrn_answer(struct atrn_sess *s, int code, const char *enh, const ch
     if (rc < 0 && rc != -EBUSY)
         log_warn("%s atrn session err=%s", s->label, hf_errname(rc));
     atrn_act(s);
+    atrn_flow(s);
 }
 
 static void atrn_end_local(struct atrn_sess *s)
@@ -107,13 +120,17 @@ static void atrn_log_msg(struct atrn_sess *s, const struct handoff_rcpt *r, size
     atrn_msg_id(m, id, sizeof(id));
     const char *at = m->nrcpt ? strrchr(m->rcpts[0], '@') : NULL;
     atrn_log_text(n ? r[0].text : "", text, sizeof(text));
+    const char *via = m->chunked ? "BDAT" : "DATA";
     s->nmsgs++;
     if (n && r[0].code)
-        log_info("relay=%s domain=%s id=%s local=%d rcpts=%zu size=%zu reply=%d text=\"%s\"",
-                 s->relay, at ? at + 1 : "-", id, r[0].code, m->nrcpt, m->len, rep->code, text);
+        log_info("relay=%s domain=%s id=%s local=%d rcpts=%zu size=%zu via=%s reply=%d "
+                 "text=\"%s\"",
+                 s->relay, at ? at + 1 : "-", id, r[0].code, m->nrcpt, m->len, via, rep->code,
+                 text);
     else
-        log_info("relay=%s domain=%s id=%s local=none rcpts=%zu size=%zu reply=%d text=\"%s\"",
-                 s->relay, at ? at + 1 : "-", id, m->nrcpt, m->len, rep->code, text);
+        log_info("relay=%s domain=%s id=%s local=none rcpts=%zu size=%zu via=%s reply=%d "
+                 "text=\"%s\"",
+                 s->relay, at ? at + 1 : "-", id, m->nrcpt, m->len, via, rep->code, text);
 }
 
 static void atrn_on_local(enum lmta_step step, const struct handoff_rcpt *r, size_t n, void *arg)
@@ -269,6 +286,7 @@ void atrn_sess_on_read(struct atrn_sess *s, const char *data, size_t len)
     if (rc < 0)
         log_warn("%s atrn session ended err=%s", s->label, hf_errname(rc));
     atrn_act(s);
+    atrn_flow(s);
 }
 
 bool atrn_sess_busy(const struct atrn_sess *s)

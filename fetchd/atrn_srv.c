@@ -1,8 +1,17 @@
 /* fetchd's server role after ATRN: the dialogue as a pure state machine (see atrn_srv.h).
  * Lines are framed here (CRLF only), checked with smtp_cmd_parse() and answered by state;
  * MAIL and RCPT that pass the checks wait for the glue (the local MTA's answer to the same
- * command); the message is decoded with smtp_data and kept in memory (at most size_max
- * octets) until the glue says what the local MTA did with it. */
+ * command); the message (DATA, or BDAT chunks) is decoded with smtp_data and kept in memory
+ * (at most size_max octets) until the glue says what the local MTA did with it.
+ *
+ * BDAT (RFC 3030 2) follows relayd's inbound rules (relayd/inbound/smtpd_bdat.c): a chunk is
+ * its count of octets and nothing else; a refusal is formatted when the command arrives and
+ * sent when the chunk's last octet has been consumed, so the stream stays in step and the
+ * pipelined replies in order; a chunk that fails the transaction (size, content) drops the
+ * message, and the chunks already in the pipeline after it get the same reply again until
+ * BDAT LAST, RSET, MAIL or EHLO. The relay sends MAIL, RCPT and every chunk without waiting,
+ * so the whole message may arrive while MAIL's event is open: atrn_srv_paused() tells the
+ * glue to stop reading rather than keep it all twice. */
 #include "atrn_srv.h"
 
 #include <errno.h>
@@ -25,7 +34,8 @@ const char *atrn_srv_event_name(enum atrn_srv_event ev)
 
 const char *atrn_srv_state_name(enum atrn_srv_state st)
 {
-    static const char *const names[] = {"greet", "ready", "mail", "rcpt", "data", "wait", "done"};
+    static const char *const names[] = {"greet", "ready", "mail", "rcpt",
+                                        "data",  "chunk", "wait", "done"};
     return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
 }
 
@@ -84,7 +94,7 @@ static void atrn_srv_txn_reset(struct atrn_srv *s)
 {
     /* MAIL was answered 2xx: the local MTA has a transaction open that must go too. */
     if (s->state == ATRN_SRV_ST_MAIL || s->state == ATRN_SRV_ST_RCPT ||
-        s->state == ATRN_SRV_ST_DATA)
+        s->state == ATRN_SRV_ST_DATA || s->state == ATRN_SRV_ST_CHUNK)
         s->actions |= ATRN_SRV_ACT_RESET;
     s->msg.sender[0] = '\0';
     s->msg.nrcpt = 0;
@@ -92,6 +102,8 @@ static void atrn_srv_txn_reset(struct atrn_srv *s)
     s->msg.eight_bit = false;
     s->msg.body_8bit = false;
     s->too_big = false;
+    s->bdat = false;
+    s->bdat_failed = false;
     if (s->state != ATRN_SRV_ST_GREET && s->state != ATRN_SRV_ST_DONE)
         atrn_srv_enter(s, ATRN_SRV_ST_READY);
 }
@@ -151,6 +163,7 @@ static int atrn_srv_ehlo(struct atrn_srv *s, bool ehlo)
 {
     atrn_srv_txn_reset(s);
     atrn_srv_enter(s, ATRN_SRV_ST_READY);
+    s->esmtp = ehlo;
     if (!ehlo)
         return atrn_srv_reply(s, 250, NULL, false, "%s", s->name);
     int rc = atrn_srv_reply(s, 250, NULL, true, "%s", s->name);
@@ -158,6 +171,8 @@ static int atrn_srv_ehlo(struct atrn_srv *s, bool ehlo)
         rc = atrn_srv_reply(s, 250, NULL, true, "PIPELINING");
     if (rc == 0)
         rc = atrn_srv_reply(s, 250, NULL, true, "8BITMIME");
+    if (rc == 0)
+        rc = atrn_srv_reply(s, 250, NULL, true, "CHUNKING");
     if (rc == 0)
         rc = atrn_srv_reply(s, 250, NULL, true, "SIZE %llu", (unsigned long long)s->size_max);
     if (rc == 0)
@@ -178,6 +193,7 @@ static int atrn_srv_mail(struct atrn_srv *s, const struct smtp_cmd *c)
     if (c->has_size && c->size > s->size_max)
         return atrn_srv_reply(s, 552, "5.3.4", false, "message size exceeds fixed maximum of %llu",
                               (unsigned long long)s->size_max);
+    s->bdat_failed = false; /* a new transaction: the failed one's chunks are over */
     snprintf(s->msg.sender, sizeof(s->msg.sender), "%s", c->path_null ? "" : c->path);
     s->msg.body_8bit = c->body == SMTP_BODY_8BITMIME;
     return atrn_srv_wait(s, ATRN_SRV_EV_MAIL);
@@ -187,6 +203,8 @@ static int atrn_srv_rcpt(struct atrn_srv *s, const struct smtp_cmd *c)
 {
     if (s->state != ATRN_SRV_ST_MAIL && s->state != ATRN_SRV_ST_RCPT)
         return atrn_srv_reply(s, 503, "5.5.1", false, "need MAIL before RCPT");
+    if (s->bdat)
+        return atrn_srv_reply(s, 503, "5.5.1", false, "RCPT after BDAT"); /* RFC 3030 2 */
     if (c->notify || c->orcpt[0])
         return atrn_srv_reply(s, 555, "5.5.4", false, "DSN not offered");
     if (s->msg.nrcpt >= ATRN_SRV_RCPT_MAX)
@@ -202,11 +220,167 @@ static int atrn_srv_data(struct atrn_srv *s)
         return atrn_srv_reply(s, 554, "5.5.1", false, "no valid recipients");
     if (s->state != ATRN_SRV_ST_RCPT)
         return atrn_srv_reply(s, 503, "5.5.1", false, "need RCPT before DATA");
+    if (s->bdat) /* RFC 3030 2: no DATA in a transaction that has had BDAT */
+        return atrn_srv_reply(s, 503, "5.5.1", false, "DATA after BDAT");
     smtp_data_init(&s->dec, SMTP_TEXT_LINE_MAX, SMTP_DATA_BARE_REJECT);
     s->msg.len = 0;
     s->too_big = false;
     atrn_srv_enter(s, ATRN_SRV_ST_DATA);
     return atrn_srv_reply(s, 354, NULL, false, "end data with <CR><LF>.<CR><LF>");
+}
+
+/* ---- message content --------------------------------------------------------------------- */
+
+/* Keeps decoded octets unless the message is already over size_max (then only that is noted). */
+static int atrn_srv_keep(struct atrn_srv *s, const char *out, size_t olen)
+{
+    if (!s->too_big && s->msg.len + olen > s->size_max)
+        s->too_big = true;
+    if (s->too_big || !olen)
+        return 0;
+    if (atrn_srv_reserve(&s->msg.body, &s->body_cap, s->msg.len + olen) < 0)
+        return -ENOMEM;
+    memcpy(s->msg.body + s->msg.len, out, olen);
+    s->msg.len += olen;
+    return 0;
+}
+
+/* Feeds up to ATRN_SRV_CHUNK octets to the decoder (DATA or BDAT) and keeps its output.
+ * Returns the octets consumed, or -ENOMEM. */
+static long atrn_srv_decode(struct atrn_srv *s, const char *in, size_t len)
+{
+    char out[SMTP_DATA_OUT_MAX(ATRN_SRV_CHUNK)];
+    size_t n = len < ATRN_SRV_CHUNK ? len : ATRN_SRV_CHUNK;
+    size_t olen = 0;
+    size_t used = smtp_data_feed(&s->dec, in, n, out, &olen);
+    return atrn_srv_keep(s, out, olen) < 0 ? -ENOMEM : (long)used;
+}
+
+/* ---- BDAT ------------------------------------------------------------------------------ */
+
+/* The reply that will answer the current chunk once its octets are consumed; they are
+ * discarded. */
+static void atrn_srv_chunk_refuse(struct atrn_srv *s, int code, const char *enh, const char *text)
+{
+    s->chunk_code = code;
+    snprintf(s->chunk_enh, sizeof(s->chunk_enh), "%s", enh);
+    snprintf(s->chunk_text, sizeof(s->chunk_text), "%s", text);
+    s->chunk_skip = true;
+}
+
+/* The transaction fails with the reply just set: the message goes (RESET for the local
+ * MTA), and the reply is kept for the chunks that follow in the pipeline. */
+static void atrn_srv_chunk_fail(struct atrn_srv *s)
+{
+    atrn_srv_txn_reset(s); /* from CHUNK: READY, and RESET */
+    s->bdat_failed = true;
+    s->chunk_skip = true;
+}
+
+/* The content refusal of a message, or 0 when it may be handed over. */
+static const char *atrn_srv_content_verdict(const struct atrn_srv *s, int *code)
+{
+    *code = s->too_big ? 552 : 554;
+    if (s->too_big)
+        return "message too big";
+    if (s->dec.err == HF_EBARELF)
+        return "bare CR or LF in message (only CRLF ends a line)";
+    if (s->dec.err == HF_ELONGLINE)
+        return "text line over 1000 octets (RFC 5321 4.5.3.1.6)";
+    return NULL;
+}
+
+/* The chunk's last octet has been consumed (or it had none): answer it. */
+static int atrn_srv_chunk_end(struct atrn_srv *s)
+{
+    if (s->chunk_skip) {
+        int rc = atrn_srv_reply(s, s->chunk_code, s->chunk_enh, false, "%s", s->chunk_text);
+        if (!s->bdat_failed) {
+            atrn_srv_enter(s, s->chunk_ret); /* the command was refused, not the transaction */
+            return rc;
+        }
+        if (s->chunk_last)
+            s->bdat_failed = false; /* BDAT LAST ends the failed transaction */
+        atrn_srv_enter(s, ATRN_SRV_ST_READY);
+        return rc;
+    }
+    if (s->chunk_last) {
+        char o[1];
+        size_t n = smtp_data_end(&s->dec, o); /* a CR ending the content is bare */
+        if (atrn_srv_keep(s, o, n) < 0)
+            return -ENOMEM;
+    }
+    int code;
+    const char *why = atrn_srv_content_verdict(s, &code);
+    if (why) {
+        s->nmsgs_refused++;
+        atrn_srv_chunk_refuse(s, code, code == 552 ? "5.3.4" : "5.6.0", why);
+        int rc = atrn_srv_reply(s, code, s->chunk_enh, false, "%s", why);
+        atrn_srv_chunk_fail(s);
+        if (s->chunk_last)
+            s->bdat_failed = false;
+        return rc;
+    }
+    if (s->chunk_last) {
+        s->msg.eight_bit = s->dec.eight_bit;
+        s->msg.chunked = true;
+        s->msg.seq++;
+        return atrn_srv_wait(s, ATRN_SRV_EV_MSG);
+    }
+    atrn_srv_enter(s, ATRN_SRV_ST_RCPT);
+    return atrn_srv_reply(s, 250, "2.0.0", false, "%llu octets received",
+                          (unsigned long long)s->chunk_size);
+}
+
+static int atrn_srv_bdat(struct atrn_srv *s, const struct smtp_cmd *c)
+{
+    s->chunk_size = s->chunk_left = c->size;
+    s->chunk_last = c->bdat_last;
+    s->chunk_skip = false;
+    s->chunk_ret = s->state;
+    if (s->state == ATRN_SRV_ST_GREET) {
+        atrn_srv_chunk_refuse(s, 503, "5.5.1", "EHLO or HELO first");
+    } else if (!s->esmtp) {
+        /* CHUNKING is offered in the EHLO reply only (RFC 3030 2). */
+        atrn_srv_chunk_refuse(s, 503, "5.5.1", "BDAT needs EHLO (CHUNKING)");
+    } else if (s->bdat_failed) {
+        /* RFC 3030 2: chunks already in the pipeline after a failed one are discarded,
+         * each answered with the transaction's failure again. */
+        s->chunk_skip = true;
+    } else if (s->state == ATRN_SRV_ST_READY) {
+        atrn_srv_chunk_refuse(s, 503, "5.5.1", "need MAIL and RCPT before BDAT");
+    } else if (s->state == ATRN_SRV_ST_MAIL) {
+        atrn_srv_chunk_refuse(s, 554, "5.5.1", "no valid recipients");
+    } else if (c->size > s->size_max - s->msg.len) {
+        /* RFC 1870, RFC 3030 2: known from the count, before any octet is kept. */
+        s->nmsgs_refused++;
+        char text[96];
+        snprintf(text, sizeof(text), "message size exceeds fixed maximum of %llu",
+                 (unsigned long long)s->size_max);
+        atrn_srv_chunk_refuse(s, 552, "5.3.4", text);
+        atrn_srv_chunk_fail(s);
+    } else if (!s->bdat) {
+        s->bdat = true;
+        smtp_data_init_raw(&s->dec, SMTP_TEXT_LINE_MAX, SMTP_DATA_BARE_REJECT);
+        s->msg.len = 0;
+        s->too_big = false;
+    }
+    atrn_srv_enter(s, ATRN_SRV_ST_CHUNK);
+    return s->chunk_left == 0 ? atrn_srv_chunk_end(s) : 0;
+}
+
+/* Consumes a chunk's octets; returns how many, or -ENOMEM. */
+static long atrn_srv_chunk(struct atrn_srv *s, const char *in, size_t len)
+{
+    size_t take = (uint64_t)len < s->chunk_left ? len : (size_t)s->chunk_left;
+    if (take > ATRN_SRV_CHUNK)
+        take = ATRN_SRV_CHUNK;
+    if (!s->chunk_skip && atrn_srv_decode(s, in, take) < 0) /* raw: consumes all of it */
+        return -ENOMEM;
+    s->chunk_left -= take;
+    if (s->chunk_left == 0 && atrn_srv_chunk_end(s) < 0)
+        return -ENOMEM;
+    return (long)take;
 }
 
 static int atrn_srv_parse_error(struct atrn_srv *s, int err, enum smtp_verb verb)
@@ -245,6 +419,8 @@ static int atrn_srv_command(struct atrn_srv *s, const char *line, size_t len)
         return atrn_srv_rcpt(s, c);
     case SMTP_V_DATA:
         return atrn_srv_data(s);
+    case SMTP_V_BDAT:
+        return atrn_srv_bdat(s, c);
     case SMTP_V_RSET:
         atrn_srv_txn_reset(s);
         return atrn_srv_reply(s, 250, "2.0.0", false, "reset");
@@ -258,7 +434,7 @@ static int atrn_srv_command(struct atrn_srv *s, const char *line, size_t len)
         s->actions |= ATRN_SRV_ACT_CLOSE;
         return rc;
     default:
-        /* VRFY, EXPN, HELP, BDAT, ETRN, ATRN, TURN, STARTTLS, AUTH, SEND...: not here. */
+        /* VRFY, EXPN, HELP, ETRN, ATRN, TURN, STARTTLS, AUTH, SEND...: not here. */
         return atrn_srv_reply(s, 502, "5.5.1", false, "%s not implemented",
                               smtp_cmd_verb_name(c->verb));
     }
@@ -270,13 +446,11 @@ static int atrn_srv_command(struct atrn_srv *s, const char *line, size_t len)
 static int atrn_srv_end_of_data(struct atrn_srv *s)
 {
     s->msg.eight_bit = s->dec.eight_bit;
-    if (s->dec.err == HF_EBARELF || s->dec.err == HF_ELONGLINE || s->too_big) {
-        int rc = s->too_big ? atrn_srv_reply(s, 552, "5.3.4", false, "message too big")
-                 : s->dec.err == HF_EBARELF
-                     ? atrn_srv_reply(s, 554, "5.6.0", false,
-                                      "bare CR or LF in message (only CRLF ends a line)")
-                     : atrn_srv_reply(s, 554, "5.6.0", false,
-                                      "text line over 1000 octets (RFC 5321 4.5.3.1.6)");
+    s->msg.chunked = false;
+    int code;
+    const char *why = atrn_srv_content_verdict(s, &code);
+    if (why) {
+        int rc = atrn_srv_reply(s, code, code == 552 ? "5.3.4" : "5.6.0", false, "%s", why);
         s->nmsgs_refused++;
         atrn_srv_txn_reset(s);
         return rc;
@@ -288,21 +462,10 @@ static int atrn_srv_end_of_data(struct atrn_srv *s)
 /* Consumes message octets; returns how many, or -ENOMEM. */
 static long atrn_srv_body(struct atrn_srv *s, const char *in, size_t len)
 {
-    char out[SMTP_DATA_OUT_MAX(ATRN_SRV_CHUNK)];
-    size_t n = len < ATRN_SRV_CHUNK ? len : ATRN_SRV_CHUNK;
-    size_t olen = 0;
-    size_t used = smtp_data_feed(&s->dec, in, n, out, &olen);
-    if (!s->too_big && s->msg.len + olen > s->size_max)
-        s->too_big = true;
-    if (!s->too_big && olen) {
-        if (atrn_srv_reserve(&s->msg.body, &s->body_cap, s->msg.len + olen) < 0)
-            return -ENOMEM;
-        memcpy(s->msg.body + s->msg.len, out, olen);
-        s->msg.len += olen;
-    }
-    if (s->dec.done && atrn_srv_end_of_data(s) < 0)
+    long used = atrn_srv_decode(s, in, len);
+    if (used < 0 || (s->dec.done && atrn_srv_end_of_data(s) < 0))
         return -ENOMEM;
-    return (long)used;
+    return used;
 }
 
 /* One command line's octets; the line ends at LF. Returns octets consumed or -ENOMEM. */
@@ -342,7 +505,7 @@ static int atrn_srv_run(struct atrn_srv *s, const char *in, size_t len)
             return 0;
         if (s->state == ATRN_SRV_ST_WAIT) {
             size_t rest = len - off;
-            if (s->hold_len + rest > ATRN_SRV_HOLD_MAX) {
+            if (s->hold_len + rest > ATRN_SRV_HOLD_HARD) {
                 atrn_srv_abort(s, "too much input while delivering");
                 return -ENOBUFS;
             }
@@ -356,8 +519,9 @@ static int atrn_srv_run(struct atrn_srv *s, const char *in, size_t len)
             s->hold_len += rest;
             return 0;
         }
-        long n = s->state == ATRN_SRV_ST_DATA ? atrn_srv_body(s, in + off, len - off)
-                                              : atrn_srv_line(s, in + off, len - off);
+        long n = s->state == ATRN_SRV_ST_DATA    ? atrn_srv_body(s, in + off, len - off)
+                 : s->state == ATRN_SRV_ST_CHUNK ? atrn_srv_chunk(s, in + off, len - off)
+                                                 : atrn_srv_line(s, in + off, len - off);
         if (n < 0) {
             atrn_srv_abort(s, "out of memory");
             return (int)n;
@@ -427,6 +591,11 @@ int atrn_srv_answer(struct atrn_srv *s, int code, const char *enh, const char *t
     rc = held ? atrn_srv_run(s, held, n) : 0;
     free(held);
     return rc;
+}
+
+bool atrn_srv_paused(const struct atrn_srv *s)
+{
+    return s->state == ATRN_SRV_ST_WAIT && s->hold_len >= ATRN_SRV_HOLD_MAX;
 }
 
 void atrn_srv_on_closed(struct atrn_srv *s)

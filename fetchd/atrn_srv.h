@@ -5,15 +5,18 @@
  * local MTA said to the same command (mapped by handoff_map.h), so the relay learns per
  * recipient what happened: nothing is acknowledged before the local MTA has answered.
  *
- * Offered (EHLO): PIPELINING (RFC 2920), 8BITMIME (RFC 6152), SIZE (RFC 1870),
- * ENHANCEDSTATUSCODES (RFC 2034). Verbs: EHLO, HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT;
- * every other known verb gets 502, an unknown one 500. Commands are parsed with lib's
- * strict grammar (smtp_cmd.h), the message with lib's DATA decoder (smtp_data.h): only
+ * Offered (EHLO): PIPELINING (RFC 2920), 8BITMIME (RFC 6152), CHUNKING (RFC 3030), SIZE
+ * (RFC 1870), ENHANCEDSTATUSCODES (RFC 2034). Verbs: EHLO, HELO, MAIL, RCPT, DATA, BDAT,
+ * RSET, NOOP, QUIT; every other known verb gets 502, an unknown one 500. Commands are parsed
+ * with lib's strict grammar (smtp_cmd.h), the message with lib's decoder (smtp_data.h): only
  * CRLF ends a line, only CRLF.CRLF ends the data, a bare CR or LF or a text line over 1000
- * octets refuses the message (554 5.6.0 / 500 5.5.2), a command line over its limit gets
- * 500 5.5.2. CHUNKING is not offered, so BDAT gets 502. State sequence: GREET -> (EHLO/HELO)
- * READY -> (MAIL, answered 2xx) MAIL -> (RCPT, answered 2xx) RCPT -> DATA -> READY ... QUIT
- * -> DONE, with WAIT while an event is with the glue.
+ * octets refuses the message (554 5.6.0), a command line over its limit gets 500 5.5.2.
+ * BDAT chunks are exactly their count of octets, never read as commands, never unstuffed;
+ * they are judged by the same content rules, and a refused chunk is answered once its octets
+ * are consumed (RFC 3030 2), as are the chunks already pipelined after it. State sequence:
+ * GREET -> (EHLO/HELO) READY -> (MAIL, answered 2xx) MAIL -> (RCPT, answered 2xx) RCPT ->
+ * DATA, or CHUNK per BDAT chunk (back to RCPT between chunks) -> READY ... QUIT -> DONE, with
+ * WAIT while an event is with the glue.
  *
  * The glue's loop:
  *     atrn_srv_feed(s, bytes, n);            (any split of the input)
@@ -24,8 +27,10 @@
  *                                   (s->msg.rcpts[s->msg.nrcpt]) or MSG (s->msg.body);
  *                                   later atrn_srv_answer(s, code, enh, text)
  *     if (act & ATRN_SRV_ACT_CLOSE) close after the writes (QUIT answered, or an error)
- * At most one event is open at a time. Input that arrives meanwhile (pipelining, RFC 2920)
- * is kept (up to ATRN_SRV_HOLD_MAX) and read after atrn_srv_answer(). */
+ * At most one event is open at a time. Input that arrives meanwhile (pipelining, RFC 2920;
+ * with BDAT the whole message follows MAIL and RCPT without waiting) is kept and read after
+ * atrn_srv_answer(). Once ATRN_SRV_HOLD_MAX octets are kept atrn_srv_paused() is true: the
+ * glue stops reading until it is false again, so what is kept stays bounded. */
 #ifndef HF_FETCHD_ATRN_SRV_H
 #define HF_FETCHD_ATRN_SRV_H
 
@@ -36,9 +41,10 @@
 #include "smtp_cmd.h"
 #include "smtp_data.h"
 
-#define ATRN_SRV_RCPT_MAX 100   /* RFC 5321 4.5.3.1.8: at least 100 recipients */
-#define ATRN_SRV_HOLD_MAX 65536 /* input kept while a message is being delivered */
-#define ATRN_SRV_NAME_MAX 255
+#define ATRN_SRV_RCPT_MAX  100   /* RFC 5321 4.5.3.1.8: at least 100 recipients */
+#define ATRN_SRV_HOLD_MAX  65536 /* input kept during WAIT before the glue pauses reading */
+#define ATRN_SRV_HOLD_HARD (4 * ATRN_SRV_HOLD_MAX) /* beyond: the glue did not pause; 421 */
+#define ATRN_SRV_NAME_MAX  255
 
 enum atrn_srv_state {
     ATRN_SRV_ST_GREET = 0, /* 220 sent; waiting for EHLO/HELO */
@@ -46,6 +52,7 @@ enum atrn_srv_state {
     ATRN_SRV_ST_MAIL,      /* MAIL accepted, no recipient yet */
     ATRN_SRV_ST_RCPT,      /* at least one recipient */
     ATRN_SRV_ST_DATA,      /* 354 sent: reading the message */
+    ATRN_SRV_ST_CHUNK,     /* BDAT: reading the octets of a chunk */
     ATRN_SRV_ST_WAIT,      /* an event is with the glue; its answer is awaited */
     ATRN_SRV_ST_DONE,      /* QUIT answered or the session ended */
 };
@@ -70,11 +77,13 @@ struct atrn_srv_msg {
     char sender[SMTP_PATH_MAX + 1]; /* "" for the null reverse-path */
     char (*rcpts)[SMTP_PATH_MAX + 1];
     size_t nrcpt;
-    char *body; /* unstuffed, every line ending in CRLF */
+    char *body; /* unstuffed (DATA) or as the chunks carried it (BDAT); every line ends in
+                   CRLF, except perhaps the last after BDAT */
     size_t len;
     bool eight_bit; /* an octet >= 0x80 in the body */
     bool body_8bit; /* MAIL said BODY=8BITMIME */
     uint64_t seq;   /* 1, 2, ... per session */
+    bool chunked;   /* the message came by BDAT, not DATA */
 };
 
 struct atrn_srv_opts {
@@ -110,7 +119,18 @@ struct atrn_srv {
     char *hold; /* input kept during WAIT */
     size_t hold_len;
     enum atrn_srv_state wait_from; /* the state an open event returns to */
-    bool answering;                /* the reply being queued is the glue's answer */
+    bool esmtp;                    /* greeted by EHLO: BDAT is allowed */
+    bool bdat;                     /* the transaction's message comes by BDAT */
+    bool bdat_failed;              /* a chunk failed it: pipelined chunks get the same reply */
+    uint64_t chunk_left;           /* octets of the current chunk still to come */
+    uint64_t chunk_size;
+    bool chunk_last;
+    bool chunk_skip;               /* discard the chunk's octets; answer with chunk_code */
+    enum atrn_srv_state chunk_ret; /* the state a refused BDAT command returns to */
+    int chunk_code;                /* the reply to a skipped chunk */
+    char chunk_enh[8];
+    char chunk_text[128];
+    bool answering; /* the reply being queued is the glue's answer */
 };
 
 /* Places a server in s and queues the 220 greeting. Returns 0, -EINVAL (bad name or
@@ -121,7 +141,8 @@ int atrn_srv_init(struct atrn_srv *s, const struct atrn_srv_opts *o);
 void atrn_srv_close(struct atrn_srv *s);
 
 /* Reads in[0..len) (borrowed, any split). Returns 0, or -ENOBUFS when input came during
- * WAIT beyond ATRN_SRV_HOLD_MAX (the session then ends: 421, CLOSE), -ENOMEM (the same).
+ * WAIT beyond ATRN_SRV_HOLD_HARD (the glue did not pause; the session then ends: 421,
+ * CLOSE), -ENOMEM (the same).
  * Input after DONE is ignored. */
 int atrn_srv_feed(struct atrn_srv *s, const char *in, size_t len);
 
@@ -131,6 +152,10 @@ int atrn_srv_feed(struct atrn_srv *s, const char *in, size_t len);
  * answered is over either way. Then reads the input kept meanwhile. Returns 0, -EBUSY (no
  * event open), -ENOBUFS or -ENOMEM as atrn_srv_feed. */
 int atrn_srv_answer(struct atrn_srv *s, int code, const char *enh, const char *text);
+
+/* True while so much input is kept during WAIT that the glue should stop reading; false
+ * again after the answer that lets it be read. */
+bool atrn_srv_paused(const struct atrn_srv *s);
 
 /* The connection is gone: DONE. An open event stays open (the glue abandons it). */
 void atrn_srv_on_closed(struct atrn_srv *s);

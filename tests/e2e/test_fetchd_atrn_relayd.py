@@ -7,6 +7,8 @@ pulls with mode = atrn and hands the mail to a python3-aiosmtpd local MTA.
   - STARTTLS (certificate checked) and AUTH PLAIN: every held message of the asked domains
     arrives byte-exact (as relayctl shows it), once; the other user's domain stays held;
     fetchd logs one line per message with relayd's queue id; relayd logs its audit line.
+  - relayd sends by BDAT (fetchd offers CHUNKING); messages of 70 KiB to 1.2 MiB, far over
+    fetchd's 64 KiB read-ahead while the local MTA answers MAIL, arrive byte-exact, once.
   - CRAM-MD5 without TLS (tls = no): released the same way.
   - per recipient: the local MTA refuses one recipient with 550 (relayd bounces it) and one
     with 450 (relayd keeps it queued); the rest is delivered once.
@@ -95,7 +97,34 @@ class FetchdATRNRelayd(odmrlib.ODMRCase):
         self.assertRegex(text, r"authenticated user=branch")
         ids = re.findall(r"relay=isp domain=(?:branch|second)\.test id=(\S+) local=250 ", text)
         self.assertEqual(sorted(ids), sorted(held.keys()), text)
+        # fetchd offers CHUNKING and PIPELINING, so relayd sends every message by BDAT
+        # (RFC 3030): MAIL, RCPT and the chunks in one write, no wait for a 354.
+        self.assertEqual(len(re.findall(r"relay=isp domain=\S+ id=\S+ local=250 .*via=BDAT ",
+                                        text)), 4, text)
         self.assertNotIn(odmrlib.ODMR_USERS["branch"][0], text)
+
+    def test_large_messages_by_bdat(self):
+        # Messages far over fetchd's 64 KiB read-ahead: relayd sends MAIL, RCPT and every
+        # chunk at once, fetchd stops reading while the local MTA answers MAIL and RCPT, then
+        # reads on. Each arrives byte-exact, once, by BDAT.
+        r = self.relayd
+        held = {}
+        for i, kib in enumerate((300, 1200, 70)):
+            line = ("%d line of a large message " % i).ljust(76, "x") + "\r\n"
+            text = line * (kib * 1024 // len(line)) + ".leading dot, kept as it is\r\n"
+            qid = r.send("big@example.org", ["user%d@branch.test" % i],
+                         etrnlib.make_body("large %d" % i, text))
+            held[qid] = r.body(qid)
+        mta = self.local()
+        f = self.fetchd(mta.port, domains="branch.test")
+        rc, text = f.run("--once")
+        self.assertEqual(rc, 0, text)
+        got = sorted(m[2] for m in mta.got())
+        self.assertEqual(len(got), 3)
+        self.assertEqual(got, sorted(held.values()))
+        self.assertEqual(len(re.findall(r"local=250 .*via=BDAT ", text)), 3, text)
+        r.wait_log(r"atrn done user=branch .*messages=3 .*sent=3 deferred=0 bounced=0")
+        self.assertEqual(r.rcpts(), {})
 
     def test_cram_md5_without_tls(self):
         held = self.hold("branch.test", 2)

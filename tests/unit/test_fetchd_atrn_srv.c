@@ -1,6 +1,8 @@
 /* Unit tests for fetchd/atrn_srv.c, the server role after ATRN: every command in every
  * state, the events the glue answers (MAIL, each RCPT, the message) and the replies made of
- * those answers, the DATA decoder's refusals (bare LF, long lines, size), RESET when a
+ * those answers, the DATA decoder's refusals (bare LF, long lines, size), BDAT chunks (content
+ * never read as commands, refusals answered in order, the pipelined chunks after a failed one,
+ * the pause while a whole message arrives during MAIL's event), RESET when a
  * transaction the local MTA knows of is abandoned, and the input kept while an event is
  * open. Each dialogue is fed whole and split at every offset, with the glue answering at
  * once or only after all input was fed (pipelining): the replies, the events and the
@@ -164,8 +166,8 @@ static void check_dialogue(const char *in, uint64_t size_max, const char *want_o
 
 #define GREETING "220 branch.test ESMTP fetchd (ATRN)\r\n"
 #define EHLO_REPLY                                                                                 \
-    "250-branch.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE 1000000\r\n"                    \
-    "250 ENHANCEDSTATUSCODES\r\n"
+    "250-branch.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-CHUNKING\r\n"                        \
+    "250-SIZE 1000000\r\n250 ENHANCEDSTATUSCODES\r\n"
 
 static void test_transaction_per_recipient(void **state)
 {
@@ -242,7 +244,7 @@ static void test_commands_in_every_state(void **state)
                    "HELO relay.test\r\n"
                    "XYZZY\r\n"
                    "VRFY u\r\n"
-                   "BDAT 3 LAST\r\n"
+                   "BDAT 3 LAST\r\nxyz"
                    "STARTTLS\r\n"
                    "AUTH PLAIN AGEAYg==\r\n"
                    "ATRN branch.test\r\n"
@@ -268,7 +270,7 @@ static void test_commands_in_every_state(void **state)
                             "250 branch.test\r\n"
                             "500 5.5.1 command unrecognized\r\n"
                             "502 5.5.1 VRFY not implemented\r\n"
-                            "502 5.5.1 BDAT not implemented\r\n"
+                            "503 5.5.1 BDAT needs EHLO (CHUNKING)\r\n"
                             "502 5.5.1 STARTTLS not implemented\r\n"
                             "502 5.5.1 AUTH not implemented\r\n"
                             "502 5.5.1 ATRN not implemented\r\n"
@@ -313,7 +315,8 @@ static void test_message_refused_here(void **state)
              "MAIL FROM:<a@x.test>\r\nRCPT TO:<u@b.test>\r\nDATA\r\n%s\r\n%s\r\n.\r\n",
              l1001, l1000, big, big);
     snprintf(want, sizeof(want),
-             GREETING "250-branch.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE 1010\r\n"
+             GREETING "250-branch.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-CHUNKING\r\n"
+                      "250-SIZE 1010\r\n"
                       "250 ENHANCEDSTATUSCODES\r\n"
                       "250 2.1.0 local: sender ok\r\n250 2.1.5 local: recipient ok\r\n"
                       "354 end data with <CR><LF>.<CR><LF>\r\n"
@@ -372,6 +375,243 @@ static void test_recipient_and_size_limits(void **state)
     free(in.p);
 }
 
+static void test_bdat_chunks_are_content(void **state)
+{
+    (void)state;
+    /* RFC 3030 2: a chunk is its count of octets: "..", CRLF.CRLF and command words inside
+     * it are content, stored as they came (no unstuffing); each chunk but the last is
+     * answered at once, BDAT LAST with the local MTA's answer. A last line without CRLF is
+     * possible by BDAT; the local hand-off (smtpc_stuff) completes it. A CRLF split between
+     * two chunks is one line end. */
+    check_dialogue("EHLO relay.test\r\n"
+                   "MAIL FROM:<a@x.test> BODY=8BITMIME\r\n"
+                   "RCPT TO:<u@branch.test>\r\n"
+                   "RCPT TO:<bad@branch.test>\r\n"
+                   "BDAT 6\r\nSubj\r\n"
+                   "BDAT 13\r\n..\r\n.\r\nQUIT\r\n"
+                   "BDAT 0 LAST\r\n"
+                   "MAIL FROM:<>\r\n"
+                   "RCPT TO:<v@branch.test>\r\n"
+                   "BDAT 3 LAST\r\nabc"
+                   "MAIL FROM:<>\r\n"
+                   "RCPT TO:<v@branch.test>\r\n"
+                   "BDAT 3\r\nab\r"
+                   "BDAT 2 LAST\r\n\nc"
+                   "MAIL FROM:<>\r\n"
+                   "RCPT TO:<v@branch.test>\r\n"
+                   "BDAT 11 LAST\r\nREJECT me\r\n"
+                   "QUIT\r\n",
+                   1000000,
+                   GREETING EHLO_REPLY "250 2.1.0 local: sender ok\r\n"
+                                       "250 2.1.5 local: recipient ok\r\n"
+                                       "550 5.1.1 local: no such user\r\n"
+                                       "250 2.0.0 6 octets received\r\n"
+                                       "250 2.0.0 13 octets received\r\n"
+                                       "250 2.0.0 local: queued as X1\r\n"
+                                       "250 2.1.0 local: sender ok\r\n"
+                                       "250 2.1.5 local: recipient ok\r\n"
+                                       "250 2.0.0 local: queued as X1\r\n"
+                                       "250 2.1.0 local: sender ok\r\n"
+                                       "250 2.1.5 local: recipient ok\r\n"
+                                       "250 2.0.0 3 octets received\r\n"
+                                       "250 2.0.0 local: queued as X1\r\n"
+                                       "250 2.1.0 local: sender ok\r\n"
+                                       "250 2.1.5 local: recipient ok\r\n"
+                                       "554 5.7.1 local: content refused\r\n"
+                                       "221 2.0.0 branch.test closing\r\n",
+                   "MAIL<a@x.test>8|RCPT<u@branch.test>|RCPT<bad@branch.test>|"
+                   "MSG n=1 len=19 [Subj\r\n..\r\n.\r\nQUIT\r\n]|"
+                   "MAIL<>|RCPT<v@branch.test>|MSG n=1 len=3 [abc]|"
+                   "MAIL<>|RCPT<v@branch.test>|MSG n=1 len=5 [ab\r\nc]|"
+                   "MAIL<>|RCPT<v@branch.test>|MSG n=1 len=11 [REJECT me\r\n]|CLOSE|"
+                   "END done taken=3 refused=1 temp=0 quit=1 own=0");
+}
+
+static void test_bdat_sequence(void **state)
+{
+    (void)state;
+    /* Every refused BDAT still consumes its octets (RFC 3030 2), so "NOOP" or "QUIT" inside
+     * a refused chunk is never a command. Before EHLO, after HELO (CHUNKING is an EHLO
+     * extension), before MAIL, without an accepted recipient; DATA, RCPT and MAIL between
+     * chunks; RSET and EHLO drop the chunks received (RESET). */
+    check_dialogue("BDAT 4\r\nNOOP"
+                   "HELO r\r\n"
+                   "BDAT 2 LAST\r\nhi"
+                   "EHLO r\r\n"
+                   "BDAT 4\r\nQUIT"
+                   "MAIL FROM:<a@x.test>\r\n"
+                   "RCPT TO:<bad@branch.test>\r\n"
+                   "BDAT 5 LAST\r\nhello"
+                   "RCPT TO:<u@branch.test>\r\n"
+                   "BDAT 3\r\nabc"
+                   "DATA\r\n"
+                   "RCPT TO:<w@branch.test>\r\n"
+                   "MAIL FROM:<b@x.test>\r\n"
+                   "RSET\r\n"
+                   "BDAT 1 LAST\r\nz"
+                   "MAIL FROM:<c@x.test>\r\n"
+                   "RCPT TO:<u@branch.test>\r\n"
+                   "BDAT 2\r\nab"
+                   "EHLO again\r\n"
+                   "QUIT\r\n",
+                   1000000,
+                   GREETING "503 5.5.1 EHLO or HELO first\r\n"
+                            "250 branch.test\r\n"
+                            "503 5.5.1 BDAT needs EHLO (CHUNKING)\r\n" EHLO_REPLY
+                            "503 5.5.1 need MAIL and RCPT before BDAT\r\n"
+                            "250 2.1.0 local: sender ok\r\n"
+                            "550 5.1.1 local: no such user\r\n"
+                            "554 5.5.1 no valid recipients\r\n"
+                            "250 2.1.5 local: recipient ok\r\n"
+                            "250 2.0.0 3 octets received\r\n"
+                            "503 5.5.1 DATA after BDAT\r\n"
+                            "503 5.5.1 RCPT after BDAT\r\n"
+                            "503 5.5.1 nested MAIL command\r\n"
+                            "250 2.0.0 reset\r\n"
+                            "503 5.5.1 need MAIL and RCPT before BDAT\r\n"
+                            "250 2.1.0 local: sender ok\r\n"
+                            "250 2.1.5 local: recipient ok\r\n"
+                            "250 2.0.0 2 octets received\r\n" EHLO_REPLY
+                            "221 2.0.0 branch.test closing\r\n",
+                   "MAIL<a@x.test>|RCPT<bad@branch.test>|RCPT<u@branch.test>|RESET|"
+                   "MAIL<c@x.test>|RCPT<u@branch.test>|RESET|CLOSE|"
+                   "END done taken=0 refused=0 temp=0 quit=1 own=8");
+}
+
+static void test_bdat_cut_mid_chunk(void **state)
+{
+    (void)state;
+    /* The connection goes in the middle of a chunk: the machine is DONE, no message event
+     * was raised, so the glue hands nothing to the local MTA and the relay keeps the mail. */
+    const char *in = "EHLO r\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<u@b.test>\r\n"
+                     "BDAT 4\r\nabcdBDAT 10 LAST\r\nabc";
+    struct atrn_srv s;
+    struct atrn_srv_opts o = {.name = "branch.test", .size_max = 1000};
+    struct buf out = {0}, ev = {0};
+    assert_int_equal(atrn_srv_init(&s, &o), 0);
+    assert_int_equal(atrn_srv_feed(&s, in, strlen(in)), 0);
+    glue_run(&s, &out, &ev, true);
+    assert_int_equal(s.state, ATRN_SRV_ST_CHUNK);
+    atrn_srv_on_closed(&s);
+    assert_int_equal(s.state, ATRN_SRV_ST_DONE);
+    glue_run(&s, &out, &ev, true);
+    assert_string_equal(ev.p, "MAIL<a@x.test>|RCPT<u@b.test>|");
+    assert_non_null(strstr(out.p, "250 2.0.0 4 octets received\r\n"));
+    assert_int_equal(s.nmsgs_taken, 0);
+    free(out.p);
+    free(ev.p);
+    atrn_srv_close(&s);
+}
+
+static void test_bdat_content_and_size(void **state)
+{
+    (void)state;
+    /* The content rules of DATA hold for chunks: a bare LF refuses the message after its
+     * chunk, and the chunks pipelined after it get the same reply until BDAT LAST. Line
+     * length: in BDAT a leading "." is content, not a transparency dot, so "." + 997 + CRLF
+     * (1000) passes and "." + 998 + CRLF (1001) is refused (RFC 5321 4.5.3.1.6). Size: a
+     * chunk that would pass SIZE is refused from its count (552), one of exactly SIZE taken. */
+    char in[16384], want[8192], want_ev[4096];
+    char d1000[1001], d1001[1002], c600[601], big[1012], half[505];
+    memset(d1000, 'a', 998);
+    d1000[0] = '.';
+    d1000[998] = '\0';
+    memset(d1001, 'b', 999);
+    d1001[0] = '.';
+    d1001[999] = '\0';
+    memset(c600, 'c', 598);
+    c600[598] = '\0';
+    memset(big, 'e', 1011);
+    big[1011] = '\0';
+    memset(half, 'd', 503);
+    half[503] = '\0';
+#define TX "MAIL FROM:<a@x.test>\r\nRCPT TO:<u@b.test>\r\n"
+    snprintf(in, sizeof(in),
+             "EHLO r\r\n" TX "BDAT 5\r\nab\ncd"
+             "BDAT 4\r\nxy\r\n"
+             "BDAT 2 LAST\r\nzz"
+             "BDAT 1 LAST\r\nq" TX "BDAT 1001 LAST\r\n%s\r\n" TX "BDAT 1000 LAST\r\n%s\r\n" TX
+             "BDAT 1011 LAST\r\n%s" TX "BDAT 600\r\n%s\r\n"
+             "BDAT 600\r\n%s\r\n"
+             "BDAT 0 LAST\r\n" TX "BDAT 1010 LAST\r\n%s\r\n%s\r\n" TX "BDAT 3 LAST\r\nab\r",
+             d1001, d1000, big, c600, c600, half, half);
+#define OK_TX   "250 2.1.0 local: sender ok\r\n250 2.1.5 local: recipient ok\r\n"
+#define BARE    "554 5.6.0 bare CR or LF in message (only CRLF ends a line)\r\n"
+#define TOO_BIG "552 5.3.4 message size exceeds fixed maximum of 1010\r\n"
+    snprintf(want, sizeof(want),
+             GREETING "250-branch.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-CHUNKING\r\n"
+                      "250-SIZE 1010\r\n250 ENHANCEDSTATUSCODES\r\n" OK_TX BARE BARE BARE
+                      "503 5.5.1 need MAIL and RCPT before BDAT\r\n" OK_TX
+                      "554 5.6.0 text line over 1000 octets (RFC 5321 4.5.3.1.6)\r\n" OK_TX
+                      "250 2.0.0 local: queued as X1\r\n" OK_TX TOO_BIG OK_TX
+                      "250 2.0.0 600 octets received\r\n" TOO_BIG TOO_BIG OK_TX
+                      "250 2.0.0 local: queued as X1\r\n" OK_TX BARE);
+#define EV_TX "MAIL<a@x.test>|RCPT<u@b.test>|"
+    snprintf(want_ev, sizeof(want_ev),
+             EV_TX "RESET|" EV_TX "RESET|" EV_TX "MSG n=1 len=1000 [%s\r\n]|" EV_TX "RESET|" EV_TX
+                   "RESET|" EV_TX "MSG n=1 len=1010 [%s\r\n%s\r\n]|" EV_TX
+                   "RESET|END ready taken=2 refused=5 temp=0 quit=0 own=9",
+             d1000, half, half);
+#undef TX
+#undef OK_TX
+#undef BARE
+#undef TOO_BIG
+#undef EV_TX
+    check_dialogue(in, 1010, want, want_ev);
+}
+
+static void test_bdat_whole_message_while_mail_waits(void **state)
+{
+    (void)state;
+    /* The relay sends MAIL, RCPT and every chunk without waiting: a 200 KiB message arrives
+     * while MAIL's event is open. The machine asks the glue to pause (it keeps no more than
+     * ATRN_SRV_HOLD_MAX and one read), and after the answers the message is whole. */
+    enum { LINES = 2600, LINE = 80, HALF = LINES * LINE / 2 };
+    struct buf in = {0};
+    char head[64];
+    buf_str(&in, "EHLO r\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<u@branch.test>\r\n");
+    char line[LINE + 1];
+    memset(line, 'x', LINE - 2);
+    memcpy(line + LINE - 2, "\r\n", 3);
+    for (int part = 0; part < 2; part++) {
+        snprintf(head, sizeof(head), "BDAT %d%s\r\n", HALF, part ? " LAST" : "");
+        buf_str(&in, head);
+        for (int i = 0; i < LINES / 2; i++)
+            buf_str(&in, line);
+    }
+    buf_str(&in, "QUIT\r\n");
+    struct atrn_srv s;
+    struct atrn_srv_opts o = {.name = "branch.test", .size_max = 1000000};
+    assert_int_equal(atrn_srv_init(&s, &o), 0);
+    struct buf out = {0}, ev = {0};
+    size_t off = 0, piece = 4096, pauses = 0;
+    for (int guard = 0; guard < 100000 && s.state != ATRN_SRV_ST_DONE; guard++) {
+        glue_run(&s, &out, &ev, false);
+        if (atrn_srv_paused(&s) || (off == in.len && s.state == ATRN_SRV_ST_WAIT)) {
+            pauses += atrn_srv_paused(&s);
+            glue_answer(&s, &ev);
+            continue;
+        }
+        assert_true(off < in.len);
+        size_t n = in.len - off < piece ? in.len - off : piece;
+        assert_int_equal(atrn_srv_feed(&s, in.p + off, n), 0);
+        assert_true(s.hold_len <= ATRN_SRV_HOLD_MAX + piece);
+        off += n;
+    }
+    glue_run(&s, &out, &ev, true);
+    assert_int_equal(s.state, ATRN_SRV_ST_DONE);
+    assert_true(pauses >= 1);
+    assert_int_equal(s.nmsgs_taken, 1);
+    char want[64];
+    snprintf(want, sizeof(want), "MSG n=1 len=%d [", 2 * HALF);
+    assert_non_null(strstr(ev.p, want));
+    assert_non_null(strstr(out.p, "250 2.0.0 local: queued as X1\r\n221 2.0.0"));
+    free(in.p);
+    free(out.p);
+    free(ev.p);
+    atrn_srv_close(&s);
+}
+
 static void test_long_command_line(void **state)
 {
     (void)state;
@@ -401,11 +641,16 @@ static void test_hold_limit_and_answer_without_event(void **state)
     assert_int_equal(atrn_srv_feed(&s, cmds, strlen(cmds)), 0);
     assert_int_equal(s.state, ATRN_SRV_ST_WAIT);
     assert_int_equal(s.event, ATRN_SRV_EV_MAIL);
-    /* Input while the event is open is kept, up to ATRN_SRV_HOLD_MAX. */
-    char *junk = malloc(ATRN_SRV_HOLD_MAX + 1);
+    /* Input while the event is open is kept; from ATRN_SRV_HOLD_MAX on the glue is told to
+     * stop reading, and beyond ATRN_SRV_HOLD_HARD (a glue that did not) the session ends. */
+    char *junk = malloc(ATRN_SRV_HOLD_HARD + 1);
     assert_non_null(junk);
-    memset(junk, 'n', ATRN_SRV_HOLD_MAX + 1);
-    assert_int_equal(atrn_srv_feed(&s, junk, ATRN_SRV_HOLD_MAX), 0);
+    memset(junk, 'n', ATRN_SRV_HOLD_HARD + 1);
+    assert_int_equal(atrn_srv_feed(&s, junk, ATRN_SRV_HOLD_MAX - 1), 0);
+    assert_false(atrn_srv_paused(&s));
+    assert_int_equal(atrn_srv_feed(&s, junk, 1), 0);
+    assert_true(atrn_srv_paused(&s));
+    assert_int_equal(atrn_srv_feed(&s, junk, ATRN_SRV_HOLD_HARD - ATRN_SRV_HOLD_MAX), 0);
     assert_int_equal(atrn_srv_feed(&s, junk, 1), -ENOBUFS);
     unsigned act = atrn_srv_take_actions(&s);
     assert_true(act & ATRN_SRV_ACT_CLOSE);
@@ -438,6 +683,11 @@ int main(void)
         cmocka_unit_test(test_commands_in_every_state),
         cmocka_unit_test(test_message_refused_here),
         cmocka_unit_test(test_recipient_and_size_limits),
+        cmocka_unit_test(test_bdat_chunks_are_content),
+        cmocka_unit_test(test_bdat_sequence),
+        cmocka_unit_test(test_bdat_content_and_size),
+        cmocka_unit_test(test_bdat_cut_mid_chunk),
+        cmocka_unit_test(test_bdat_whole_message_while_mail_waits),
         cmocka_unit_test(test_long_command_line),
         cmocka_unit_test(test_hold_limit_and_answer_without_event),
         cmocka_unit_test(test_names),
