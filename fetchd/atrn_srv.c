@@ -102,7 +102,7 @@ static void atrn_srv_txn_reset(struct atrn_srv *s)
     s->msg.eight_bit = false;
     s->msg.body_8bit = false;
     s->too_big = false;
-    s->bdat = false;
+    s->msg.chunked = false;
     s->bdat_failed = false;
     if (s->state != ATRN_SRV_ST_GREET && s->state != ATRN_SRV_ST_DONE)
         atrn_srv_enter(s, ATRN_SRV_ST_READY);
@@ -203,7 +203,7 @@ static int atrn_srv_rcpt(struct atrn_srv *s, const struct smtp_cmd *c)
 {
     if (s->state != ATRN_SRV_ST_MAIL && s->state != ATRN_SRV_ST_RCPT)
         return atrn_srv_reply(s, 503, "5.5.1", false, "need MAIL before RCPT");
-    if (s->bdat)
+    if (s->msg.chunked)
         return atrn_srv_reply(s, 503, "5.5.1", false, "RCPT after BDAT"); /* RFC 3030 2 */
     if (c->notify || c->orcpt[0])
         return atrn_srv_reply(s, 555, "5.5.4", false, "DSN not offered");
@@ -220,7 +220,7 @@ static int atrn_srv_data(struct atrn_srv *s)
         return atrn_srv_reply(s, 554, "5.5.1", false, "no valid recipients");
     if (s->state != ATRN_SRV_ST_RCPT)
         return atrn_srv_reply(s, 503, "5.5.1", false, "need RCPT before DATA");
-    if (s->bdat) /* RFC 3030 2: no DATA in a transaction that has had BDAT */
+    if (s->msg.chunked) /* RFC 3030 2: no DATA in a transaction that has had BDAT */
         return atrn_srv_reply(s, 503, "5.5.1", false, "DATA after BDAT");
     smtp_data_init(&s->dec, SMTP_TEXT_LINE_MAX, SMTP_DATA_BARE_REJECT);
     s->msg.len = 0;
@@ -274,13 +274,14 @@ static void atrn_srv_chunk_fail(struct atrn_srv *s)
 {
     atrn_srv_txn_reset(s); /* from CHUNK: READY, and RESET */
     s->bdat_failed = true;
-    s->chunk_skip = true;
 }
 
-/* The content refusal of a message, or 0 when it may be handed over. */
-static const char *atrn_srv_content_verdict(const struct atrn_srv *s, int *code)
+/* The content refusal of a message (with its code and enhanced code), or NULL when it may be
+ * handed over. */
+static const char *atrn_srv_content_verdict(const struct atrn_srv *s, int *code, const char **enh)
 {
     *code = s->too_big ? 552 : 554;
+    *enh = s->too_big ? "5.3.4" : "5.6.0";
     if (s->too_big)
         return "message too big";
     if (s->dec.err == HF_EBARELF)
@@ -311,19 +312,21 @@ static int atrn_srv_chunk_end(struct atrn_srv *s)
             return -ENOMEM;
     }
     int code;
-    const char *why = atrn_srv_content_verdict(s, &code);
+    const char *enh;
+    const char *why = atrn_srv_content_verdict(s, &code, &enh);
     if (why) {
         s->nmsgs_refused++;
-        atrn_srv_chunk_refuse(s, code, code == 552 ? "5.3.4" : "5.6.0", why);
-        int rc = atrn_srv_reply(s, code, s->chunk_enh, false, "%s", why);
-        atrn_srv_chunk_fail(s);
-        if (s->chunk_last)
-            s->bdat_failed = false;
+        int rc = atrn_srv_reply(s, code, enh, false, "%s", why);
+        if (s->chunk_last) {
+            atrn_srv_txn_reset(s); /* from CHUNK: READY, and RESET */
+        } else {
+            atrn_srv_chunk_refuse(s, code, enh, why);
+            atrn_srv_chunk_fail(s);
+        }
         return rc;
     }
     if (s->chunk_last) {
         s->msg.eight_bit = s->dec.eight_bit;
-        s->msg.chunked = true;
         s->msg.seq++;
         return atrn_srv_wait(s, ATRN_SRV_EV_MSG);
     }
@@ -359,8 +362,8 @@ static int atrn_srv_bdat(struct atrn_srv *s, const struct smtp_cmd *c)
                  (unsigned long long)s->size_max);
         atrn_srv_chunk_refuse(s, 552, "5.3.4", text);
         atrn_srv_chunk_fail(s);
-    } else if (!s->bdat) {
-        s->bdat = true;
+    } else if (!s->msg.chunked) {
+        s->msg.chunked = true;
         smtp_data_init_raw(&s->dec, SMTP_TEXT_LINE_MAX, SMTP_DATA_BARE_REJECT);
         s->msg.len = 0;
         s->too_big = false;
@@ -446,11 +449,11 @@ static int atrn_srv_command(struct atrn_srv *s, const char *line, size_t len)
 static int atrn_srv_end_of_data(struct atrn_srv *s)
 {
     s->msg.eight_bit = s->dec.eight_bit;
-    s->msg.chunked = false;
     int code;
-    const char *why = atrn_srv_content_verdict(s, &code);
+    const char *enh;
+    const char *why = atrn_srv_content_verdict(s, &code, &enh);
     if (why) {
-        int rc = atrn_srv_reply(s, code, code == 552 ? "5.3.4" : "5.6.0", false, "%s", why);
+        int rc = atrn_srv_reply(s, code, enh, false, "%s", why);
         s->nmsgs_refused++;
         atrn_srv_txn_reset(s);
         return rc;

@@ -83,7 +83,7 @@ struct atrn_srv_msg {
     bool eight_bit; /* an octet >= 0x80 in the body */
     bool body_8bit; /* MAIL said BODY=8BITMIME */
     uint64_t seq;   /* 1, 2, ... per session */
-    bool chunked;   /* the message came by BDAT, not DATA */
+    bool chunked;   /* the message comes by BDAT (from its first chunk on), not DATA */
 };
 
 struct atrn_srv_opts {
@@ -120,7 +120,6 @@ struct atrn_srv {
     size_t hold_len;
     enum atrn_srv_state wait_from; /* the state an open event returns to */
     bool esmtp;                    /* greeted by EHLO: BDAT is allowed */
-    bool bdat;                     /* the transaction's message comes by BDAT */
     bool bdat_failed;              /* a chunk failed it: pipelined chunks get the same reply */
     uint64_t chunk_left;           /* octets of the current chunk still to come */
     uint64_t chunk_size;
